@@ -1,0 +1,84 @@
+//! `cargo bench --bench ingest`: ingest throughput on a generated pool, against a
+//! pure-Python profile pass over the same files measured in the same run.
+//!
+//! Environment: `GDO_BENCH_PAIRS` (default 250000), `GDO_BENCH_RUNS` (default 5),
+//! `GDO_PYTHON` (default python3). Prints one line per measurement and the ratio.
+
+use std::process::Command;
+use std::time::Instant;
+
+use gdo::pool::{IngestOptions, ingest};
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let pairs = env_usize("GDO_BENCH_PAIRS", 250_000);
+    let runs = env_usize("GDO_BENCH_RUNS", 5).max(1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("input");
+    let summary = gdo::samples::generate_synthetic_pool(&input, pairs, 42).expect("generate pool");
+    let ov = input.join("onevision.jsonl");
+    let video = input.join("video.jsonl");
+    let bytes = std::fs::metadata(&ov).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(&video).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "input: {} image rows + {} video rows, {:.1} MB of JSONL, {} threads",
+        summary.image_rows,
+        summary.video_rows,
+        bytes as f64 / 1e6,
+        rayon::current_num_threads()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let mut times = Vec::new();
+    let mut total_pairs = 0;
+    for run in 0..runs {
+        let opts = IngestOptions {
+            onevision: vec![ov.display().to_string()],
+            video: vec![video.display().to_string()],
+            out: dir.path().join(format!("pool{run}")).display().to_string(),
+            ..IngestOptions::default()
+        };
+        let t = Instant::now();
+        let report = rt.block_on(ingest(&opts)).expect("ingest");
+        times.push(t.elapsed().as_secs_f64());
+        total_pairs = report.total_pairs;
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "gdo ingest (JSONL -> Parquet pool): {total_pairs} pairs, median {median:.3} s over {runs} runs (min {:.3} s), {:.0} pairs/s, peak RSS {:.0} MiB",
+        times[0],
+        total_pairs as f64 / median,
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+
+    let python = std::env::var("GDO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/profile_baseline.py");
+    match Command::new(&python).arg(script).arg(&ov).arg(&video).output() {
+        Ok(out) if out.status.success() => {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("baseline prints json");
+            let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
+            let py_pairs = v["pairs"].as_u64().unwrap_or(0);
+            println!("python profile pass (baseline): {py_pairs} pairs, {secs:.3} s, {:.0} pairs/s", py_pairs as f64 / secs);
+            println!(
+                "ratio: gdo ingest is {:.1}x the baseline's pair throughput (target >= 30x)",
+                (total_pairs as f64 / median) / (py_pairs as f64 / secs)
+            );
+            if py_pairs != total_pairs {
+                println!("note: pair counts differ (gdo {total_pairs}, baseline {py_pairs})");
+            }
+        }
+        Ok(out) => println!("baseline failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => println!("baseline not run ({python}: {e})"),
+    }
+}

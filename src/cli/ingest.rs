@@ -1,0 +1,76 @@
+//! `gdo ingest`: LLaVA JSONL pools into the pool table.
+
+use crate::error::Result;
+use crate::pool::{IngestOptions, ingest};
+
+/// Read LLaVA-OneVision and LLaVA-Video JSONL (plain or .gz, local or s3://, gs://,
+/// az://) into a pool table: one row per question-answer pair, with the 7 strata fields.
+///
+/// Example: gdo ingest --onevision ov.jsonl.gz --video video.jsonl.gz --out pool/
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// LLaVA-OneVision image-QA JSONL files (ingested first, in the order given).
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub onevision: Vec<String>,
+    /// LLaVA-Video JSONL files (ingested after the image files, in the order given).
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub video: Vec<String>,
+    /// Output table folder (local path or s3://, gs://, az:// URI). Replaced atomically.
+    #[arg(long, value_name = "DIR")]
+    pub out: String,
+    /// Folder that relative frame paths are resolved against [default: each JSONL's folder].
+    #[arg(long, value_name = "DIR")]
+    pub media_root: Option<String>,
+    /// Frames kept per video pair (uniform resampling, round half to even).
+    #[arg(long, default_value_t = 32)]
+    pub target_frames: usize,
+    /// Fail, writing nothing, when more than this share of non-blank lines is rejected.
+    #[arg(long, default_value_t = 0.5)]
+    pub max_reject_ratio: f64,
+    /// Rows per Parquet file.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows_per_file: usize,
+    /// Lines per parse chunk (the unit of parallel parsing).
+    #[arg(long, default_value_t = 8192, hide = true)]
+    pub chunk_lines: usize,
+    /// Testing only: abort the process (as kill -9 would) after N data files.
+    #[arg(long, hide = true)]
+    pub fail_after_parts: Option<usize>,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let opts = IngestOptions {
+        onevision: args.onevision,
+        video: args.video,
+        out: args.out,
+        media_root: args.media_root,
+        target_frames: args.target_frames,
+        max_reject_ratio: args.max_reject_ratio,
+        rows_per_file: args.rows_per_file,
+        chunk_lines: args.chunk_lines,
+        progress: true,
+        fail_after_parts: args.fail_after_parts,
+    };
+    let report = ingest(&opts).await?;
+    println!(
+        "ingested {} pairs from {} rows into {} ({} data file(s)) in {:.2}s ({:.0} pairs/s)",
+        report.total_pairs, report.rows, report.out, report.data_files, report.seconds, report.pairs_per_second
+    );
+    for (bucket, n) in &report.bucket_counts {
+        println!("  {bucket}: {n} pairs");
+    }
+    if report.rejected > 0 {
+        let reasons: Vec<String> =
+            report.rejected_by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        println!(
+            "  rejected {} line(s): {} (see table pool_rejects: gdo sql --pool {} --query rejects)",
+            report.rejected,
+            reasons.join(", "),
+            report.out
+        );
+    }
+    if report.blank_lines > 0 {
+        println!("  skipped {} blank line(s)", report.blank_lines);
+    }
+    Ok(())
+}

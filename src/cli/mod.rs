@@ -1,0 +1,7 @@
+//! One file per subcommand: its clap arguments and a `run` that calls the library.
+//! `src/main.rs` only parses and dispatches.
+
+pub mod demo;
+pub mod gen_samples;
+pub mod ingest;
+pub mod sql;

@@ -1,0 +1,15 @@
+//! gdo: goal-driven data optimization (GDO) for multimodal instruction tuning, as a
+//! DataFusion pipeline engine. See README.md for the tour and
+//! `../shared/spec/gdo-method.md` for the method.
+
+pub mod cli;
+pub mod error;
+pub mod pool;
+pub mod queries;
+pub mod samples;
+pub mod session;
+pub mod sql;
+pub mod store;
+pub mod table;
+
+pub use error::{GdoError, Result};

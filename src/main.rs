@@ -1,0 +1,53 @@
+//! The `gdo` command line: parsing and dispatch only; the library does the work.
+
+use clap::{Parser, Subcommand};
+use gdo::cli;
+
+#[derive(Debug, Parser)]
+#[command(name = "gdo", version, about = "Goal-driven data optimization for multimodal instruction tuning")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Ingest(cli::ingest::Args),
+    Sql(cli::sql::Args),
+    Demo(cli::demo::Args),
+    GenSamples(cli::gen_samples::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GDO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        match cli.command {
+            Command::Ingest(a) => cli::ingest::run(a).await?,
+            Command::Sql(a) => cli::sql::run(a).await?,
+            Command::Demo(a) => cli::demo::run(a).await?,
+            Command::GenSamples(a) => cli::gen_samples::run(a).await?,
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The pool: LLaVA JSONL in, one Parquet row per question-answer pair out.
+
+pub mod ingest;
+pub mod parse;
+pub mod schema;
+
+pub use ingest::{IngestOptions, IngestReport, InputReport, REJECTS_TABLE, REPORT_FILE, ingest};
+pub use parse::{Layout, RejectReason, text_hash};
+pub use schema::{POOL_SCHEMA, REJECTS_SCHEMA};

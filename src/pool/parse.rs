@@ -1,0 +1,833 @@
+//! From JSONL lines to pool rows (spec section 1): one chunk of lines at a time, so
+//! chunks can be parsed in parallel and put back in order.
+//!
+//! Rows are read with a typed, borrowing serde parse (no allocation for strings without
+//! escapes). A line the typed parse refuses takes a slow path through
+//! `serde_json::Value` that says exactly why (invalid JSON, wrong field type, ...).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringBuilder};
+use datafusion::arrow::record_batch::RecordBatch;
+use gdo_udfs::method::{self, Strata};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use sha1::{Digest, Sha1};
+use url::Url;
+
+use super::schema::{POOL_SCHEMA_UNINDEXED, REJECTS_SCHEMA};
+use crate::store::has_scheme;
+
+/// Which JSONL layout a file has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// LLaVA-OneVision image QA rows.
+    Onevision,
+    /// LLaVA-Video rows (`video_id`, frames in time order).
+    Video,
+}
+
+impl Layout {
+    fn uid_prefix(self) -> &'static str {
+        match self {
+            Layout::Onevision => "ov",
+            Layout::Video => "vv",
+        }
+    }
+    fn default_id_prefix(self) -> &'static str {
+        match self {
+            Layout::Onevision => "onevision",
+            Layout::Video => "video",
+        }
+    }
+    fn default_source(self) -> &'static str {
+        match self {
+            Layout::Onevision => "onevision",
+            Layout::Video => "llava_video",
+        }
+    }
+}
+
+/// Why a line produced no pairs. Every reason is counted and kept in `_rejects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectReason {
+    InvalidUtf8,
+    InvalidJson,
+    NotObject,
+    NoImages,
+    BadFieldType,
+    NoQaPair,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        Self::InvalidUtf8,
+        Self::InvalidJson,
+        Self::NotObject,
+        Self::NoImages,
+        Self::BadFieldType,
+        Self::NoQaPair,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::InvalidJson => "invalid_json",
+            Self::NotObject => "not_object",
+            Self::NoImages => "no_images",
+            Self::BadFieldType => "bad_field_type",
+            Self::NoQaPair => "no_qa_pair",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Settings shared by every chunk of one input file.
+#[derive(Debug)]
+pub struct FileContext {
+    pub layout: Layout,
+    /// The file as the user named it (kept in `source_file`).
+    pub source_file: Arc<str>,
+    /// Folder URL relative frame paths are resolved against (ends with `/`).
+    pub media_base: Url,
+    pub target_frames: usize,
+}
+
+/// A run of consecutive lines of one file, in one buffer.
+pub struct Chunk {
+    pub ctx: Arc<FileContext>,
+    /// 1-based number of the first line.
+    pub first_line: u64,
+    /// The lines, terminators included.
+    pub data: Vec<u8>,
+    /// End offset of each line in `data`.
+    pub line_ends: Vec<usize>,
+}
+
+impl Chunk {
+    /// The raw lines of the chunk.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.line_ends.iter().copied());
+        starts.zip(self.line_ends.iter().copied()).map(|(a, b)| &self.data[a..b])
+    }
+}
+
+/// Counts of one chunk; summed per file by the caller.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ChunkCounts {
+    pub lines: u64,
+    pub blank: u64,
+    pub rows: u64,
+    pub pairs: u64,
+    pub rejected: [u64; RejectReason::ALL.len()],
+}
+
+/// The parsed chunk: its pairs (in line order) and its rejects.
+pub struct ParsedChunk {
+    pub pairs: RecordBatch,
+    pub rejects: RecordBatch,
+    pub counts: ChunkCounts,
+}
+
+// ---------------------------------------------------------------------------------
+// Typed rows
+
+/// A JSON string, borrowed from the line when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// An id: a string, or a number/bool written as Python's `str()` would.
+struct Scalar<'a> {
+    text: Cow<'a, str>,
+    /// Python-falsy (`""`, `0`, `false`): the reference then uses the default id.
+    falsy: bool,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar { falsy: v.is_empty(), text: Cow::Borrowed(v) })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar { falsy: v.is_empty(), text: Cow::Owned(v.to_owned()) })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar { falsy: v == 0, text: Cow::Owned(v.to_string()) })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar { falsy: v == 0, text: Cow::Owned(v.to_string()) })
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar { falsy: v == 0.0, text: Cow::Owned(format!("{v:?}")) })
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                let text = if v { "True" } else { "False" };
+                Ok(Scalar { falsy: !v, text: Cow::Borrowed(text) })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTurn<'a> {
+    #[serde(borrow, default)]
+    role: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    from: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    content: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    value: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawRow<'a> {
+    #[serde(borrow, default)]
+    id: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    video_id: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    images: Option<Vec<Text<'a>>>,
+    #[serde(borrow, default)]
+    messages: Option<Vec<RawTurn<'a>>>,
+    #[serde(borrow, default)]
+    data_source: Option<Text<'a>>,
+}
+
+/// Python's `a or b` over optional strings: the first non-empty one.
+fn first_non_empty<'x>(a: &'x Option<Text<'_>>, b: &'x Option<Text<'_>>) -> &'x str {
+    match (a, b) {
+        (Some(t), _) if !t.0.is_empty() => &t.0,
+        (_, Some(t)) => &t.0,
+        _ => "",
+    }
+}
+
+/// The (question, answer) pairs of a row, by the spec's pairing rule.
+fn extract_pairs(messages: &[RawTurn<'_>]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut pending: Option<String> = None;
+    for turn in messages {
+        let role = first_non_empty(&turn.role, &turn.from).trim();
+        let text = first_non_empty(&turn.content, &turn.value);
+        if role.eq_ignore_ascii_case("user") || role.eq_ignore_ascii_case("human") {
+            // A second user turn replaces the first.
+            pending = Some(method::norm_user_text(text));
+        } else if role.eq_ignore_ascii_case("assistant") || role.eq_ignore_ascii_case("gpt") {
+            // An empty pending question counts as none (Python truthiness).
+            if pending.as_deref().is_some_and(|q| !q.is_empty()) {
+                let question = pending.take().unwrap_or_default();
+                let answer = method::norm(text);
+                if !answer.is_empty() {
+                    pairs.push((question, answer));
+                }
+            }
+        }
+    }
+    pairs
+}
+
+// ---------------------------------------------------------------------------------
+// Slow path: say precisely why a line does not fit the typed layout.
+
+fn type_name(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+enum SlowPath {
+    Reject(RejectReason, String),
+    /// The line is acceptable after all (e.g. duplicate keys, last one wins); here it is
+    /// re-serialised without them.
+    Retry(String),
+}
+
+fn classify(line: &str, typed_error: &serde_json::Error) -> SlowPath {
+    use serde_json::Value;
+    let value: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return SlowPath::Reject(RejectReason::InvalidJson, e.to_string()),
+    };
+    let Value::Object(obj) = &value else {
+        return SlowPath::Reject(RejectReason::NotObject, format!("line is {}", type_name(&value)));
+    };
+    let bad = |msg: String| SlowPath::Reject(RejectReason::BadFieldType, msg);
+    match obj.get("images") {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            if let Some((i, v)) = items.iter().enumerate().find(|(_, v)| !v.is_string()) {
+                return bad(format!("images[{i}] is {}, expected a string", type_name(v)));
+            }
+        }
+        Some(Value::Array(_)) => return SlowPath::Reject(RejectReason::NoImages, "images is empty".into()),
+        None | Some(Value::Null) => {
+            return SlowPath::Reject(RejectReason::NoImages, "images is missing".into());
+        }
+        Some(other) => {
+            return SlowPath::Reject(
+                RejectReason::NoImages,
+                format!("images is {}, expected a list", type_name(other)),
+            );
+        }
+    }
+    for key in ["id", "video_id"] {
+        if let Some(v @ (Value::Array(_) | Value::Object(_))) = obj.get(key) {
+            return bad(format!("{key} is {}, expected a string", type_name(v)));
+        }
+    }
+    match obj.get("data_source") {
+        None | Some(Value::Null | Value::String(_)) => {}
+        Some(v) => return bad(format!("data_source is {}, expected a string", type_name(v))),
+    }
+    match obj.get("messages") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(turns)) => {
+            for (i, turn) in turns.iter().enumerate() {
+                let Value::Object(t) = turn else {
+                    return bad(format!("messages[{i}] is {}, expected an object", type_name(turn)));
+                };
+                for key in ["role", "from", "content", "value"] {
+                    match t.get(key) {
+                        None | Some(Value::Null | Value::String(_)) => {}
+                        Some(v) => {
+                            return bad(format!(
+                                "messages[{i}].{key} is {}, expected a string",
+                                type_name(v)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Some(v) => return bad(format!("messages is {}, expected a list", type_name(v))),
+    }
+    match serde_json::to_string(&value) {
+        Ok(s) => SlowPath::Retry(s),
+        Err(_) => bad(typed_error.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Frame paths
+
+/// Characters that can be appended to a folder URL as they are.
+fn is_plain_path(p: &str) -> bool {
+    !p.starts_with("./")
+        && !p.contains("/./")
+        && !p.contains("../")
+        && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+}
+
+/// Resolve a frame path against the media folder into a full URI.
+fn resolve_frame(base: &Url, p: &str, out: &mut String) {
+    out.clear();
+    if p.is_empty() || has_scheme(p) {
+        out.push_str(p);
+    } else if p.starts_with('/') {
+        match Url::from_file_path(p) {
+            Ok(u) => out.push_str(u.as_str()),
+            Err(()) => out.push_str(p),
+        }
+    } else if is_plain_path(p) {
+        out.push_str(base.as_str());
+        out.push_str(p);
+    } else {
+        // `#`, `?` and `%` are file-name characters here, not URL syntax.
+        let escaped = p.replace('%', "%25").replace('#', "%23").replace('?', "%3F");
+        match base.join(&escaped) {
+            Ok(u) => out.push_str(u.as_str()),
+            Err(_) => out.push_str(p),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Builders
+
+struct PoolColumns {
+    qa_uid: StringBuilder,
+    video_uid: StringBuilder,
+    bucket: StringBuilder,
+    question: StringBuilder,
+    answer: StringBuilder,
+    turn: Int32Builder,
+    frames: ListBuilder<StringBuilder>,
+    n_frames: Int32Builder,
+    n_frames_raw: Int32Builder,
+    data_source: StringBuilder,
+    source_group: StringBuilder,
+    duration_bucket: StringBuilder,
+    temporal_category: StringBuilder,
+    question_form: StringBuilder,
+    q_len_bucket: StringBuilder,
+    a_len_bucket: StringBuilder,
+    stratum: StringBuilder,
+    q_tokens: Int32Builder,
+    a_tokens: Int32Builder,
+    text_hash: StringBuilder,
+    source_id: StringBuilder,
+    source_file: StringBuilder,
+    source_line: Int64Builder,
+}
+
+impl PoolColumns {
+    fn new() -> Self {
+        let frames_field = match POOL_SCHEMA_UNINDEXED.field_with_name("frames").map(|f| f.data_type()) {
+            Ok(datafusion::arrow::datatypes::DataType::List(f)) => Arc::clone(f),
+            _ => unreachable!("frames is a list column"),
+        };
+        Self {
+            qa_uid: StringBuilder::new(),
+            video_uid: StringBuilder::new(),
+            bucket: StringBuilder::new(),
+            question: StringBuilder::new(),
+            answer: StringBuilder::new(),
+            turn: Int32Builder::new(),
+            frames: ListBuilder::new(StringBuilder::new()).with_field(frames_field),
+            n_frames: Int32Builder::new(),
+            n_frames_raw: Int32Builder::new(),
+            data_source: StringBuilder::new(),
+            source_group: StringBuilder::new(),
+            duration_bucket: StringBuilder::new(),
+            temporal_category: StringBuilder::new(),
+            question_form: StringBuilder::new(),
+            q_len_bucket: StringBuilder::new(),
+            a_len_bucket: StringBuilder::new(),
+            stratum: StringBuilder::new(),
+            q_tokens: Int32Builder::new(),
+            a_tokens: Int32Builder::new(),
+            text_hash: StringBuilder::new(),
+            source_id: StringBuilder::new(),
+            source_file: StringBuilder::new(),
+            source_line: Int64Builder::new(),
+        }
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.qa_uid.finish()),
+            Arc::new(self.video_uid.finish()),
+            Arc::new(self.bucket.finish()),
+            Arc::new(self.question.finish()),
+            Arc::new(self.answer.finish()),
+            Arc::new(self.turn.finish()),
+            Arc::new(self.frames.finish()),
+            Arc::new(self.n_frames.finish()),
+            Arc::new(self.n_frames_raw.finish()),
+            Arc::new(self.data_source.finish()),
+            Arc::new(self.source_group.finish()),
+            Arc::new(self.duration_bucket.finish()),
+            Arc::new(self.temporal_category.finish()),
+            Arc::new(self.question_form.finish()),
+            Arc::new(self.q_len_bucket.finish()),
+            Arc::new(self.a_len_bucket.finish()),
+            Arc::new(self.stratum.finish()),
+            Arc::new(self.q_tokens.finish()),
+            Arc::new(self.a_tokens.finish()),
+            Arc::new(self.text_hash.finish()),
+            Arc::new(self.source_id.finish()),
+            Arc::new(self.source_file.finish()),
+            Arc::new(self.source_line.finish()),
+        ];
+        RecordBatch::try_new(Arc::clone(&POOL_SCHEMA_UNINDEXED), columns)
+            .expect("pool columns match the pool schema")
+    }
+}
+
+struct RejectColumns {
+    source_file: StringBuilder,
+    source_line: Int64Builder,
+    reason: StringBuilder,
+    detail: StringBuilder,
+    raw_prefix: StringBuilder,
+}
+
+/// How much of a rejected line is kept, in characters.
+const RAW_PREFIX_CHARS: usize = 200;
+
+impl RejectColumns {
+    fn new() -> Self {
+        Self {
+            source_file: StringBuilder::new(),
+            source_line: Int64Builder::new(),
+            reason: StringBuilder::new(),
+            detail: StringBuilder::new(),
+            raw_prefix: StringBuilder::new(),
+        }
+    }
+
+    fn push(&mut self, file: &str, line: u64, reason: RejectReason, detail: &str, raw: &[u8]) {
+        self.source_file.append_value(file);
+        self.source_line.append_value(line as i64);
+        self.reason.append_value(reason.as_str());
+        self.detail.append_value(detail);
+        let text = String::from_utf8_lossy(raw);
+        let prefix: String = text.chars().take(RAW_PREFIX_CHARS).collect();
+        self.raw_prefix.append_value(prefix);
+    }
+
+    fn finish(mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.source_file.finish()),
+            Arc::new(self.source_line.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.detail.finish()),
+            Arc::new(self.raw_prefix.finish()),
+        ];
+        RecordBatch::try_new(Arc::clone(&REJECTS_SCHEMA), columns)
+            .expect("reject columns match the rejects schema")
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The chunk parser
+
+/// Strip the line terminator (`\n`, `\r\n`) and, on line 1, a UTF-8 byte-order mark.
+fn trim_line(raw: &[u8], line_no: u64) -> &[u8] {
+    let mut s = raw;
+    if let Some(rest) = s.strip_suffix(b"\n") {
+        s = rest;
+    }
+    if let Some(rest) = s.strip_suffix(b"\r") {
+        s = rest;
+    }
+    if line_no == 1 {
+        if let Some(rest) = s.strip_prefix(b"\xEF\xBB\xBF") {
+            s = rest;
+        }
+    }
+    s
+}
+
+/// Parse one chunk of lines.
+pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
+    let ctx = &chunk.ctx;
+    let mut cols = PoolColumns::new();
+    let mut rejects = RejectColumns::new();
+    let mut counts = ChunkCounts::default();
+    let mut frame_buf = String::new();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut hex = [0u8; 40];
+
+    for (i, raw) in chunk.lines().enumerate() {
+        let line_no = chunk.first_line + i as u64;
+        counts.lines += 1;
+        let bytes = trim_line(raw, line_no);
+        let mut reject = |reason: RejectReason, detail: &str| {
+            counts.rejected[reason as usize] += 1;
+            rejects.push(&ctx.source_file, line_no, reason, detail, bytes);
+        };
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            reject(RejectReason::InvalidUtf8, "line is not valid UTF-8");
+            continue;
+        };
+        if text.trim_matches(method::is_py_space).is_empty() {
+            counts.blank += 1;
+            continue;
+        }
+        let retried;
+        // serde would also read a struct from a JSON list; only objects are rows.
+        let typed = if text.trim_start().starts_with('{') {
+            serde_json::from_str::<RawRow<'_>>(text)
+        } else {
+            serde_json::from_str::<RawRow<'_>>("not json")
+        };
+        let row: RawRow<'_> = match typed {
+            Ok(row) => row,
+            Err(e) => match classify(text, &e) {
+                SlowPath::Reject(reason, detail) => {
+                    reject(reason, &detail);
+                    continue;
+                }
+                SlowPath::Retry(clean) => {
+                    retried = clean;
+                    match serde_json::from_str(&retried) {
+                        Ok(row) => row,
+                        Err(e) => {
+                            reject(RejectReason::BadFieldType, &e.to_string());
+                            continue;
+                        }
+                    }
+                }
+            },
+        };
+        let images = match &row.images {
+            Some(list) if !list.is_empty() => list,
+            Some(_) => {
+                reject(RejectReason::NoImages, "images is empty");
+                continue;
+            }
+            None => {
+                reject(RejectReason::NoImages, "images is missing");
+                continue;
+            }
+        };
+        let pairs = extract_pairs(row.messages.as_deref().unwrap_or_default());
+        if pairs.is_empty() {
+            reject(RejectReason::NoQaPair, "no user turn followed by a non-empty assistant answer");
+            continue;
+        }
+        counts.rows += 1;
+
+        // Row-level fields, shared by all its pairs.
+        let is_video = ctx.layout == Layout::Video;
+        let id: Cow<'_, str> = match &row.id {
+            Some(s) if !s.falsy => Cow::Borrowed(&s.text),
+            _ => Cow::Owned(format!("{}-{line_no}", ctx.layout.default_id_prefix())),
+        };
+        let video_uid = if is_video {
+            let v = row.video_id.as_ref().map(|v| method::norm(&v.text)).unwrap_or_default();
+            if v.is_empty() { method::norm(&id) } else { v }
+        } else {
+            String::new()
+        };
+        let data_source = {
+            let s = row.data_source.as_ref().map(|t| method::norm(&t.0)).unwrap_or_default();
+            if s.is_empty() { ctx.layout.default_source().to_owned() } else { s }
+        };
+        let group = method::source_group(&data_source);
+        let kept: Vec<usize> = if is_video {
+            method::uniform_indices(images.len(), ctx.target_frames)
+        } else {
+            vec![0]
+        };
+        resolved.clear();
+        for &k in &kept {
+            resolve_frame(&ctx.media_base, &images[k].0, &mut frame_buf);
+            resolved.push(frame_buf.clone());
+        }
+
+        for (k, (question, answer)) in pairs.iter().enumerate() {
+            counts.pairs += 1;
+            let strata = Strata::compute(is_video, kept.len(), question, answer, group.clone());
+            cols.qa_uid.append_value(format!("{}::{id}::t{k}", ctx.layout.uid_prefix()));
+            cols.video_uid.append_value(&video_uid);
+            cols.bucket.append_value(strata.bucket);
+            cols.question.append_value(question);
+            cols.answer.append_value(answer);
+            cols.turn.append_value(k as i32);
+            for f in &resolved {
+                cols.frames.values().append_value(f);
+            }
+            cols.frames.append(true);
+            cols.n_frames.append_value(kept.len() as i32);
+            cols.n_frames_raw.append_value(images.len() as i32);
+            cols.data_source.append_value(&data_source);
+            cols.source_group.append_value(&strata.source_group);
+            cols.duration_bucket.append_value(strata.duration_bucket);
+            cols.temporal_category.append_value(strata.temporal_category);
+            cols.question_form.append_value(strata.question_form);
+            cols.q_len_bucket.append_value(strata.q_len_bucket);
+            cols.a_len_bucket.append_value(strata.a_len_bucket);
+            cols.stratum.append_value(strata.stratum());
+            cols.q_tokens.append_value(strata.q_tokens as i32);
+            cols.a_tokens.append_value(strata.a_tokens as i32);
+            text_hash_into(question, answer, &mut hex);
+            cols.text_hash.append_value(std::str::from_utf8(&hex).expect("hex is ASCII"));
+            cols.source_id.append_value(&id);
+            cols.source_file.append_value(&ctx.source_file);
+            cols.source_line.append_value(line_no as i64);
+        }
+    }
+    ParsedChunk { pairs: cols.finish(), rejects: rejects.finish(), counts }
+}
+
+/// The text hash of a pair: sha1 of `question|||answer`, hex (spec 4.7's dedup key).
+pub fn text_hash(question: &str, answer: &str) -> String {
+    let mut hex = [0u8; 40];
+    text_hash_into(question, answer, &mut hex);
+    String::from_utf8_lossy(&hex).into_owned()
+}
+
+fn text_hash_into(question: &str, answer: &str, hex: &mut [u8; 40]) {
+    let digest = Sha1::new()
+        .chain_update(question.as_bytes())
+        .chain_update(b"|||")
+        .chain_update(answer.as_bytes())
+        .finalize();
+    hex::encode_to_slice(digest, hex).expect("40 hex digits fit");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{AsArray, ListArray};
+
+    fn ctx(layout: Layout) -> Arc<FileContext> {
+        Arc::new(FileContext {
+            layout,
+            source_file: Arc::from("t.jsonl"),
+            media_base: Url::parse("file:///media/").unwrap(),
+            target_frames: 32,
+        })
+    }
+
+    fn parse(layout: Layout, lines: &[&str]) -> ParsedChunk {
+        let raw: Vec<Vec<u8>> = lines.iter().map(|l| format!("{l}\n").into_bytes()).collect();
+        parse_chunk(&chunk_of(layout, raw))
+    }
+
+    fn chunk_of(layout: Layout, raw: Vec<Vec<u8>>) -> Chunk {
+        let mut data = Vec::new();
+        let mut line_ends = Vec::new();
+        for l in raw {
+            data.extend_from_slice(&l);
+            line_ends.push(data.len());
+        }
+        Chunk { ctx: ctx(layout), first_line: 1, data, line_ends }
+    }
+
+    fn col<'a>(b: &'a RecordBatch, name: &str) -> Vec<&'a str> {
+        b.column_by_name(name).unwrap().as_string::<i32>().iter().map(|v| v.unwrap()).collect()
+    }
+
+    #[test]
+    fn pairs_follow_the_spec_rule() {
+        let line = r#"{"id":"a","images":["x.jpg","y.jpg"],"messages":[
+            {"role":"user","content":"<image>\n first  q"},
+            {"role":"assistant","content":"ans one"},
+            {"role":"assistant","content":"ignored: no pending question"},
+            {"from":"human","value":"replaced"},
+            {"from":"human","value":"second q"},
+            {"from":"gpt","value":"  "},
+            {"from":"human","value":"third q"},
+            {"from":"gpt","value":"ans three"}]}"#
+            .replace('\n', " ");
+        let p = parse(Layout::Onevision, &[&line]);
+        assert_eq!(col(&p.pairs, "qa_uid"), vec!["ov::a::t0", "ov::a::t1"]);
+        assert_eq!(col(&p.pairs, "question"), vec!["first q", "third q"]);
+        assert_eq!(col(&p.pairs, "answer"), vec!["ans one", "ans three"]);
+        assert_eq!(col(&p.pairs, "data_source"), vec!["onevision", "onevision"]);
+        let frames = p.pairs.column_by_name("frames").unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+        assert_eq!(frames.value(0).as_string::<i32>().value(0), "file:///media/x.jpg");
+        assert_eq!(frames.value(0).len(), 1, "image pairs keep the first image only");
+    }
+
+    #[test]
+    fn video_rows_resample_and_default_ids() {
+        let frames: Vec<String> = (0..40).map(|i| format!("\"f/{i:02}.jpg\"")).collect();
+        let line = format!(
+            r#"{{"images":[{}],"messages":[{{"role":"user","content":"What happens after the turn?"}},{{"role":"assistant","content":"It stops"}}],"data_source":"0_30_s_academic_v0_1"}}"#,
+            frames.join(",")
+        );
+        let p = parse(Layout::Video, &["", &line]);
+        assert_eq!(p.counts.blank, 1);
+        assert_eq!(col(&p.pairs, "qa_uid"), vec!["vv::video-2::t0"]);
+        assert_eq!(col(&p.pairs, "video_uid"), vec!["video-2"]);
+        assert_eq!(col(&p.pairs, "temporal_category"), vec!["Temporal"]);
+        assert_eq!(col(&p.pairs, "source_group"), vec!["0_30_s_academic"]);
+        assert_eq!(
+            col(&p.pairs, "stratum"),
+            vec!["short_video|medium|Temporal|Open|q_tiny|a_tiny|0_30_s_academic"]
+        );
+        let n = p.pairs.column_by_name("n_frames").unwrap().as_primitive::<datafusion::arrow::datatypes::Int32Type>().value(0);
+        assert_eq!(n, 32);
+    }
+
+    #[test]
+    fn every_bad_input_is_rejected_with_its_reason() {
+        let good_msgs = r#"[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]"#;
+        let lines = [
+            r#"{"id": "x", "images": ["#.to_owned(),
+            "[1, 2]".to_owned(),
+            format!(r#"{{"images": [], "messages": {good_msgs}}}"#),
+            format!(r#"{{"messages": {good_msgs}}}"#),
+            format!(r#"{{"images": "x.jpg", "messages": {good_msgs}}}"#),
+            r#"{"images": ["x.jpg"], "messages": "oops"}"#.to_owned(),
+            r#"{"images": ["x.jpg"], "messages": [{"role":"user","content":5}]}"#.to_owned(),
+            r#"{"images": [3], "messages": []}"#.to_owned(),
+            r#"{"images": ["x.jpg"], "messages": [{"role":"user","content":"q only"}]}"#.to_owned(),
+            format!(r#"{{"id": "dup", "id": "dup2", "images": ["x.jpg"], "messages": {good_msgs}}}"#),
+        ];
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let mut chunk_lines: Vec<Vec<u8>> = refs.iter().map(|l| format!("{l}\n").into_bytes()).collect();
+        chunk_lines.push(b"{\"id\": \"\xff\"}\n".to_vec());
+        let p = parse_chunk(&chunk_of(Layout::Onevision, chunk_lines));
+        let reasons = col(&p.rejects, "reason");
+        assert_eq!(
+            reasons,
+            vec![
+                "invalid_json",
+                "not_object",
+                "no_images",
+                "no_images",
+                "no_images",
+                "bad_field_type",
+                "bad_field_type",
+                "bad_field_type",
+                "no_qa_pair",
+                "invalid_utf8",
+            ]
+        );
+        // duplicate keys: accepted, the last value wins as in Python's json module
+        assert_eq!(col(&p.pairs, "qa_uid"), vec!["ov::dup2::t0"]);
+        let details = col(&p.rejects, "detail");
+        assert!(details[5].contains("messages is a string"), "{}", details[5]);
+        assert!(details[6].contains("messages[0].content is a number"), "{}", details[6]);
+        let lines_col = p.rejects.column_by_name("source_line").unwrap().as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        assert_eq!(lines_col.value(9), 11);
+        assert_eq!(p.counts.rejected.iter().sum::<u64>(), 10);
+        assert_eq!(p.counts.rows, 1);
+    }
+
+    #[test]
+    fn frame_paths_resolve_to_uris() {
+        let base = Url::parse("s3://bucket/pool/").unwrap();
+        let mut out = String::new();
+        resolve_frame(&base, "frames/v0/0001.jpg", &mut out);
+        assert_eq!(out, "s3://bucket/pool/frames/v0/0001.jpg");
+        resolve_frame(&base, "../media/a b#1.jpg", &mut out);
+        assert_eq!(out, "s3://bucket/media/a%20b%231.jpg");
+        resolve_frame(&base, "gs://other/x.png", &mut out);
+        assert_eq!(out, "gs://other/x.png");
+        resolve_frame(&base, "/abs/x.jpg", &mut out);
+        assert_eq!(out, "file:///abs/x.jpg");
+    }
+
+    #[test]
+    fn text_hash_is_sha1_of_joined_pair() {
+        // hashlib.sha1(b"q|||a").hexdigest()
+        assert_eq!(text_hash("q", "a"), "2289412e8c2aaaaa5c19abf45dd6f59dad0f7689");
+    }
+}

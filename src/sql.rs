@@ -1,0 +1,124 @@
+//! Running SQL text (one or more statements) and writing results as an aligned table,
+//! CSV, JSON lines or Parquet.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParser;
+
+use crate::error::{GdoError, Result};
+use crate::store::Location;
+use crate::table::TableWriter;
+
+/// Output formats of `gdo sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// Newline-delimited JSON objects, one per row.
+    Json,
+    /// Parquet (needs --out).
+    Parquet,
+}
+
+/// The result of one statement.
+pub struct StatementResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl StatementResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Run every statement of `sql` in order and collect each result.
+pub async fn run_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<StatementResult>> {
+    let statements = DFParser::parse_sql(sql).map_err(datafusion::error::DataFusionError::from)?;
+    if statements.is_empty() {
+        return Err(GdoError::Usage("no SQL statement given".into()));
+    }
+    let mut results = Vec::new();
+    for statement in statements {
+        let state = ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        let df = ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        results.push(StatementResult { schema, batches });
+    }
+    Ok(results)
+}
+
+/// Render a result in a text format.
+pub fn render(result: &StatementResult, format: Format) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match format {
+        Format::Table => {
+            let text = if result.batches.is_empty() {
+                pretty_format_batches(&[RecordBatch::new_empty(Arc::clone(&result.schema))])?
+            } else {
+                pretty_format_batches(&result.batches)?
+            };
+            out.extend_from_slice(text.to_string().as_bytes());
+            out.push(b'\n');
+        }
+        Format::Csv => {
+            let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            if result.batches.is_empty() {
+                w.write(&RecordBatch::new_empty(Arc::clone(&result.schema)))?;
+            }
+            for b in &result.batches {
+                w.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
+            for b in &result.batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+        Format::Parquet => {
+            return Err(GdoError::Usage("--format parquet writes a file: give --out PATH".into()));
+        }
+    }
+    Ok(out)
+}
+
+/// Write a result to `out`: Parquet as a gdo table folder (or one `.parquet` file),
+/// the text formats as one file. Every write is atomic.
+pub async fn write_result(result: &StatementResult, format: Format, out: &str) -> Result<()> {
+    let loc = Location::parse(out)?;
+    if format != Format::Parquet {
+        return loc.write_all(render(result, format)?).await;
+    }
+    if out.ends_with(".parquet") {
+        let store = Arc::clone(&loc.store);
+        let sink = object_store::buffered::BufWriter::new(store, loc.path.clone());
+        let mut w = datafusion::parquet::arrow::AsyncArrowWriter::try_new(
+            sink,
+            Arc::clone(&result.schema),
+            Some(crate::table::writer_properties()),
+        )?;
+        for b in &result.batches {
+            w.write(b).await?;
+        }
+        w.close().await?;
+        return Ok(());
+    }
+    let mut table = TableWriter::new(loc, "sql_result");
+    let mut part = table.open_part(None, Arc::clone(&result.schema))?;
+    for b in &result.batches {
+        part.write(b).await?;
+    }
+    table.add_part(None, part.finish().await?);
+    table.commit(serde_json::json!({ "rows": result.num_rows() })).await?;
+    Ok(())
+}

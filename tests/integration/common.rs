@@ -1,0 +1,83 @@
+//! Shared helpers: the gdo binary, the reference fixtures, running SQL on a table.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use gdo::pool::{IngestOptions, IngestReport, ingest};
+use gdo::session::{new_context, register_table};
+use gdo::sql::run_statements;
+
+/// The `gdo` binary built for this test run.
+pub fn gdo() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gdo"));
+    cmd.env_remove("GDO_LOG");
+    cmd
+}
+
+/// Run a command, failing the test with its output if it does not succeed.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("gdo runs");
+    assert!(
+        out.status.success(),
+        "command failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `../shared/fixtures` beside the project (the authors' reference outputs).
+pub fn fixtures() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    assert!(
+        dir.join("gdo-reference/pool/onevision.jsonl.gz").exists(),
+        "reference fixtures missing at {}: the tests need ../shared/fixtures beside the project",
+        dir.display()
+    );
+    dir
+}
+
+/// Ingest the reference pool (6,000 image rows, 3,000 video rows) into `out`.
+pub async fn ingest_reference_pool(out: &Path) -> IngestReport {
+    let pool = fixtures().join("gdo-reference/pool");
+    let opts = IngestOptions {
+        onevision: vec![pool.join("onevision.jsonl.gz").display().to_string()],
+        video: vec![pool.join("video.jsonl.gz").display().to_string()],
+        out: out.display().to_string(),
+        ..IngestOptions::default()
+    };
+    ingest(&opts).await.expect("reference pool ingests")
+}
+
+/// Run SQL over the table at `pool` (registered as `pool`); the last statement's batches.
+pub async fn query(pool: &Path, sql: &str) -> Vec<RecordBatch> {
+    let ctx = new_context();
+    register_table(&ctx, "pool", &pool.display().to_string()).await.expect("pool registers");
+    let mut results = run_statements(&ctx, sql).await.expect("query runs");
+    results.pop().expect("one result").batches
+}
+
+/// Write JSONL lines to a file.
+pub fn write_lines(path: &Path, lines: &[&str]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(path, text).expect("write test input");
+}
+
+/// A small valid video row.
+pub fn video_row(id: &str, video: &str, question: &str, answer: &str, frames: usize) -> String {
+    let frames: Vec<String> = (0..frames).map(|i| format!("\"frames/{video}/{i:03}.jpg\"")).collect();
+    format!(
+        r#"{{"id":"{id}","video_id":"{video}","images":[{}],"messages":[{{"role":"user","content":"<video>\n{question}"}},{{"role":"assistant","content":"{answer}"}}],"data_source":"0_30_s_academic_v0_1"}}"#,
+        frames.join(",")
+    )
+}
+
+/// A small valid image row.
+pub fn image_row(id: &str, question: &str, answer: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","images":["images/{id}.jpg"],"messages":[{{"from":"human","value":"<image>\n{question}"}},{{"from":"gpt","value":"{answer}"}}],"data_source":"ai2d(cauldron,llava_format)"}}"#
+    )
+}

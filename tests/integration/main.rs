@@ -1,0 +1,9 @@
+//! gdo's integration tests: one binary, one module per capability.
+
+mod atomic;
+mod bad_input;
+mod common;
+mod ingest_parity;
+mod outside_reader;
+mod s3;
+mod sql_cli;

@@ -1,0 +1,145 @@
+//! Ingest from and query a bucket on a real S3-protocol server (s3s-fs) on loopback.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::aws::AmazonS3Builder;
+
+use crate::common::{gdo, image_row, run_ok, video_row};
+
+const ACCESS: &str = "gdo-test-access";
+const SECRET: &str = "gdo-test-secret";
+const BUCKET: &str = "gdo-bucket";
+
+/// An s3s-fs server on 127.0.0.1 with one bucket, served from a temp folder by a
+/// background thread; it stops when the test process ends.
+struct S3Server {
+    addr: SocketAddr,
+    _root: tempfile::TempDir,
+}
+
+impl S3Server {
+    fn start() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS, SECRET));
+        let service = builder.build();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let http = ConnBuilder::new(TokioExecutor::new());
+                loop {
+                    let Ok((socket, _)) = listener.accept().await else { continue };
+                    let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+            });
+        });
+        Self { addr, _root: root }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ACCESS_KEY_ID", ACCESS)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE");
+    }
+
+    fn store(&self) -> impl ObjectStore {
+        AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_access_key_id(ACCESS)
+            .with_secret_access_key(SECRET)
+            .with_endpoint(self.endpoint())
+            .with_region("us-east-1")
+            .with_allow_http(true)
+            .build()
+            .unwrap()
+    }
+}
+
+async fn upload(store: &impl ObjectStore, key: &str, body: String) {
+    store.put(&object_store::path::Path::from(key), body.into()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_from_and_query_a_bucket() {
+    let server = S3Server::start();
+    let store = server.store();
+    let img: Vec<String> = (0..50).map(|i| image_row(&format!("i{i}"), &format!("What is item {i}?"), "a box")).collect();
+    let vid: Vec<String> =
+        (0..30).map(|i| video_row(&format!("v{i}"), "clip7", &format!("What happens after event {i}?"), "it falls", 40)).collect();
+    upload(&store, "raw/ov.jsonl", img.join("\n") + "\n{broken\n").await;
+    upload(&store, "raw/video.jsonl", vid.join("\n") + "\n").await;
+
+    let pool = format!("s3://{BUCKET}/tables/pool");
+    let mut cmd = gdo();
+    cmd.args(["ingest", "--onevision", &format!("s3://{BUCKET}/raw/ov.jsonl"), "--video", &format!("s3://{BUCKET}/raw/video.jsonl"), "--out", &pool]);
+    server.env(&mut cmd);
+    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ingested 80 pairs"), "{}", String::from_utf8_lossy(&o.stdout));
+
+    // The table is in the bucket: manifest, data files and report.
+    let listed: Vec<String> = {
+        use futures::TryStreamExt;
+        store
+            .list(Some(&object_store::path::Path::from("tables/pool")))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    assert!(listed.iter().any(|p| p.ends_with("_gdo_table.json")), "{listed:?}");
+    assert!(listed.iter().any(|p| p.ends_with("ingest_report.json")), "{listed:?}");
+    assert!(listed.iter().filter(|p| p.ends_with(".parquet")).count() >= 2, "{listed:?}");
+
+    // Query it back through gdo sql, frames resolved to s3:// URIs beside the JSONL.
+    let mut cmd = gdo();
+    cmd.args([
+        "sql",
+        "--format",
+        "csv",
+        "--pool",
+        &pool,
+        "SELECT bucket, count(*) AS n, min(frames[1]) AS f FROM pool GROUP BY bucket ORDER BY bucket",
+    ]);
+    server.env(&mut cmd);
+    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(
+        text.trim(),
+        format!("bucket,n,f\nimage_qa,50,s3://{BUCKET}/raw/images/i0.jpg\nshort_video,30,s3://{BUCKET}/raw/frames/clip7/000.jpg")
+    );
+
+    let mut cmd = gdo();
+    cmd.args(["sql", "--format", "csv", "--pool", &pool, "SELECT reason, count(*) AS n FROM pool_rejects GROUP BY reason"]);
+    server.env(&mut cmd);
+    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "reason,n\ninvalid_json,1");
+
+    // A missing object is a clear error naming the URI.
+    let mut cmd = gdo();
+    cmd.args(["ingest", "--video", &format!("s3://{BUCKET}/raw/absent.jsonl"), "--out", &pool]);
+    server.env(&mut cmd);
+    let o = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not found") && err.contains("absent.jsonl"), "{err}");
+}
