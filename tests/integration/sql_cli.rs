@@ -97,3 +97,18 @@ fn function_reference_and_errors() {
     let o = gdo().args(["sql", "--query", "nope"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("--list-queries"));
 }
+
+#[test]
+fn demo_runs_on_the_committed_sample_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = run_ok(gdo().arg("demo").arg("--out").arg(&out));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("report: "), "{stdout}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    // The committed sample pool: 900 pairs, its 10 broken lines counted by reason.
+    assert!(report.contains("Ingest: 900 pairs from 710 rows, 10 rejected lines"), "{report}");
+    for q in gdo::queries::AUDIT {
+        assert!(report.contains(&format!("## {}", q.name)), "{}", q.name);
+    }
+}
