@@ -18,6 +18,10 @@ pub fn is_py_space(c: char) -> bool {
 
 /// `norm(x)`: collapse every run of whitespace into one space and trim.
 pub fn norm(text: &str) -> String {
+    // Most text is already normalised: one scan and a copy instead of a split-and-join.
+    if is_normalised(text) {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(text.len());
     for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
         if !out.is_empty() {
