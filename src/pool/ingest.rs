@@ -424,7 +424,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
 
     let (bucket_counts, num_strata) = sink.finish(&mut table).await?;
     let seconds = started.elapsed().as_secs_f64();
-    let report = IngestReport {
+    let mut report = IngestReport {
         out: out.to_string(),
         run_id: table.run_id().to_owned(),
         total_pairs: total.pairs,
@@ -441,7 +441,6 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
         seconds,
         pairs_per_second: if seconds > 0.0 { total.pairs as f64 / seconds } else { 0.0 },
     };
-    let mut report = report;
     let meta = serde_json::to_value(&report)?;
     let manifest = table.commit(meta).await?;
     report.data_files = manifest.main.files.len();

@@ -284,7 +284,7 @@ enum SlowPath {
     Retry(String),
 }
 
-fn classify(line: &str, typed_error: &serde_json::Error) -> SlowPath {
+fn classify(line: &str) -> SlowPath {
     use serde_json::Value;
     let value: Value = match serde_json::from_str(line) {
         Ok(v) => v,
@@ -344,7 +344,7 @@ fn classify(line: &str, typed_error: &serde_json::Error) -> SlowPath {
     }
     match serde_json::to_string(&value) {
         Ok(s) => SlowPath::Retry(s),
-        Err(_) => bad(typed_error.to_string()),
+        Err(e) => bad(e.to_string()),
     }
 }
 
@@ -567,15 +567,15 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
             continue;
         }
         let retried;
-        // serde would also read a struct from a JSON list; only objects are rows.
+        // serde would also read a struct from a JSON list; only objects take the fast path.
         let typed = if text.trim_start().starts_with('{') {
-            serde_json::from_str::<RawRow<'_>>(text)
+            serde_json::from_str::<RawRow<'_>>(text).ok()
         } else {
-            serde_json::from_str::<RawRow<'_>>("not json")
+            None
         };
         let row: RawRow<'_> = match typed {
-            Ok(row) => row,
-            Err(e) => match classify(text, &e) {
+            Some(row) => row,
+            None => match classify(text) {
                 SlowPath::Reject(reason, detail) => {
                     reject(reason, &detail);
                     continue;
