@@ -7,6 +7,7 @@ pub mod error;
 pub mod pool;
 pub mod queries;
 pub mod samples;
+pub mod select;
 pub mod session;
 pub mod sql;
 pub mod store;

@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use gdo::cli;
 
 #[derive(Debug, Parser)]
-#[command(name = "gdo", version, about = "Goal-driven data optimization for multimodal instruction tuning")]
+#[command(
+    name = "gdo",
+    version,
+    about = "Goal-driven data optimization for multimodal instruction tuning"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,6 +18,7 @@ struct Cli {
 enum Command {
     Ingest(cli::ingest::Args),
     Sql(cli::sql::Args),
+    Select(cli::select::Args),
     Demo(cli::demo::Args),
     GenSamples(cli::gen_samples::Args),
 }
@@ -27,7 +32,10 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -38,6 +46,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Ingest(a) => cli::ingest::run(a).await?,
             Command::Sql(a) => cli::sql::run(a).await?,
+            Command::Select(a) => cli::select::run(a).await?,
             Command::Demo(a) => cli::demo::run(a).await?,
             Command::GenSamples(a) => cli::gen_samples::run(a).await?,
         }

@@ -21,7 +21,10 @@ impl Query {
 
 macro_rules! query {
     ($name:literal) => {
-        Query { name: $name, sql: include_str!(concat!("../queries/", $name, ".sql")) }
+        Query {
+            name: $name,
+            sql: include_str!(concat!("../queries/", $name, ".sql")),
+        }
     };
 }
 

@@ -4,19 +4,39 @@
 use std::sync::Arc;
 
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{GdoError, Result};
 use crate::store::{Location, store_key};
 use crate::table::{TableFolder, inspect_folder};
 
-/// A fresh session: information schema on, every gdo function registered.
+/// A fresh session: information schema on, every gdo function, table function and
+/// operator registered (the one place; the CLI, tests and benchmarks all use it).
 pub fn new_context() -> SessionContext {
     let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_query_planner(Arc::new(crate::select::GdoQueryPlanner))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     gdo_udfs::register_all(&ctx);
+    crate::select::register_table_functions(&ctx);
     ctx
+}
+
+/// Create gdo's scoring views (`gdo_scored`, `gdo_strata`, `gdo_metric_vds3`, ...) when
+/// the session has both `pool` and `metrics`. Returns whether it did.
+pub async fn create_score_views(ctx: &SessionContext) -> Result<bool> {
+    if !ctx.table_exist("pool")? || !ctx.table_exist("metrics")? {
+        return Ok(false);
+    }
+    crate::sql::run_statements(ctx, crate::select::SCORE_SQL).await?;
+    Ok(true)
 }
 
 /// Make the store of `loc` known to the session (idempotent).
@@ -33,8 +53,12 @@ pub struct Registered {
     pub rows: Option<u64>,
 }
 
-async fn listing_table(ctx: &SessionContext, urls: Vec<ListingTableUrl>) -> Result<Arc<ListingTable>> {
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+async fn listing_table(
+    ctx: &SessionContext,
+    urls: Vec<ListingTableUrl>,
+) -> Result<Arc<ListingTable>> {
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .infer_schema(&ctx.state())
@@ -58,12 +82,17 @@ pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Res
     if path.ends_with(".parquet") && loc.exists().await? {
         let table = listing_table(ctx, vec![ListingTableUrl::parse(loc.url.as_str())?]).await?;
         ctx.register_table(name, table)?;
-        return Ok(Registered { names: vec![name.to_owned()], rows: None });
+        return Ok(Registered {
+            names: vec![name.to_owned()],
+            rows: None,
+        });
     }
     match inspect_folder(&loc).await? {
         TableFolder::Gdo(manifest) => {
             if manifest.main.files.is_empty() {
-                return Err(GdoError::Table(format!("{loc}: the manifest lists no files")));
+                return Err(GdoError::Table(format!(
+                    "{loc}: the manifest lists no files"
+                )));
             }
             let table = listing_table(ctx, file_urls(&loc, &manifest.main.files)?).await?;
             ctx.register_table(name, table)?;
@@ -77,12 +106,19 @@ pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Res
                 ctx.register_table(side_name.as_str(), table)?;
                 names.push(side_name);
             }
-            Ok(Registered { names, rows: Some(manifest.main.rows) })
+            Ok(Registered {
+                names,
+                rows: Some(manifest.main.rows),
+            })
         }
         TableFolder::Plain => {
-            let table = listing_table(ctx, vec![ListingTableUrl::parse(loc.dir_url().as_str())?]).await?;
+            let table =
+                listing_table(ctx, vec![ListingTableUrl::parse(loc.dir_url().as_str())?]).await?;
             ctx.register_table(name, table)?;
-            Ok(Registered { names: vec![name.to_owned()], rows: None })
+            Ok(Registered {
+                names: vec![name.to_owned()],
+                rows: None,
+            })
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::sql::{Format, render, run_statements, write_result};
 /// Examples:
 ///   gdo sql --pool pool/ "SELECT bucket, count(*) FROM pool GROUP BY bucket"
 ///   gdo sql --pool pool/ --query composition
+///   gdo sql --pool pool/ --metrics merged/ --file queries/goals/temp_plus.sql
 ///   gdo sql --table d=s3://bucket/descriptors/ --format csv --out d.csv "SELECT * FROM d"
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,6 +28,11 @@ pub struct Args {
     /// A pool table folder, registered as `pool` (and its rejects as `pool_rejects`).
     #[arg(long, value_name = "DIR")]
     pub pool: Option<String>,
+    /// Merged descriptors (gdo merge table, Parquet, or the reference's JSONL), loaded as
+    /// `metrics`; with --pool this also creates the scoring views (`gdo_scored`, ...)
+    /// that the goal files in queries/goals/ read.
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    pub metrics: Vec<String>,
     /// Register another table: NAME=PATH (gdo table folder, Parquet folder or file; local or URI).
     #[arg(long = "table", value_name = "NAME=PATH")]
     pub tables: Vec<String>,
@@ -47,8 +53,13 @@ pub struct Args {
 fn function_help() -> String {
     let mut out = String::from("gdo SQL functions\n=================\n");
     for udf in gdo_udfs::all_scalar_udfs() {
-        let Some(doc) = udf.documentation() else { continue };
-        out.push_str(&format!("\n{}\n    {}\n", doc.syntax_example, doc.description));
+        let Some(doc) = udf.documentation() else {
+            continue;
+        };
+        out.push_str(&format!(
+            "\n{}\n    {}\n",
+            doc.syntax_example, doc.description
+        ));
         for (name, text) in doc.arguments.iter().flatten() {
             out.push_str(&format!("    {name}: {text}\n"));
         }
@@ -62,7 +73,11 @@ fn function_help() -> String {
 pub async fn run(args: Args) -> Result<()> {
     if args.list_queries {
         for q in queries::all() {
-            println!("{:<28} {}", q.name, q.summary().split(". ").next().unwrap_or_default());
+            println!(
+                "{:<28} {}",
+                q.name,
+                q.summary().split(". ").next().unwrap_or_default()
+            );
         }
         return Ok(());
     }
@@ -74,11 +89,15 @@ pub async fn run(args: Args) -> Result<()> {
         (Some(s), _, _) => s.clone(),
         (None, Some(f), _) => std::fs::read_to_string(f).map_err(|e| GdoError::io(f.clone(), e))?,
         (None, None, Some(q)) => queries::find(q)
-            .ok_or_else(|| GdoError::Usage(format!("no shipped query named '{q}' (see --list-queries)")))?
+            .ok_or_else(|| {
+                GdoError::Usage(format!("no shipped query named '{q}' (see --list-queries)"))
+            })?
             .sql
             .to_owned(),
         (None, None, None) => {
-            return Err(GdoError::Usage("give SQL text, --file FILE or --query NAME".into()));
+            return Err(GdoError::Usage(
+                "give SQL text, --file FILE or --query NAME".into(),
+            ));
         }
     };
     let ctx = new_context();
@@ -92,6 +111,16 @@ pub async fn run(args: Args) -> Result<()> {
             .ok_or_else(|| GdoError::Usage(format!("--table expects NAME=PATH, got '{spec}'")))?;
         register_table(&ctx, name, path).await?;
     }
+    if !args.metrics.is_empty() {
+        let report = crate::select::metrics::load_metrics(&ctx, &args.metrics).await?;
+        if report.duplicates > 0 || !report.bad_rows.is_empty() || !report.non_finite.is_empty() {
+            eprintln!(
+                "metrics: {} rows kept; {} duplicate(s) (later wins), bad rows {:?}, non-finite values {:?}",
+                report.loaded, report.duplicates, report.bad_rows, report.non_finite
+            );
+        }
+    }
+    crate::session::create_score_views(&ctx).await?;
     let results = run_statements(&ctx, &sql).await?;
     match &args.out {
         Some(out) => {
@@ -103,7 +132,9 @@ pub async fn run(args: Args) -> Result<()> {
             let mut stdout = std::io::stdout().lock();
             for r in results.iter().filter(|r| !r.schema.fields().is_empty()) {
                 let bytes = render(r, args.format)?;
-                stdout.write_all(&bytes).map_err(|e| GdoError::io("stdout", e))?;
+                stdout
+                    .write_all(&bytes)
+                    .map_err(|e| GdoError::io("stdout", e))?;
             }
         }
     }

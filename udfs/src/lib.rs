@@ -7,7 +7,10 @@
 
 pub mod common;
 pub mod method;
+pub mod options;
 
+mod distinct_token_count;
+mod gdo_flag;
 mod gdo_norm;
 mod source_group;
 mod tnc_regex;
@@ -18,7 +21,10 @@ use std::sync::Arc;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 
+pub use distinct_token_count::DistinctTokenCount;
+pub use gdo_flag::GdoFlag;
 pub use gdo_norm::GdoNorm;
+pub use options::GdoOptions;
 pub use source_group::SourceGroup;
 pub use tnc_regex::TncRegex;
 pub use token_count::TokenCount;
@@ -26,6 +32,8 @@ pub use token_count::TokenCount;
 /// Every scalar function of this crate.
 pub fn all_scalar_udfs() -> Vec<Arc<ScalarUDF>> {
     vec![
+        Arc::new(ScalarUDF::from(DistinctTokenCount::default())),
+        Arc::new(ScalarUDF::from(GdoFlag::default())),
         Arc::new(ScalarUDF::from(GdoNorm::default())),
         Arc::new(ScalarUDF::from(SourceGroup::default())),
         Arc::new(ScalarUDF::from(TncRegex::default())),
@@ -33,8 +41,16 @@ pub fn all_scalar_udfs() -> Vec<Arc<ScalarUDF>> {
     ]
 }
 
-/// Register every gdo function with a session.
+/// Register every gdo function, and gdo's `SET gdo.*` settings, with a session.
 pub fn register_all(ctx: &SessionContext) {
+    {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        if options.extensions.get::<GdoOptions>().is_none() {
+            options.extensions.insert(GdoOptions::default());
+        }
+    }
     for udf in all_scalar_udfs() {
         ctx.register_udf(udf.as_ref().clone());
     }

@@ -1,0 +1,460 @@
+//! The `gdo select` job: pool + metrics -> scoring views -> one or more goal files ->
+//! the goal subset and its Uni-10x baseline, written as Parquet, SFT-ready JSONL and a
+//! report.
+//!
+//! Output folder per goal (`--all-goals` puts each goal in a sub-folder named after it):
+//! `gdo_1x.parquet`, `uni_10x.parquet`, `gdo_1x.jsonl`, `uni_10x.jsonl`, `report.json`.
+//! `report.json` is removed first and written last: a folder without it is incomplete.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::datasource::MemTable;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParser;
+use serde_json::{Map, Value, json};
+
+use super::common::{f64_at, f64s, i64_at, i64s, str_at, strings};
+use super::goal::{Profile, js_to_profile};
+use super::goal_select::GoalSelectExec;
+use super::metrics::{MetricsReport, load_metrics};
+use crate::error::{GdoError, Result};
+use crate::session::{create_score_views, new_context, register_table};
+use crate::store::Location;
+
+/// The goals shipped in `queries/goals/`.
+pub const GOALS: &[(&str, &str)] = &[
+    ("minloss", include_str!("../../queries/goals/minloss.sql")),
+    ("diverse", include_str!("../../queries/goals/diverse.sql")),
+    ("temp", include_str!("../../queries/goals/temp.sql")),
+    (
+        "temp_plus",
+        include_str!("../../queries/goals/temp_plus.sql"),
+    ),
+    ("balanced", include_str!("../../queries/goals/balanced.sql")),
+];
+
+/// The paper's four presets (`--all-goals`).
+pub const PAPER_GOALS: &[&str] = &["minloss", "diverse", "temp", "temp_plus"];
+
+pub const UNI_SQL: &str = include_str!("../../queries/select/uni_10x.sql");
+
+/// A goal: a shipped name or a SQL file.
+#[derive(Debug, Clone)]
+pub struct GoalSource {
+    pub name: String,
+    pub sql: String,
+}
+
+impl GoalSource {
+    /// `temp_plus` (shipped) or `path/to/goal.sql`.
+    pub fn resolve(spec: &str) -> Result<Self> {
+        if let Some((name, sql)) = GOALS.iter().find(|(n, _)| *n == spec) {
+            return Ok(GoalSource {
+                name: name.to_string(),
+                sql: sql.to_string(),
+            });
+        }
+        if spec.ends_with(".sql") || std::path::Path::new(spec).exists() {
+            let sql = std::fs::read_to_string(spec).map_err(|e| GdoError::io(spec, e))?;
+            let name = std::path::Path::new(spec)
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| "custom".into());
+            return Ok(GoalSource { name, sql });
+        }
+        let known: Vec<&str> = GOALS.iter().map(|(n, _)| *n).collect();
+        let hint = super::params::closest(spec, known.iter().copied())
+            .map(|k| format!(" Did you mean {k}?"))
+            .unwrap_or_default();
+        Err(GdoError::Usage(format!(
+            "unknown goal '{spec}': give a shipped goal ({}) or a .sql file.{hint}",
+            known.join(", ")
+        )))
+    }
+}
+
+/// Everything `gdo select` takes.
+#[derive(Debug, Clone)]
+pub struct SelectJob {
+    pub pool: String,
+    pub metrics: Vec<String>,
+    pub goals: Vec<GoalSource>,
+    pub out: String,
+    /// Put each goal in `out/<goal>/` (always true for more than one goal).
+    pub per_goal_folders: bool,
+    /// `SET gdo.<name> = <value>` applied before scoring (seed, count, ablations, ...).
+    pub settings: Vec<(String, String)>,
+    pub target_frames: usize,
+    pub write_jsonl: bool,
+}
+
+/// One goal's outcome.
+#[derive(Debug, Clone)]
+pub struct GoalOutcome {
+    pub goal: String,
+    pub folder: String,
+    pub report: Value,
+}
+
+async fn set(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
+    ctx.sql(&format!("SET gdo.{key} = '{value}'"))
+        .await?
+        .collect()
+        .await?;
+    Ok(())
+}
+
+/// Run every statement; return the last one's batches and the goal report found in
+/// its plan.
+async fn run_goal_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    goal: &str,
+) -> Result<(Vec<RecordBatch>, Option<Value>)> {
+    let statements = DFParser::parse_sql(sql).map_err(datafusion::error::DataFusionError::from)?;
+    let count = statements.len();
+    if count == 0 {
+        return Err(GdoError::Usage(format!(
+            "goal {goal}: the goal file has no SQL statement"
+        )));
+    }
+    let mut out = (Vec::new(), None);
+    for (i, statement) in statements.into_iter().enumerate() {
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        let df = ctx.execute_logical_plan(plan).await?;
+        if i + 1 < count {
+            df.collect().await?;
+            continue;
+        }
+        let physical = df.create_physical_plan().await?;
+        let batches = collect(Arc::clone(&physical), ctx.task_ctx()).await?;
+        out = (batches, find_goal_report(&physical));
+    }
+    Ok(out)
+}
+
+fn find_goal_report(plan: &Arc<dyn ExecutionPlan>) -> Option<Value> {
+    let any: &dyn std::any::Any = plan.as_ref();
+    if let Some(g) = any.downcast_ref::<GoalSelectExec>() {
+        return g.report();
+    }
+    plan.children().into_iter().find_map(find_goal_report)
+}
+
+/// Replace a view by its materialised rows, so several goals share one scoring pass.
+async fn materialise(ctx: &SessionContext, name: &str) -> Result<()> {
+    let df = ctx.table(name).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(())
+}
+
+async fn profile(ctx: &SessionContext) -> Result<Profile> {
+    let batches = ctx
+        .sql("SELECT stratum, pairs, first_seen FROM gdo_strata")
+        .await?
+        .collect()
+        .await?;
+    let mut rows = Vec::new();
+    for b in &batches {
+        let (s, n, f) = (
+            strings(b, "stratum")?,
+            i64s(b, "pairs")?,
+            i64s(b, "first_seen")?,
+        );
+        for i in 0..b.num_rows() {
+            rows.push((
+                str_at(&s, i).to_string(),
+                i64_at(&n, i).unwrap_or(0) as u64,
+                i64_at(&f, i).unwrap_or(0),
+            ));
+        }
+    }
+    Ok(Profile::new(rows)?)
+}
+
+fn uids(batches: &[RecordBatch]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let u = strings(b, "qa_uid")?;
+        out.extend((0..b.num_rows()).map(|i| str_at(&u, i).to_string()));
+    }
+    Ok(out)
+}
+
+fn strata_ids(prof: &Profile, batches: &[RecordBatch]) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let s = strings(b, "stratum")?;
+        out.extend((0..b.num_rows()).filter_map(|i| prof.index.get(str_at(&s, i)).copied()));
+    }
+    Ok(out)
+}
+
+fn parquet_bytes(
+    batches: &[RecordBatch],
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(crate::table::writer_properties()))?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(buf)
+}
+
+/// SFT-ready JSONL (LLaVA / ms-swift `messages` + `images`): one `<image>` per frame
+/// before the question; frames resampled to `target_frames`.
+fn jsonl_bytes(batches: &[RecordBatch], target_frames: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let list_utf8 = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
+    for b in batches {
+        let col = |n: &str| strings(b, n);
+        let (uid, vid, q, a, bucket, src, tc, stage) = (
+            col("qa_uid")?,
+            col("video_uid")?,
+            col("question")?,
+            col("answer")?,
+            col("bucket")?,
+            col("data_source")?,
+            col("temporal_category")?,
+            col("stage")?,
+        );
+        let (score, base, vds3, mq) = (
+            f64s(b, "score")?,
+            f64s(b, "base_score")?,
+            f64s(b, "vds3")?,
+            f64s(b, "metric_quality")?,
+        );
+        let Some(frames) = b.column_by_name("frames") else {
+            return Err(GdoError::Table("subset rows lack the frames column".into()));
+        };
+        let frames: ArrayRef = cast(frames, &list_utf8)?;
+        let frames = frames.as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let all: Vec<String> = if frames.is_null(i) {
+                Vec::new()
+            } else {
+                let v = frames.value(i);
+                let v = v.as_string::<i32>();
+                (0..v.len()).map(|j| v.value(j).to_string()).collect()
+            };
+            let keep: Vec<String> = gdo_udfs::method::uniform_indices(all.len(), target_frames)
+                .into_iter()
+                .map(|k| all[k].clone())
+                .collect();
+            let prompt = format!("{}\n{}", "<image>".repeat(keep.len()), str_at(&q, i));
+            let row = json!({
+                "id": str_at(&uid, i),
+                "messages": [
+                    {"role": "user", "content": prompt},
+                    {"role": "assistant", "content": str_at(&a, i)},
+                ],
+                "images": keep,
+                "meta": {
+                    "qa_uid": str_at(&uid, i),
+                    "video_uid": str_at(&vid, i),
+                    "bucket": str_at(&bucket, i),
+                    "source": str_at(&src, i),
+                    "n_frames": all.len(),
+                    "temporal_category": str_at(&tc, i),
+                    "score": f64_at(&score, i),
+                    "base_score": f64_at(&base, i),
+                    "vds3": f64_at(&vds3, i),
+                    "metric_quality": f64_at(&mq, i),
+                    "stage": str_at(&stage, i),
+                },
+            });
+            serde_json::to_writer(&mut out, &row)?;
+            out.push(b'\n');
+        }
+    }
+    Ok(out)
+}
+
+async fn count_sql(ctx: &SessionContext, sql: &str) -> Result<u64> {
+    let b = ctx.sql(sql).await?.collect().await?;
+    let Some(first) = b.first() else { return Ok(0) };
+    let c = i64s(first, first.schema().field(0).name())?;
+    Ok(i64_at(&c, 0).unwrap_or(0) as u64)
+}
+
+/// Open a session with `pool`, `metrics` and the scoring views.
+pub async fn open_scored_session(
+    pool: &str,
+    metrics: &[String],
+    settings: &[(String, String)],
+) -> Result<(SessionContext, MetricsReport)> {
+    let ctx = new_context();
+    register_table(&ctx, "pool", pool).await?;
+    if metrics.is_empty() {
+        return Err(GdoError::Usage(
+            "no --metrics given: selection needs the merged descriptors".into(),
+        ));
+    }
+    let report = load_metrics(&ctx, metrics).await?;
+    for (k, v) in settings {
+        set(&ctx, k, v).await?;
+    }
+    create_score_views(&ctx).await?;
+    Ok((ctx, report))
+}
+
+pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
+    let started = Instant::now();
+    if job.goals.is_empty() {
+        return Err(GdoError::Usage(
+            "no goal given (--goal NAME|FILE.sql or --all-goals)".into(),
+        ));
+    }
+    let (ctx, metrics_report) = open_scored_session(&job.pool, &job.metrics, &job.settings).await?;
+    let total = count_sql(&ctx, "SELECT count(*) FROM pool").await?;
+    if total == 0 {
+        return Err(GdoError::Usage(format!(
+            "{}: the pool is empty; nothing to select",
+            job.pool
+        )));
+    }
+    let unknown = count_sql(
+        &ctx,
+        "SELECT count(*) FROM metrics m LEFT ANTI JOIN pool p ON p.qa_uid = m.qa_uid",
+    )
+    .await?;
+    let covered = count_sql(
+        &ctx,
+        "SELECT count(*) FROM pool p LEFT SEMI JOIN metrics m ON p.qa_uid = m.qa_uid",
+    )
+    .await?;
+    if job.goals.len() > 1 {
+        // Share the scan and the scoring between goals.
+        for v in ["gdo_scored", "gdo_strata", "gdo_metric_vds3"] {
+            materialise(&ctx, v).await?;
+        }
+    }
+    let prof = profile(&ctx).await?;
+    let out_root = Location::parse(&job.out)?;
+    let mut outcomes = Vec::new();
+    for goal in &job.goals {
+        let goal_started = Instant::now();
+        let folder = if job.per_goal_folders || job.goals.len() > 1 {
+            out_root.child(&goal.name)
+        } else {
+            out_root.clone()
+        };
+        let report_loc = folder.child("report.json");
+        if report_loc.exists().await? {
+            object_store::ObjectStoreExt::delete(report_loc.store.as_ref(), &report_loc.path)
+                .await?;
+        }
+        let (subset, report) = run_goal_sql(&ctx, &goal.sql, &goal.name).await?;
+        let Some(mut report) = report else {
+            return Err(GdoError::Usage(format!(
+                "goal {}: the goal file's last statement does not run goal_select(...)",
+                goal.name
+            )));
+        };
+        let params = report.get("params").cloned().unwrap_or(Value::Null);
+        let uni_target = report
+            .get("uni_target_count")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let seed = params.get("seed").and_then(Value::as_u64).unwrap_or(42);
+        let per_video = params
+            .get("max_qa_per_video")
+            .and_then(Value::as_u64)
+            .unwrap_or(8);
+        set(&ctx, "uni_count", &uni_target.to_string()).await?;
+        set(&ctx, "seed", &seed.to_string()).await?;
+        set(&ctx, "max_qa_per_video", &per_video.to_string()).await?;
+        let (uni, _) = run_goal_sql(&ctx, UNI_SQL, "uni_10x").await?;
+
+        let a: HashSet<String> = uids(&subset)?.into_iter().collect();
+        let b: HashSet<String> = uids(&uni)?.into_iter().collect();
+        let overlap = if a.is_empty() || b.is_empty() {
+            0.0
+        } else {
+            a.intersection(&b).count() as f64 / a.len().min(b.len()) as f64
+        };
+        let mut uni_passes = Map::new();
+        for batch in &uni {
+            let s = strings(batch, "stage")?;
+            for i in 0..batch.num_rows() {
+                let e = uni_passes
+                    .entry(str_at(&s, i).to_string())
+                    .or_insert(json!(0));
+                *e = json!(e.as_u64().unwrap_or(0) + 1);
+            }
+        }
+        let obj = report.as_object_mut().expect("goal report is an object");
+        let js_1x = obj.remove("js_divergence").unwrap_or(Value::Null);
+        obj.insert(
+            "js_divergence".into(),
+            json!({"gdo_1x": js_1x, "uni_10x": js_to_profile(&prof, strata_ids(&prof, &uni)?.into_iter())}),
+        );
+        obj.insert("uni_count".into(), json!(b.len()));
+        obj.insert("uni_passes".into(), Value::Object(uni_passes));
+        obj.insert("overlap_ratio".into(), json!(overlap));
+        obj.insert(
+            "metrics".into(),
+            json!({
+                "report": metrics_report,
+                "unknown_qa_uids": unknown,
+                "pool_pairs_with_metrics": covered,
+                "coverage_ratio": covered as f64 / total as f64,
+            }),
+        );
+        obj.insert(
+            "goal_seconds".into(),
+            json!(goal_started.elapsed().as_secs_f64()),
+        );
+        obj.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
+
+        let subset_schema = subset.first().map(|b| b.schema());
+        let uni_schema = uni.first().map(|b| b.schema());
+        if let Some(schema) = subset_schema {
+            let one = concat_batches(&schema, &subset)?;
+            folder
+                .child("gdo_1x.parquet")
+                .write_all(parquet_bytes(std::slice::from_ref(&one), schema)?)
+                .await?;
+            if job.write_jsonl {
+                folder
+                    .child("gdo_1x.jsonl")
+                    .write_all(jsonl_bytes(&subset, job.target_frames)?)
+                    .await?;
+            }
+        }
+        if let Some(schema) = uni_schema {
+            let one = concat_batches(&schema, &uni)?;
+            folder
+                .child("uni_10x.parquet")
+                .write_all(parquet_bytes(std::slice::from_ref(&one), schema)?)
+                .await?;
+            if job.write_jsonl {
+                folder
+                    .child("uni_10x.jsonl")
+                    .write_all(jsonl_bytes(&uni, job.target_frames)?)
+                    .await?;
+            }
+        }
+        report_loc
+            .write_all(serde_json::to_vec_pretty(&report)?)
+            .await?;
+        outcomes.push(GoalOutcome {
+            goal: goal.name.clone(),
+            folder: folder.to_string(),
+            report,
+        });
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,46 @@
+//! gdo's session settings (`SET gdo.<name> = <value>`), a DataFusion config extension.
+//!
+//! They live in the session's `ConfigOptions`, not in process globals, so a fresh
+//! session (or a Ballista executor, which ships config with every task) sees them.
+
+use datafusion::common::extensions_options;
+use datafusion::config::{ConfigExtension, ConfigOptions};
+
+extensions_options! {
+    /// Settings that override a goal's parameters and switch parts of GDO's score off.
+    pub struct GdoOptions {
+        /// Ablation: drop the VDS3 term (0.95*v) from video scores.
+        pub no_vds: bool, default = false
+        /// Ablation: drop the text-quality ("PPL-like") term from the base score.
+        pub no_ppl: bool, default = false
+        /// Ablation: drop the metric-quality terms (m) from every score.
+        pub no_sc: bool, default = false
+        /// Ablation: skip the VDS3 budget adjustment.
+        pub no_vds3_budget: bool, default = false
+        /// Seed of every random step (overrides the goal's `seed`).
+        pub seed: Option<u64>, default = None
+        /// Fixed subset size (overrides the goal's budget rules).
+        pub count: Option<u64>, default = None
+        /// Fixed subset ratio of the pool (used when no count is set).
+        pub ratio: Option<f64>, default = None
+        /// Per-video cap (overrides the goal's `max_qa_per_video`).
+        pub max_qa_per_video: Option<u64>, default = None
+        /// Uni-10x size as a multiple of the goal subset (overrides `uni_multiplier`).
+        pub uni_multiplier: Option<f64>, default = None
+        /// Size of the uniform baseline drawn by `uni_sample` when the call gives none.
+        pub uni_count: Option<u64>, default = None
+    }
+}
+
+impl ConfigExtension for GdoOptions {
+    const PREFIX: &'static str = "gdo";
+}
+
+/// The session's gdo settings (defaults when the extension is not registered).
+pub fn gdo_options(config: &ConfigOptions) -> GdoOptions {
+    config
+        .extensions
+        .get::<GdoOptions>()
+        .cloned()
+        .unwrap_or_default()
+}
