@@ -10,10 +10,7 @@ use std::time::Instant;
 use gdo::pool::{IngestOptions, ingest};
 
 fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -32,8 +29,7 @@ fn main() {
     let summary = gdo::samples::generate_synthetic_pool(&input, pairs, 42).expect("generate pool");
     let ov = input.join("onevision.jsonl");
     let video = input.join("video.jsonl");
-    let bytes = std::fs::metadata(&ov).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(&video).map(|m| m.len()).unwrap_or(0);
+    let bytes = std::fs::metadata(&ov).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(&video).map(|m| m.len()).unwrap_or(0);
     println!(
         "input: {} image rows + {} video rows, {:.1} MB of JSONL, {} threads",
         summary.image_rows,
@@ -42,10 +38,7 @@ fn main() {
         rayon::current_num_threads()
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let mut times = Vec::new();
     let mut total_pairs = 0;
     for run in 0..runs {
@@ -71,21 +64,12 @@ fn main() {
 
     let python = std::env::var("GDO_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/profile_baseline.py");
-    match Command::new(&python)
-        .arg(script)
-        .arg(&ov)
-        .arg(&video)
-        .output()
-    {
+    match Command::new(&python).arg(script).arg(&ov).arg(&video).output() {
         Ok(out) if out.status.success() => {
-            let v: serde_json::Value =
-                serde_json::from_slice(&out.stdout).expect("baseline prints json");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("baseline prints json");
             let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
             let py_pairs = v["pairs"].as_u64().unwrap_or(0);
-            println!(
-                "python profile pass (baseline): {py_pairs} pairs, {secs:.3} s, {:.0} pairs/s",
-                py_pairs as f64 / secs
-            );
+            println!("python profile pass (baseline): {py_pairs} pairs, {secs:.3} s, {:.0} pairs/s", py_pairs as f64 / secs);
             println!(
                 "ratio: gdo ingest is {:.1}x the baseline's pair throughput (target >= 30x)",
                 (total_pairs as f64 / median) / (py_pairs as f64 / secs)

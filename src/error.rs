@@ -16,10 +16,7 @@ pub enum GdoError {
     InvalidLocation { location: String, reason: String },
     /// A local I/O failure, with the path it concerns.
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     /// A folder that is not a committed gdo table.
     #[error("{0}")]
     Table(String),
@@ -28,13 +25,7 @@ pub enum GdoError {
         "{rejected} of {lines} lines rejected ({pct:.2}%), above --max-reject-ratio {max}; \
          nothing was written. Reasons: {reasons}. Raise the ratio to accept the file as it is."
     )]
-    TooManyRejects {
-        rejected: u64,
-        lines: u64,
-        pct: f64,
-        max: f64,
-        reasons: String,
-    },
+    TooManyRejects { rejected: u64, lines: u64, pct: f64, max: f64, reasons: String },
     /// A wrong combination of arguments.
     #[error("{0}")]
     Usage(String),
@@ -52,10 +43,7 @@ pub enum GdoError {
 
 impl GdoError {
     pub fn io(path: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 }
 

@@ -4,11 +4,7 @@ use clap::{Parser, Subcommand};
 use gdo::cli;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "gdo",
-    version,
-    about = "Goal-driven data optimization for multimodal instruction tuning"
-)]
+#[command(name = "gdo", version, about = "Goal-driven data optimization for multimodal instruction tuning")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,10 +28,7 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

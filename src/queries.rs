@@ -21,10 +21,7 @@ impl Query {
 
 macro_rules! query {
     ($name:literal) => {
-        Query {
-            name: $name,
-            sql: include_str!(concat!("../queries/", $name, ".sql")),
-        }
+        Query { name: $name, sql: include_str!(concat!("../queries/", $name, ".sql")) }
     };
 }
 

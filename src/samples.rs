@@ -101,9 +101,7 @@ pub fn generate_sample_pool(out: &Path, opts: &SampleOptions) -> io::Result<Samp
         write_clip(clip, "", seed, &mut sink)?;
     }
     let mut rng = stream_rng(seed, STREAM_VIDEO_ROWS);
-    let popular = clips
-        .iter()
-        .position(|c| matches!(c.kind, ClipKind::Object { .. }));
+    let popular = clips.iter().position(|c| matches!(c.kind, ClipKind::Object { .. }));
     let mut video_rows = Vec::new();
     for (i, clip) in clips.iter().enumerate() {
         let mut bank = video_bank(clip, &mut rng);
@@ -114,12 +112,7 @@ pub fn generate_sample_pool(out: &Path, opts: &SampleOptions) -> io::Result<Samp
         } else {
             bank.truncate(rng.random_range(6..=12));
         }
-        video_rows.extend(rows_for_media(
-            &clip_media(clip),
-            bank,
-            Split::Train,
-            &mut rng,
-        ));
+        video_rows.extend(rows_for_media(&clip_media(clip), bank, Split::Train, &mut rng));
     }
     finish_rows(&mut video_rows, &mut rng);
 
@@ -132,21 +125,12 @@ pub fn generate_sample_pool(out: &Path, opts: &SampleOptions) -> io::Result<Samp
         let mut bank = image_bank(img, &mut rng);
         bank.shuffle(&mut rng);
         bank.truncate(rng.random_range(5..=9));
-        image_rows.extend(rows_for_media(
-            &image_media(img),
-            bank,
-            Split::Train,
-            &mut rng,
-        ));
+        image_rows.extend(rows_for_media(&image_media(img), bank, Split::Train, &mut rng));
     }
     finish_rows(&mut image_rows, &mut rng);
 
-    let first_image = images
-        .first()
-        .map_or("images/img000.jpg".to_owned(), |i| i.rel_path());
-    let first_clip = clips
-        .first()
-        .map_or("clip000".to_owned(), |c| c.name.clone());
+    let first_image = images.first().map_or("images/img000.jpg".to_owned(), |i| i.rel_path());
+    let first_clip = clips.first().map_or("clip000".to_owned(), |c| c.name.clone());
     let mut rng = stream_rng(seed, STREAM_BROKEN);
     let broken_ov = broken_image_lines(&first_image);
     let broken_vv = broken_video_lines(&first_clip);
@@ -176,18 +160,10 @@ pub fn generate_synthetic_pool(out: &Path, pairs: usize, seed: u64) -> io::Resul
     fs::create_dir_all(out)?;
     let image_pairs = ((pairs as f64) * SYNTH_IMAGE_SHARE).round() as usize;
     let video_pairs = pairs - image_pairs.min(pairs);
-    let image = write_synthetic(
-        &out.join("onevision.jsonl"),
-        image_pairs,
-        false,
-        &mut stream_rng(seed, STREAM_SYNTH_IMAGE),
-    )?;
-    let video = write_synthetic(
-        &out.join("video.jsonl"),
-        video_pairs,
-        true,
-        &mut stream_rng(seed, STREAM_SYNTH_VIDEO),
-    )?;
+    let image =
+        write_synthetic(&out.join("onevision.jsonl"), image_pairs, false, &mut stream_rng(seed, STREAM_SYNTH_IMAGE))?;
+    let video =
+        write_synthetic(&out.join("video.jsonl"), video_pairs, true, &mut stream_rng(seed, STREAM_SYNTH_VIDEO))?;
     Ok(SampleSummary {
         image_rows: image.rows,
         video_rows: video.rows,
@@ -246,11 +222,7 @@ struct FileSink<'a> {
 
 impl<'a> FileSink<'a> {
     fn new(root: &'a Path) -> Self {
-        Self {
-            root,
-            bytes: 0,
-            frame_files: 0,
-        }
+        Self { root, bytes: 0, frame_files: 0 }
     }
 
     fn write(&mut self, rel: &str, data: &[u8]) -> io::Result<()> {
@@ -286,12 +258,8 @@ fn encode(img: &RgbImage, format: Format) -> io::Result<Vec<u8>> {
     let (w, h) = img.dimensions();
     let result = match format {
         Format::Jpeg => JpegEncoder::new_with_quality(&mut buf, JPEG_QUALITY).encode_image(img),
-        Format::Png => {
-            PngEncoder::new(&mut buf).write_image(img.as_raw(), w, h, ExtendedColorType::Rgb8)
-        }
-        Format::WebP => {
-            WebPEncoder::new_lossless(&mut buf).encode(img.as_raw(), w, h, ExtendedColorType::Rgb8)
-        }
+        Format::Png => PngEncoder::new(&mut buf).write_image(img.as_raw(), w, h, ExtendedColorType::Rgb8),
+        Format::WebP => WebPEncoder::new_lossless(&mut buf).encode(img.as_raw(), w, h, ExtendedColorType::Rgb8),
     };
     result.map_err(io::Error::other)?;
     Ok(buf)
@@ -335,11 +303,7 @@ impl Colour {
     fn distractors(self, k: usize, rng: &mut ChaCha8Rng) -> Vec<String> {
         let mut others: Vec<usize> = (0..PALETTE.len()).filter(|&i| i != self.0).collect();
         others.shuffle(rng);
-        others
-            .into_iter()
-            .take(k)
-            .map(|i| PALETTE[i].0.to_owned())
-            .collect()
+        others.into_iter().take(k).map(|i| PALETTE[i].0.to_owned()).collect()
     }
 }
 
@@ -437,19 +401,11 @@ impl Dir {
 
     /// A random direction at right angles to this one.
     fn perpendicular(self, rng: &mut ChaCha8Rng) -> Dir {
-        if self.horizontal() {
-            pick(rng, &[Dir::Up, Dir::Down])
-        } else {
-            pick(rng, &[Dir::Left, Dir::Right])
-        }
+        if self.horizontal() { pick(rng, &[Dir::Up, Dir::Down]) } else { pick(rng, &[Dir::Left, Dir::Right]) }
     }
 
     fn distractors(self) -> Vec<String> {
-        Dir::ALL
-            .iter()
-            .filter(|&&d| d != self)
-            .map(|d| d.name().to_owned())
-            .collect()
+        Dir::ALL.iter().filter(|&&d| d != self).map(|d| d.name().to_owned()).collect()
     }
 }
 
@@ -548,12 +504,7 @@ impl Texture {
         let noise_seed = rng.random();
         let dark = [0; 3].map(|_: i32| rng.random_range(50.0..105.0f32));
         let light = [0; 3].map(|_: i32| rng.random_range(145.0..200.0f32));
-        Self {
-            waves,
-            noise_seed,
-            dark,
-            light,
-        }
+        Self { waves, noise_seed, dark, light }
     }
 
     /// A paler version, behind charts and drawings.
@@ -578,16 +529,12 @@ impl Texture {
 
     fn pixel(&self, x: f32, y: f32) -> Rgb<u8> {
         let v = self.value(x, y);
-        Rgb(std::array::from_fn(|c| {
-            (self.dark[c] + (self.light[c] - self.dark[c]) * v).round() as u8
-        }))
+        Rgb(std::array::from_fn(|c| (self.dark[c] + (self.light[c] - self.dark[c]) * v).round() as u8))
     }
 
     /// The `w`x`h` window of the texture whose top-left corner is at (ox, oy).
     fn render(&self, w: u32, h: u32, ox: i32, oy: i32) -> RgbImage {
-        RgbImage::from_fn(w, h, |x, y| {
-            self.pixel((x as i32 + ox) as f32, (y as i32 + oy) as f32)
-        })
+        RgbImage::from_fn(w, h, |x, y| self.pixel((x as i32 + ox) as f32, (y as i32 + oy) as f32))
     }
 }
 
@@ -613,8 +560,7 @@ fn splitmix64(mut z: u64) -> u64 {
 /// defined everywhere).
 fn lattice(ix: i64, iy: i64, seed: u64) -> f32 {
     let h = splitmix64(
-        seed ^ (ix as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ (iy as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
+        seed ^ (ix as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (iy as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
     );
     (h >> 40) as f32 / (1u64 << 24) as f32
 }
@@ -674,10 +620,7 @@ fn draw_line(img: &mut RgbImage, (x0, y0): (f32, f32), (x1, y1): (f32, f32), rgb
     let steps = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1) * 2;
     for i in 0..=steps {
         let t = i as f32 / steps as f32;
-        let (x, y) = (
-            (x0 + (x1 - x0) * t).round() as i64,
-            (y0 + (y1 - y0) * t).round() as i64,
-        );
+        let (x, y) = ((x0 + (x1 - x0) * t).round() as i64, (y0 + (y1 - y0) * t).round() as i64);
         for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
             put(img, x + dx, y + dy, rgb);
         }
@@ -781,9 +724,7 @@ impl Clip {
     }
 
     fn frame_paths(&self) -> Vec<String> {
-        (0..self.n_frames)
-            .map(|t| format!("frames/{}/{t:02}.jpg", self.name))
-            .collect()
+        (0..self.n_frames).map(|t| format!("frames/{}/{t:02}.jpg", self.name)).collect()
     }
 }
 
@@ -800,26 +741,16 @@ fn short_source(n_frames: usize, rng: &mut ChaCha8Rng) -> &'static str {
 
 /// Longer clips: 30-60 s and 1-2 min groups, the "longer video" split.
 fn long_source(n_frames: usize) -> &'static str {
-    if n_frames <= 24 {
-        "30_60_s_academic_v0_1"
-    } else {
-        "1_2_m_youtube_v0_1"
-    }
+    if n_frames <= 24 { "30_60_s_academic_v0_1" } else { "1_2_m_youtube_v0_1" }
 }
 
 fn make_clip(name: String, kind: ClipKind, long: bool, stream: u64, rng: &mut ChaCha8Rng) -> Clip {
     let n_frames = match (long, kind) {
         (true, _) => pick(rng, &[24, 32, 40, 48]),
-        (false, ClipKind::Appear { .. } | ClipKind::ColourChange { .. }) => {
-            rng.random_range(12..=16)
-        }
+        (false, ClipKind::Appear { .. } | ClipKind::ColourChange { .. }) => rng.random_range(12..=16),
         (false, _) => rng.random_range(8..=16),
     };
-    let data_source = if long {
-        long_source(n_frames)
-    } else {
-        short_source(n_frames, rng)
-    };
+    let data_source = if long { long_source(n_frames) } else { short_source(n_frames, rng) };
     let shape = match kind {
         ClipKind::ColourChange { .. } => Shape::Disc,
         _ => pick(rng, &[Shape::Square, Shape::Disc]),
@@ -833,16 +764,7 @@ fn make_clip(name: String, kind: ClipKind, long: bool, stream: u64, rng: &mut Ch
         ClipKind::ColourChange { .. } => Place::Centre,
         _ => pick(rng, &[Place::Left, Place::Right, Place::Top, Place::Bottom]),
     };
-    Clip {
-        name,
-        kind,
-        n_frames,
-        data_source,
-        shape,
-        colour,
-        place,
-        stream,
-    }
+    Clip { name, kind, n_frames, data_source, shape, colour, place, stream }
 }
 
 /// The training clips: every kind, slow and fast, in a shuffled (seeded) order.
@@ -855,44 +777,14 @@ fn plan_training_clips(seed: u64) -> Vec<Clip> {
     }
     for dir in Dir::ALL {
         kinds.push((ClipKind::Pan { dir, px: 1 }, false));
-        kinds.push((
-            ClipKind::Pan {
-                dir,
-                px: rng.random_range(3..=4),
-            },
-            false,
-        ));
-        kinds.push((
-            ClipKind::Object {
-                dir,
-                speed: Speed::Slow,
-            },
-            false,
-        ));
-        kinds.push((
-            ClipKind::Object {
-                dir,
-                speed: Speed::Fast,
-            },
-            false,
-        ));
+        kinds.push((ClipKind::Pan { dir, px: rng.random_range(3..=4) }, false));
+        kinds.push((ClipKind::Object { dir, speed: Speed::Slow }, false));
+        kinds.push((ClipKind::Object { dir, speed: Speed::Fast }, false));
     }
     // Horizontal motion is the common case in real clips: a few more of it.
     for dir in [Dir::Left, Dir::Right] {
-        kinds.push((
-            ClipKind::Object {
-                dir,
-                speed: Speed::Slow,
-            },
-            false,
-        ));
-        kinds.push((
-            ClipKind::Object {
-                dir,
-                speed: Speed::Fast,
-            },
-            false,
-        ));
+        kinds.push((ClipKind::Object { dir, speed: Speed::Slow }, false));
+        kinds.push((ClipKind::Object { dir, speed: Speed::Fast }, false));
         kinds.push((ClipKind::Pan { dir, px: 2 }, false));
     }
     for _ in 0..6 {
@@ -902,21 +794,10 @@ fn plan_training_clips(seed: u64) -> Vec<Clip> {
     }
     for i in 0..5 {
         let pan = pick(&mut rng, &Dir::ALL);
-        kinds.push((
-            ClipKind::Appear {
-                pan,
-                appears_first: i % 2 == 0,
-            },
-            false,
-        ));
+        kinds.push((ClipKind::Appear { pan, appears_first: i % 2 == 0 }, false));
     }
     for _ in 0..5 {
-        kinds.push((
-            ClipKind::ColourChange {
-                to: Colour::random(&mut rng),
-            },
-            false,
-        ));
+        kinds.push((ClipKind::ColourChange { to: Colour::random(&mut rng) }, false));
     }
     // The longer clips.
     for _ in 0..5 {
@@ -924,39 +805,14 @@ fn plan_training_clips(seed: u64) -> Vec<Clip> {
         let then = first.perpendicular(&mut rng);
         kinds.push((ClipKind::Sequence { first, then }, true));
     }
-    kinds.push((
-        ClipKind::ColourChange {
-            to: Colour::random(&mut rng),
-        },
-        true,
-    ));
-    kinds.push((
-        ClipKind::Appear {
-            pan: pick(&mut rng, &Dir::ALL),
-            appears_first: true,
-        },
-        true,
-    ));
-    kinds.push((
-        ClipKind::Pan {
-            dir: pick(&mut rng, &Dir::ALL),
-            px: 1,
-        },
-        true,
-    ));
+    kinds.push((ClipKind::ColourChange { to: Colour::random(&mut rng) }, true));
+    kinds.push((ClipKind::Appear { pan: pick(&mut rng, &Dir::ALL), appears_first: true }, true));
+    kinds.push((ClipKind::Pan { dir: pick(&mut rng, &Dir::ALL), px: 1 }, true));
     kinds.shuffle(&mut rng);
     kinds
         .into_iter()
         .enumerate()
-        .map(|(i, (kind, long))| {
-            make_clip(
-                format!("clip{i:03}"),
-                kind,
-                long,
-                STREAM_CLIP + i as u64,
-                &mut rng,
-            )
-        })
+        .map(|(i, (kind, long))| make_clip(format!("clip{i:03}"), kind, long, STREAM_CLIP + i as u64, &mut rng))
         .collect()
 }
 
@@ -1007,9 +863,7 @@ fn scene_object(clip: &Clip, size: f32, from: usize) -> Track {
         shape: clip.shape,
         size,
         centre: vec![place_centre(clip.place); clip.n_frames],
-        colour: (0..clip.n_frames)
-            .map(|t| (t >= from).then_some(rgb))
-            .collect(),
+        colour: (0..clip.n_frames).map(|t| (t >= from).then_some(rgb)).collect(),
         in_scene: true,
     }
 }
@@ -1017,25 +871,15 @@ fn scene_object(clip: &Clip, size: f32, from: usize) -> Track {
 /// Centres along a straight path from `start`, `step` pixels per frame towards `dir`.
 fn straight_path(n: usize, start: (f32, f32), dir: Dir, step: f32) -> Vec<(f32, f32)> {
     let (dx, dy) = dir.delta();
-    (0..n)
-        .map(|t| {
-            (
-                start.0 + dx * step * t as f32,
-                start.1 + dy * step * t as f32,
-            )
-        })
-        .collect()
+    (0..n).map(|t| (start.0 + dx * step * t as f32, start.1 + dy * step * t as f32)).collect()
 }
 
 /// A foreground object crossing the frame towards `dir`, starting near the opposite
 /// edge; `speed` sets the pixels per frame, reduced if the path would leave the frame.
 fn crossing_track(clip: &Clip, dir: Dir, speed: Speed, size: f32, rng: &mut ChaCha8Rng) -> Track {
     let n = clip.n_frames;
-    let (extent, across) = if dir.horizontal() {
-        (FRAME_W as f32, FRAME_H as f32)
-    } else {
-        (FRAME_H as f32, FRAME_W as f32)
-    };
+    let (extent, across) =
+        if dir.horizontal() { (FRAME_W as f32, FRAME_H as f32) } else { (FRAME_H as f32, FRAME_W as f32) };
     let margin = size / 2.0 + 3.0;
     let span = extent - 2.0 * margin;
     let wanted: f32 = match (speed, dir.horizontal()) {
@@ -1047,24 +891,12 @@ fn crossing_track(clip: &Clip, dir: Dir, speed: Speed, size: f32, rng: &mut ChaC
     let steps = (n.max(2) - 1) as f32;
     // A fast object always crosses most of the frame, so "where does it end up" has a
     // clear answer; nothing leaves the frame.
-    let wanted = if speed == Speed::Fast {
-        wanted.max(0.75 * span / steps)
-    } else {
-        wanted
-    };
+    let wanted = if speed == Speed::Fast { wanted.max(0.75 * span / steps) } else { wanted };
     let step = wanted.min(span / steps);
     let along = margin + rng.random_range(0.0..4.0f32);
-    let along = if matches!(dir, Dir::Left | Dir::Up) {
-        extent - along
-    } else {
-        along
-    };
+    let along = if matches!(dir, Dir::Left | Dir::Up) { extent - along } else { along };
     let cross = across * rng.random_range(0.35..0.65f32);
-    let start = if dir.horizontal() {
-        (along, cross)
-    } else {
-        (cross, along)
-    };
+    let start = if dir.horizontal() { (along, cross) } else { (cross, along) };
     Track {
         shape: clip.shape,
         size,
@@ -1075,12 +907,7 @@ fn crossing_track(clip: &Clip, dir: Dir, speed: Speed, size: f32, rng: &mut ChaC
 }
 
 fn static_scene(clip: &Clip, texture: Texture, noise: i32) -> ClipScene {
-    ClipScene {
-        texture,
-        camera: still_camera(clip.n_frames),
-        tracks: vec![scene_object(clip, 18.0, 0)],
-        noise,
-    }
+    ClipScene { texture, camera: still_camera(clip.n_frames), tracks: vec![scene_object(clip, 18.0, 0)], noise }
 }
 
 fn pan_scene(clip: &Clip, texture: Texture, dir: Dir, px: i32) -> ClipScene {
@@ -1092,13 +919,7 @@ fn pan_scene(clip: &Clip, texture: Texture, dir: Dir, px: i32) -> ClipScene {
     }
 }
 
-fn object_scene(
-    clip: &Clip,
-    texture: Texture,
-    dir: Dir,
-    speed: Speed,
-    rng: &mut ChaCha8Rng,
-) -> ClipScene {
+fn object_scene(clip: &Clip, texture: Texture, dir: Dir, speed: Speed, rng: &mut ChaCha8Rng) -> ClipScene {
     ClipScene {
         texture,
         camera: still_camera(clip.n_frames),
@@ -1107,13 +928,7 @@ fn object_scene(
     }
 }
 
-fn pan_plus_object_scene(
-    clip: &Clip,
-    texture: Texture,
-    pan: Dir,
-    obj: Dir,
-    rng: &mut ChaCha8Rng,
-) -> ClipScene {
+fn pan_plus_object_scene(clip: &Clip, texture: Texture, pan: Dir, obj: Dir, rng: &mut ChaCha8Rng) -> ClipScene {
     let px = rng.random_range(1..=2);
     ClipScene {
         texture,
@@ -1125,21 +940,11 @@ fn pan_plus_object_scene(
 
 /// The object appears at one frame and the camera starts panning at another; which one
 /// comes first is the answer to the clip's ordering question.
-fn appear_scene(
-    clip: &Clip,
-    texture: Texture,
-    pan: Dir,
-    appears_first: bool,
-    rng: &mut ChaCha8Rng,
-) -> ClipScene {
+fn appear_scene(clip: &Clip, texture: Texture, pan: Dir, appears_first: bool, rng: &mut ChaCha8Rng) -> ClipScene {
     let n = clip.n_frames;
     let early = rng.random_range(2..=(n / 3).max(2));
     let late = early + rng.random_range(2..=(n / 4).max(2));
-    let (appear_at, pan_at) = if appears_first {
-        (early, late)
-    } else {
-        (late, early)
-    };
+    let (appear_at, pan_at) = if appears_first { (early, late) } else { (late, early) };
     ClipScene {
         texture,
         camera: panning_camera(n, pan, 2, pan_at),
@@ -1148,30 +953,12 @@ fn appear_scene(
     }
 }
 
-fn colour_change_scene(
-    clip: &Clip,
-    texture: Texture,
-    to: Colour,
-    rng: &mut ChaCha8Rng,
-) -> ClipScene {
+fn colour_change_scene(clip: &Clip, texture: Texture, to: Colour, rng: &mut ChaCha8Rng) -> ClipScene {
     let n = clip.n_frames;
     let switch = rng.random_range(n / 3..=(2 * n) / 3);
     let mut track = scene_object(clip, 22.0, 0);
-    track.colour = (0..n)
-        .map(|t| {
-            Some(if t < switch {
-                clip.colour.rgb()
-            } else {
-                to.rgb()
-            })
-        })
-        .collect();
-    ClipScene {
-        texture,
-        camera: still_camera(n),
-        tracks: vec![track],
-        noise: 0,
-    }
+    track.colour = (0..n).map(|t| Some(if t < switch { clip.colour.rgb() } else { to.rgb() })).collect();
+    ClipScene { texture, camera: still_camera(n), tracks: vec![track], noise: 0 }
 }
 
 /// Two perpendicular legs: the first half of the clip towards `first`, the second half
@@ -1187,36 +974,18 @@ fn sequence_scene(clip: &Clip, texture: Texture, first: Dir, then: Dir) -> ClipS
     };
     let horizontal = [first, then].into_iter().find(|d| d.horizontal());
     let vertical = [first, then].into_iter().find(|d| !d.horizontal());
-    let start = (
-        axis_start(FRAME_W as f32, horizontal),
-        axis_start(FRAME_H as f32, vertical),
-    );
+    let start = (axis_start(FRAME_W as f32, horizontal), axis_start(FRAME_H as f32, vertical));
     let half = n / 2;
     let leg_step = |dir: Dir, frames: usize| {
-        let extent = if dir.horizontal() {
-            FRAME_W as f32
-        } else {
-            FRAME_H as f32
-        };
+        let extent = if dir.horizontal() { FRAME_W as f32 } else { FRAME_H as f32 };
         0.65 * (extent - 2.0 * margin) / frames.max(1) as f32
     };
     let leg1 = straight_path(half + 1, start, first, leg_step(first, half));
     let turn = leg1.last().copied().unwrap_or(start);
     let leg2 = straight_path(n - half, turn, then, leg_step(then, n - half - 1));
     let centre: Vec<(f32, f32)> = leg1[..half].iter().chain(leg2.iter()).copied().collect();
-    let track = Track {
-        shape: clip.shape,
-        size,
-        centre,
-        colour: vec![Some(clip.colour.rgb()); n],
-        in_scene: false,
-    };
-    ClipScene {
-        texture,
-        camera: still_camera(n),
-        tracks: vec![track],
-        noise: 0,
-    }
+    let track = Track { shape: clip.shape, size, centre, colour: vec![Some(clip.colour.rgb()); n], in_scene: false };
+    ClipScene { texture, camera: still_camera(n), tracks: vec![track], noise: 0 }
 }
 
 fn build_scene(clip: &Clip, rng: &mut ChaCha8Rng) -> ClipScene {
@@ -1227,9 +996,7 @@ fn build_scene(clip: &Clip, rng: &mut ChaCha8Rng) -> ClipScene {
         ClipKind::Pan { dir, px } => pan_scene(clip, texture, dir, px),
         ClipKind::Object { dir, speed } => object_scene(clip, texture, dir, speed, rng),
         ClipKind::PanPlusObject { pan, obj } => pan_plus_object_scene(clip, texture, pan, obj, rng),
-        ClipKind::Appear { pan, appears_first } => {
-            appear_scene(clip, texture, pan, appears_first, rng)
-        }
+        ClipKind::Appear { pan, appears_first } => appear_scene(clip, texture, pan, appears_first, rng),
         ClipKind::ColourChange { to } => colour_change_scene(clip, texture, to, rng),
         ClipKind::Sequence { first, then } => sequence_scene(clip, texture, first, then),
     }
@@ -1249,13 +1016,8 @@ fn render_frames(scene: &ClipScene, rng: &mut ChaCha8Rng) -> Vec<RgbImage> {
             }
         };
         for track in &scene.tracks {
-            if let (Some(&Some(rgb)), Some(&(cx, cy))) = (track.colour.get(t), track.centre.get(t))
-            {
-                let (cx, cy) = if track.in_scene {
-                    (cx - ox as f32, cy - oy as f32)
-                } else {
-                    (cx, cy)
-                };
+            if let (Some(&Some(rgb)), Some(&(cx, cy))) = (track.colour.get(t), track.centre.get(t)) {
+                let (cx, cy) = if track.in_scene { (cx - ox as f32, cy - oy as f32) } else { (cx, cy) };
                 draw_shape(&mut img, track.shape, cx, cy, track.size, rgb);
             }
         }
@@ -1363,13 +1125,7 @@ fn place_shapes(count: usize, rng: &mut ChaCha8Rng) -> Vec<Placed> {
         });
         if free {
             let shape = pick(rng, &[Shape::Square, Shape::Circle, Shape::Triangle]);
-            placed.push(Placed {
-                shape,
-                colour: Colour::random(rng),
-                cx,
-                cy,
-                size,
-            });
+            placed.push(Placed { shape, colour: Colour::random(rng), cx, cy, size });
         }
     }
     placed
@@ -1381,15 +1137,7 @@ fn random_chart(rng: &mut ChaCha8Rng) -> Vec<Bar> {
     colours.shuffle(rng);
     let mut heights: Vec<u32> = (2..=9).collect();
     heights.shuffle(rng);
-    colours
-        .into_iter()
-        .zip(heights)
-        .take(k)
-        .map(|(c, h)| Bar {
-            colour: Colour(c),
-            height: h as f32 / 10.0,
-        })
-        .collect()
+    colours.into_iter().zip(heights).take(k).map(|(c, h)| Bar { colour: Colour(c), height: h as f32 / 10.0 }).collect()
 }
 
 fn random_geometry(rng: &mut ChaCha8Rng) -> StillKind {
@@ -1398,9 +1146,7 @@ fn random_geometry(rng: &mut ChaCha8Rng) -> StillKind {
         let b = rng.random_range(3..=(17 - a / 10).min(9)) * 10;
         StillKind::Triangle { a, b }
     } else {
-        StillKind::Circle {
-            radius: rng.random_range(2..=12),
-        }
+        StillKind::Circle { radius: rng.random_range(2..=12) }
     }
 }
 
@@ -1421,12 +1167,7 @@ fn render_still(still: &Still) -> RgbImage {
                 let y0 = base - bar.height * (base - top);
                 fill_rect(&mut img, x0, y0, x0 + slot * 0.6, base, bar.colour.rgb());
             }
-            draw_line(
-                &mut img,
-                (left - 4.0, base),
-                (IMAGE_W as f32 - left + 4.0, base),
-                ink,
-            );
+            draw_line(&mut img, (left - 4.0, base), (IMAGE_W as f32 - left + 4.0, base), ink);
             draw_line(&mut img, (left - 4.0, base), (left - 4.0, top - 4.0), ink);
         }
         StillKind::Triangle { .. } => {
@@ -1464,20 +1205,10 @@ fn make_still(name: String, kind_tag: u8, format: Format, stream: u64, seed: u64
             };
             (StillKind::Shapes(shapes), source, texture)
         }
-        1 => (
-            StillKind::Chart(random_chart(&mut rng)),
-            "chartqa(cauldron,llava_format)",
-            texture.pale(),
-        ),
+        1 => (StillKind::Chart(random_chart(&mut rng)), "chartqa(cauldron,llava_format)", texture.pale()),
         _ => (random_geometry(&mut rng), "geo170k(qa)", texture.pale()),
     };
-    Still {
-        name,
-        kind,
-        format,
-        data_source,
-        texture,
-    }
+    Still { name, kind, format, data_source, texture }
 }
 
 /// 52 training images: shape scenes, charts and geometry drawings; mostly JPEG, five
@@ -1494,15 +1225,7 @@ fn plan_training_images(seed: u64) -> Vec<Still> {
     tags.iter()
         .zip(formats)
         .enumerate()
-        .map(|(i, (&tag, format))| {
-            make_still(
-                format!("img{i:03}"),
-                tag,
-                format,
-                STREAM_IMAGE + i as u64,
-                seed,
-            )
-        })
+        .map(|(i, (&tag, format))| make_still(format!("img{i:03}"), tag, format, STREAM_IMAGE + i as u64, seed))
         .collect()
 }
 
@@ -1570,14 +1293,7 @@ struct Qa {
 
 impl Qa {
     fn new(kind: QKind, question: impl Into<String>, answer: impl Into<String>) -> Self {
-        Qa {
-            question: question.into(),
-            answer: answer.into(),
-            wrong: None,
-            kind,
-            form: Form::Open,
-            is_wrong: false,
-        }
+        Qa { question: question.into(), answer: answer.into(), wrong: None, kind, form: Form::Open, is_wrong: false }
     }
 
     fn or_wrong(mut self, wrong: impl Into<String>) -> Self {
@@ -1603,43 +1319,21 @@ const LETTERS: [&str; 5] = ["A", "B", "C", "D", "E"];
 /// A multiple-choice question in one of the layouts seen in real data. One layout in
 /// five lists the options without the word "choices" (see [`Form::McqNoKeyword`]).
 fn mcq(kind: QKind, stem: &str, correct: &str, distractors: &[String], rng: &mut ChaCha8Rng) -> Qa {
-    let mut options: Vec<&str> = std::iter::once(correct)
-        .chain(distractors.iter().map(String::as_str))
-        .collect();
+    let mut options: Vec<&str> = std::iter::once(correct).chain(distractors.iter().map(String::as_str)).collect();
     options.truncate(LETTERS.len());
     options.shuffle(rng);
     let at = options.iter().position(|&o| o == correct).unwrap_or(0);
-    let listed: Vec<String> = options
-        .iter()
-        .enumerate()
-        .map(|(i, o)| format!("{}. {o}", LETTERS[i]))
-        .collect();
+    let listed: Vec<String> = options.iter().enumerate().map(|(i, o)| format!("{}. {o}", LETTERS[i])).collect();
     let (question, form) = match rng.random_range(0..5) {
-        0 | 1 => (
-            format!("{stem}\nChoices:\n{}", listed.join("\n")),
-            Form::Mcq,
-        ),
+        0 | 1 => (format!("{stem}\nChoices:\n{}", listed.join("\n")), Form::Mcq),
         2 => (format!("{stem} Choices: {}", listed.join(" ")), Form::Mcq),
-        3 => (
-            format!(
-                "{stem}\nchoices: {}\nAnswer with the letter.",
-                listed.join(", ")
-            ),
-            Form::Mcq,
-        ),
+        3 => (format!("{stem}\nchoices: {}\nAnswer with the letter.", listed.join(", ")), Form::Mcq),
         _ => (
-            format!(
-                "{stem}\n{}\nAnswer with the option's letter from the given options.",
-                listed.join("\n")
-            ),
+            format!("{stem}\n{}\nAnswer with the option's letter from the given options.", listed.join("\n")),
             Form::McqNoKeyword,
         ),
     };
-    let answer = if rng.random_bool(0.3) {
-        listed[at].clone()
-    } else {
-        LETTERS[at].to_owned()
-    };
+    let answer = if rng.random_bool(0.3) { listed[at].clone() } else { LETTERS[at].to_owned() };
     let wrong = LETTERS[(at + 1) % options.len()];
     let mut qa = Qa::new(kind, question, answer).or_wrong(wrong);
     qa.form = form;
@@ -1649,71 +1343,37 @@ fn mcq(kind: QKind, stem: &str, correct: &str, distractors: &[String], rng: &mut
 /// Numbers around `n` as MCQ distractors.
 fn number_distractors(n: usize) -> Vec<String> {
     let mut out: Vec<String> = [n + 1, n + 2].iter().map(|v| v.to_string()).collect();
-    out.push(if n > 0 {
-        (n - 1).to_string()
-    } else {
-        (n + 3).to_string()
-    });
+    out.push(if n > 0 { (n - 1).to_string() } else { (n + 3).to_string() });
     out
 }
 
-const WORDS: [&str; 10] = [
-    "cat", "frame", "video", "apple", "river", "motion", "pixel", "camera", "garden", "yellow",
-];
-const DAYS: [&str; 7] = [
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sunday",
-];
+const WORDS: [&str; 10] = ["cat", "frame", "video", "apple", "river", "motion", "pixel", "camera", "garden", "yellow"];
+const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
 /// Questions answerable without looking: arithmetic, spelling, facts. Some use words
 /// of the temporal regex ("next", "after", "sequence") although no frame helps: the
 /// regex's false positives.
 const FACTS: [(&str, &str, &str); 8] = [
-    (
-        "What colour do you get by mixing blue and yellow?",
-        "green",
-        "purple",
-    ),
+    ("What colour do you get by mixing blue and yellow?", "green", "purple"),
     ("How many sides does a hexagon have?", "6", "8"),
     ("What is the capital of France?", "Paris", "Lyon"),
-    (
-        "What is the English word for the French \u{ab}café\u{bb}?",
-        "coffee",
-        "tea",
-    ),
+    ("What is the English word for the French \u{ab}café\u{bb}?", "coffee", "tea"),
     ("How many minutes are in an hour?", "60", "100"),
     ("What is the opposite of left?", "right", "up"),
     ("Was ist größer, drei oder fünf?", "fünf", "drei"),
-    (
-        "Which is heavier, a kilogram of iron or a kilogram of feathers?",
-        "Neither; they weigh the same.",
-        "iron",
-    ),
+    ("Which is heavier, a kilogram of iron or a kilogram of feathers?", "Neither; they weigh the same.", "iron"),
 ];
 
 fn text_only(rng: &mut ChaCha8Rng) -> Qa {
     let (a, b) = (rng.random_range(2..20usize), rng.random_range(2..20usize));
     let word = pick(rng, &WORDS);
     match rng.random_range(0..10) {
-        0 => Qa::new(
-            QKind::TextOnly,
-            format!("What is {a} plus {b}?"),
-            (a + b).to_string(),
-        )
-        .or_wrong((a + b + 1).to_string()),
+        0 => Qa::new(QKind::TextOnly, format!("What is {a} plus {b}?"), (a + b).to_string())
+            .or_wrong((a + b + 1).to_string()),
         1 => {
             let (a, b) = (a % 9 + 2, b % 9 + 2);
-            Qa::new(
-                QKind::TextOnly,
-                format!("What is {a} times {b}?"),
-                (a * b).to_string(),
-            )
-            .or_wrong((a * b + a).to_string())
+            Qa::new(QKind::TextOnly, format!("What is {a} times {b}?"), (a * b).to_string())
+                .or_wrong((a * b + a).to_string())
         }
         2 => Qa::new(
             QKind::TextOnly,
@@ -1721,36 +1381,20 @@ fn text_only(rng: &mut ChaCha8Rng) -> Qa {
             word.chars().rev().collect::<String>(),
         )
         .or_wrong(word),
-        3 => Qa::new(
-            QKind::TextOnly,
-            format!("How many letters are in the word \"{word}\"?"),
-            word.len().to_string(),
-        )
-        .or_wrong((word.len() + 1).to_string()),
-        4 if a != b => Qa::new(
-            QKind::TextOnly,
-            format!("Which number is larger, {a} or {b}?"),
-            a.max(b).to_string(),
-        )
-        .or_wrong(a.min(b).to_string()),
+        3 => Qa::new(QKind::TextOnly, format!("How many letters are in the word \"{word}\"?"), word.len().to_string())
+            .or_wrong((word.len() + 1).to_string()),
+        4 if a != b => Qa::new(QKind::TextOnly, format!("Which number is larger, {a} or {b}?"), a.max(b).to_string())
+            .or_wrong(a.min(b).to_string()),
         5 => {
             let d = b % 4 + 1;
             let seq = format!("{}, {}, {}, {}", a, a + d, a + 2 * d, a + 3 * d);
-            Qa::new(
-                QKind::TextOnly,
-                format!("What is the next number in the sequence {seq}?"),
-                (a + 4 * d).to_string(),
-            )
-            .or_wrong((a + 5 * d).to_string())
+            Qa::new(QKind::TextOnly, format!("What is the next number in the sequence {seq}?"), (a + 4 * d).to_string())
+                .or_wrong((a + 5 * d).to_string())
         }
         6 => {
             let i = rng.random_range(0..DAYS.len());
-            Qa::new(
-                QKind::TextOnly,
-                format!("Which day comes after {}?", DAYS[i]),
-                DAYS[(i + 1) % 7],
-            )
-            .or_wrong(DAYS[(i + 2) % 7])
+            Qa::new(QKind::TextOnly, format!("Which day comes after {}?", DAYS[i]), DAYS[(i + 1) % 7])
+                .or_wrong(DAYS[(i + 2) % 7])
         }
         7 => {
             let (q, ans, wrong) = pick(rng, &FACTS);
@@ -1758,12 +1402,8 @@ fn text_only(rng: &mut ChaCha8Rng) -> Qa {
         }
         8 => {
             let (big, small) = (a.max(b), a.min(b));
-            Qa::new(
-                QKind::TextOnly,
-                format!("What is {big} minus {small}?"),
-                (big - small).to_string(),
-            )
-            .or_wrong((big - small + 2).to_string())
+            Qa::new(QKind::TextOnly, format!("What is {big} minus {small}?"), (big - small).to_string())
+                .or_wrong((big - small + 2).to_string())
         }
         _ => {
             let mut nums = [a, b, a + b];
@@ -1782,22 +1422,16 @@ fn text_only(rng: &mut ChaCha8Rng) -> Qa {
 fn object_still_questions(clip: &Clip, rng: &mut ChaCha8Rng) -> Vec<Qa> {
     let (shape, colour) = (clip.shape.name(), clip.colour.name());
     let mut out = vec![
-        still(format!("What colour is the {shape}?"), colour)
-            .or_wrong(clip.colour.other(rng).name()),
-        still(format!("What shape is the {colour} object?"), shape).or_wrong(
-            if clip.shape == Shape::Square {
-                "disc"
-            } else {
-                "square"
-            },
-        ),
+        still(format!("What colour is the {shape}?"), colour).or_wrong(clip.colour.other(rng).name()),
+        still(format!("What shape is the {colour} object?"), shape).or_wrong(if clip.shape == Shape::Square {
+            "disc"
+        } else {
+            "square"
+        }),
     ];
     if rng.random_bool(0.5) {
         // Static, yet the regex fires on "first".
-        out.push(still(
-            format!("What colour is the {shape} in the first frame?"),
-            colour,
-        ));
+        out.push(still(format!("What colour is the {shape} in the first frame?"), colour));
     }
     out.push(mcq(
         QKind::Static,
@@ -1842,28 +1476,16 @@ fn pan_questions(clip: &Clip, dir: Dir, px: i32, rng: &mut ChaCha8Rng) -> Vec<Qa
     let speed = if px >= 3 { Speed::Fast } else { Speed::Slow };
     let mut out = vec![
         temporal("Which way does the camera pan?", dir.name()).or_wrong(dir.opposite().name()),
-        temporal(
-            "In which direction does the background move while the camera pans?",
-            dir.opposite().name(),
-        )
-        .or_wrong(dir.name()),
+        temporal("In which direction does the background move while the camera pans?", dir.opposite().name())
+            .or_wrong(dir.name()),
         temporal("Is the camera panning fast or slow?", speed.name()),
         temporal(
             format!("After the first frame, which way does the {obj} drift across the frame?"),
             dir.opposite().name(),
         )
         .or_wrong(dir.name()),
-        temporal(
-            "Describe the camera motion.",
-            format!("The camera pans {} {}.", speed.adverb(), dir.adverb()),
-        ),
-        mcq(
-            QKind::Temporal,
-            "Which direction does the camera pan?",
-            dir.name(),
-            &dir.distractors(),
-            rng,
-        ),
+        temporal("Describe the camera motion.", format!("The camera pans {} {}.", speed.adverb(), dir.adverb())),
+        mcq(QKind::Temporal, "Which direction does the camera pan?", dir.name(), &dir.distractors(), rng),
     ];
     out.extend(object_still_questions(clip, rng));
     out
@@ -1872,22 +1494,14 @@ fn pan_questions(clip: &Clip, dir: Dir, px: i32, rng: &mut ChaCha8Rng) -> Vec<Qa
 fn object_questions(clip: &Clip, dir: Dir, speed: Speed, rng: &mut ChaCha8Rng) -> Vec<Qa> {
     let (obj, shape) = (clip.object(), clip.shape.name());
     let mut out = vec![
-        temporal(
-            format!("In which direction does the {obj} move?"),
-            dir.name(),
-        )
-        .or_wrong(dir.opposite().name()),
+        temporal(format!("In which direction does the {obj} move?"), dir.name()).or_wrong(dir.opposite().name()),
         temporal(
             format!("If the video were played backwards, which way would the {shape} move?"),
             dir.opposite().name(),
         )
         .or_wrong(dir.name()),
         temporal(format!("Does the {shape} move fast or slow?"), speed.name()),
-        temporal(
-            format!("Does the camera move while the {shape} moves?"),
-            "no",
-        )
-        .or_wrong("yes"),
+        temporal(format!("Does the camera move while the {shape} moves?"), "no").or_wrong("yes"),
         temporal(
             "Describe what happens in the video.",
             format!(
@@ -1897,17 +1511,8 @@ fn object_questions(clip: &Clip, dir: Dir, speed: Speed, rng: &mut ChaCha8Rng) -
                 dir.end_side()
             ),
         ),
-        still(
-            format!("Where is the {shape} at the start of the clip?"),
-            format!("near the {}", dir.start_side()),
-        ),
-        mcq(
-            QKind::Temporal,
-            &format!("Which direction does the {obj} move?"),
-            dir.name(),
-            &dir.distractors(),
-            rng,
-        ),
+        still(format!("Where is the {shape} at the start of the clip?"), format!("near the {}", dir.start_side())),
+        mcq(QKind::Temporal, &format!("Which direction does the {obj} move?"), dir.name(), &dir.distractors(), rng),
     ];
     if speed == Speed::Fast {
         // Only a fast object clearly reaches the far edge.
@@ -1930,25 +1535,13 @@ fn object_questions(clip: &Clip, dir: Dir, speed: Speed, rng: &mut ChaCha8Rng) -
 fn pan_plus_object_questions(clip: &Clip, pan: Dir, obj_dir: Dir, rng: &mut ChaCha8Rng) -> Vec<Qa> {
     let (obj, shape) = (clip.object(), clip.shape.name());
     let mut out = vec![
-        temporal(
-            format!("Which way does the camera pan while the {shape} moves?"),
-            pan.name(),
-        )
-        .or_wrong(pan.opposite().name()),
-        temporal(
-            format!("In which direction does the {obj} move across the frame?"),
-            obj_dir.name(),
-        )
-        .or_wrong(obj_dir.opposite().name()),
+        temporal(format!("Which way does the camera pan while the {shape} moves?"), pan.name())
+            .or_wrong(pan.opposite().name()),
+        temporal(format!("In which direction does the {obj} move across the frame?"), obj_dir.name())
+            .or_wrong(obj_dir.opposite().name()),
         temporal(format!("Do both the camera and the {shape} move?"), "yes").or_wrong("no"),
         temporal("Is the camera still or moving?", "moving").or_wrong("still"),
-        mcq(
-            QKind::Temporal,
-            "Which direction does the camera pan?",
-            pan.name(),
-            &pan.distractors(),
-            rng,
-        ),
+        mcq(QKind::Temporal, "Which direction does the camera pan?", pan.name(), &pan.distractors(), rng),
     ];
     out.extend(object_still_questions(clip, rng));
     out
@@ -1956,24 +1549,12 @@ fn pan_plus_object_questions(clip: &Clip, pan: Dir, obj_dir: Dir, rng: &mut ChaC
 
 fn appear_questions(clip: &Clip, pan: Dir, appears_first: bool, rng: &mut ChaCha8Rng) -> Vec<Qa> {
     let (obj, shape) = (clip.object(), clip.shape.name());
-    let (order, other) = if appears_first {
-        ("before", "after")
-    } else {
-        ("after", "before")
-    };
+    let (order, other) = if appears_first { ("before", "after") } else { ("after", "before") };
     let mut out = vec![
-        temporal(
-            format!("Does the {obj} appear before or after the camera starts moving?"),
-            order,
-        )
-        .or_wrong(other),
+        temporal(format!("Does the {obj} appear before or after the camera starts moving?"), order).or_wrong(other),
         temporal(format!("Is the {shape} visible in the first frame?"), "no").or_wrong("yes"),
         temporal("What appears during the video?", format!("a {obj}")),
-        temporal(
-            "Which way does the camera pan once it starts moving?",
-            pan.name(),
-        )
-        .or_wrong(pan.opposite().name()),
+        temporal("Which way does the camera pan once it starts moving?", pan.name()).or_wrong(pan.opposite().name()),
         temporal(
             format!("What happens first: the {shape} appears, or the camera starts to pan?"),
             if appears_first {
@@ -1982,19 +1563,12 @@ fn appear_questions(clip: &Clip, pan: Dir, appears_first: bool, rng: &mut ChaCha
                 "The camera starts to pan first.".into()
             },
         ),
-        still(
-            "What colour is the object that appears?",
-            clip.colour.name(),
-        )
-        .or_wrong(clip.colour.other(rng).name()),
+        still("What colour is the object that appears?", clip.colour.name()).or_wrong(clip.colour.other(rng).name()),
         mcq(
             QKind::Temporal,
             &format!("When does the {obj} appear?"),
             &format!("{order} the camera starts moving"),
-            &[
-                format!("{other} the camera starts moving"),
-                "it is there from the start".into(),
-            ],
+            &[format!("{other} the camera starts moving"), "it is there from the start".into()],
             rng,
         ),
     ];
@@ -2012,34 +1586,16 @@ fn colour_change_questions(clip: &Clip, to: Colour, rng: &mut ChaCha8Rng) -> Vec
         )
         .or_wrong(format!("{to}, then {from}")),
         temporal(format!("What colour does the {shape} turn into?"), to).or_wrong(from),
-        temporal(
-            format!("Before the change, what colour is the {shape}?"),
-            from,
-        )
-        .or_wrong(to),
+        temporal(format!("Before the change, what colour is the {shape}?"), from).or_wrong(to),
         temporal(format!("Does the {shape} change colour?"), "yes").or_wrong("no"),
-        temporal(
-            format!("Does the {shape} move while its colour changes?"),
-            "no",
-        ),
+        temporal(format!("Does the {shape} move while its colour changes?"), "no"),
         still(format!("What colour is the {shape} in the last frame?"), to).or_wrong(from),
         {
             // Distractors: the colour before the change and two unrelated ones.
-            let mut distractors: Vec<String> = clip
-                .colour
-                .distractors(3, rng)
-                .into_iter()
-                .filter(|c| c != to)
-                .take(2)
-                .collect();
+            let mut distractors: Vec<String> =
+                clip.colour.distractors(3, rng).into_iter().filter(|c| c != to).take(2).collect();
             distractors.push(from.to_owned());
-            mcq(
-                QKind::Temporal,
-                &format!("What colour is the {shape} finally?"),
-                to,
-                &distractors,
-                rng,
-            )
+            mcq(QKind::Temporal, &format!("What colour is the {shape} finally?"), to, &distractors, rng)
         },
     ]
 }
@@ -2048,33 +1604,15 @@ fn sequence_questions(clip: &Clip, first: Dir, then: Dir, rng: &mut ChaCha8Rng) 
     let (obj, shape) = (clip.object(), clip.shape.name());
     let order = format!("{}, then {}", first.name(), then.name());
     let mut out = vec![
+        temporal(format!("Where does the {obj} go first, and where does it go next?"), order.clone())
+            .or_wrong(format!("{}, then {}", then.name(), first.name())),
         temporal(
-            format!("Where does the {obj} go first, and where does it go next?"),
-            order.clone(),
-        )
-        .or_wrong(format!("{}, then {}", then.name(), first.name())),
-        temporal(
-            format!(
-                "What does the {shape} do after it stops moving {}?",
-                first.adverb()
-            ),
+            format!("What does the {shape} do after it stops moving {}?", first.adverb()),
             format!("It moves {}.", then.adverb()),
         ),
-        temporal(
-            format!("In which direction does the {shape} move finally?"),
-            then.name(),
-        )
-        .or_wrong(first.name()),
-        temporal(
-            format!("How many times does the {shape} change direction?"),
-            "once",
-        )
-        .or_wrong("twice"),
-        temporal(
-            format!("Which direction does the {shape} move at the start?"),
-            first.name(),
-        )
-        .or_wrong(then.name()),
+        temporal(format!("In which direction does the {shape} move finally?"), then.name()).or_wrong(first.name()),
+        temporal(format!("How many times does the {shape} change direction?"), "once").or_wrong("twice"),
+        temporal(format!("Which direction does the {shape} move at the start?"), first.name()).or_wrong(then.name()),
         mcq(
             QKind::Temporal,
             &format!("What is the order of the {shape}'s movements?"),
@@ -2109,11 +1647,7 @@ fn video_bank(clip: &Clip, rng: &mut ChaCha8Rng) -> Vec<Qa> {
 
 /// The whole bank twice, the second time rephrased: one video far over the cap of 8.
 fn popular_bank(bank: Vec<Qa>, rng: &mut ChaCha8Rng) -> Vec<Qa> {
-    let prefixes = [
-        "Based on the video, ",
-        "Watch the clip carefully. ",
-        "Looking at the frames, ",
-    ];
+    let prefixes = ["Based on the video, ", "Watch the clip carefully. ", "Looking at the frames, "];
     let mut out = bank.clone();
     for mut qa in bank {
         let prefix = pick(rng, &prefixes);
@@ -2133,42 +1667,25 @@ fn shapes_questions(shapes: &[Placed], rng: &mut ChaCha8Rng) -> Vec<Qa> {
     let n = shapes.len();
     let mut out = vec![
         visual("How many shapes are in the image?", n.to_string()).or_wrong((n + 1).to_string()),
-        mcq(
-            QKind::Visual,
-            "How many shapes are in the image?",
-            &n.to_string(),
-            &number_distractors(n),
-            rng,
-        ),
+        mcq(QKind::Visual, "How many shapes are in the image?", &n.to_string(), &number_distractors(n), rng),
     ];
     if let Some(p) = shapes.get(rng.random_range(0..n.max(1))) {
         let same = shapes.iter().filter(|q| q.colour == p.colour).count();
         let colour = p.colour.name();
         out.push(
-            visual(
-                format!("How many {colour} shapes are there?"),
-                same.to_string(),
-            )
-            .or_wrong((same + 1).to_string()),
+            visual(format!("How many {colour} shapes are there?"), same.to_string()).or_wrong((same + 1).to_string()),
         );
         out.push(
-            visual(
-                format!("Subtract all {colour} objects. How many objects are left?"),
-                (n - same).to_string(),
-            )
-            .or_wrong((n - same + 1).to_string()),
+            visual(format!("Subtract all {colour} objects. How many objects are left?"), (n - same).to_string())
+                .or_wrong((n - same + 1).to_string()),
         );
     }
     let kind = pick(rng, &[Shape::Square, Shape::Circle, Shape::Triangle]);
     let count = shapes.iter().filter(|p| p.shape == kind).count();
-    out.push(visual(
-        format!("How many {} are there in the image?", kind.plural()),
-        count.to_string(),
-    ));
+    out.push(visual(format!("How many {} are there in the image?", kind.plural()), count.to_string()));
     if let Some(left) = shapes.iter().min_by(|a, b| a.cx.total_cmp(&b.cx)) {
         out.push(
-            visual("What colour is the leftmost shape?", left.colour.name())
-                .or_wrong(left.colour.other(rng).name()),
+            visual("What colour is the leftmost shape?", left.colour.name()).or_wrong(left.colour.other(rng).name()),
         );
         out.push(mcq(
             QKind::Visual,
@@ -2179,41 +1696,24 @@ fn shapes_questions(shapes: &[Placed], rng: &mut ChaCha8Rng) -> Vec<Qa> {
         ));
     }
     if let Some(top) = shapes.iter().min_by(|a, b| a.cy.total_cmp(&b.cy)) {
-        out.push(visual(
-            "Which shape is nearest the top of the image?",
-            format!("the {}", top.label()),
-        ));
+        out.push(visual("Which shape is nearest the top of the image?", format!("the {}", top.label())));
     }
     // Left/right of two shapes with distinct labels, far enough apart to be clear.
     let unique = |p: &Placed| shapes.iter().filter(|q| q.label() == p.label()).count() == 1;
     if let Some((a, b)) = shapes.iter().enumerate().find_map(|(i, a)| {
-        shapes[i + 1..]
-            .iter()
-            .find(|b| unique(a) && unique(b) && (a.cx - b.cx).abs() > 12.0)
-            .map(|b| (a, b))
+        shapes[i + 1..].iter().find(|b| unique(a) && unique(b) && (a.cx - b.cx).abs() > 12.0).map(|b| (a, b))
     }) {
         let side = if a.cx < b.cx { "left" } else { "right" };
         let other = if side == "left" { "right" } else { "left" };
         out.push(
-            visual(
-                format!(
-                    "Is the {} to the left or to the right of the {}?",
-                    a.label(),
-                    b.label()
-                ),
-                side,
-            )
-            .or_wrong(other),
+            visual(format!("Is the {} to the left or to the right of the {}?", a.label(), b.label()), side)
+                .or_wrong(other),
         );
     }
     let listed: Vec<String> = shapes.iter().map(|p| format!("a {}", p.label())).collect();
     out.push(visual(
         "Describe the image.",
-        format!(
-            "The image shows {} shapes on a textured background: {}.",
-            n,
-            listed.join(", ")
-        ),
+        format!("The image shows {} shapes on a textured background: {}.", n, listed.join(", ")),
     ));
     out
 }
@@ -2223,56 +1723,26 @@ fn chart_questions(bars: &[Bar], rng: &mut ChaCha8Rng) -> Vec<Qa> {
     let tallest = bars.iter().max_by(|a, b| a.height.total_cmp(&b.height));
     let shortest = bars.iter().min_by(|a, b| a.height.total_cmp(&b.height));
     if let (Some(t), Some(s)) = (tallest, shortest) {
-        out.push(
-            visual("Which colour bar is the tallest?", t.colour.name()).or_wrong(s.colour.name()),
-        );
-        out.push(
-            visual("Which colour bar is the shortest?", s.colour.name()).or_wrong(t.colour.name()),
-        );
-        let others: Vec<String> = bars
-            .iter()
-            .filter(|b| b.colour != t.colour)
-            .map(|b| b.colour.name().to_owned())
-            .collect();
-        out.push(mcq(
-            QKind::Visual,
-            "Which bar is the tallest?",
-            t.colour.name(),
-            &others,
-            rng,
-        ));
+        out.push(visual("Which colour bar is the tallest?", t.colour.name()).or_wrong(s.colour.name()));
+        out.push(visual("Which colour bar is the shortest?", s.colour.name()).or_wrong(t.colour.name()));
+        let others: Vec<String> =
+            bars.iter().filter(|b| b.colour != t.colour).map(|b| b.colour.name().to_owned()).collect();
+        out.push(mcq(QKind::Visual, "Which bar is the tallest?", t.colour.name(), &others, rng));
         out.push(visual(
             "Describe the chart.",
-            format!(
-                "A bar chart with {} bars; the {} bar is the tallest.",
-                bars.len(),
-                t.colour.name()
-            ),
+            format!("A bar chart with {} bars; the {} bar is the tallest.", bars.len(), t.colour.name()),
         ));
     }
     out.push(
-        visual(
-            "How many bars are shown in the chart?",
-            bars.len().to_string(),
-        )
-        .or_wrong((bars.len() + 1).to_string()),
+        visual("How many bars are shown in the chart?", bars.len().to_string()).or_wrong((bars.len() + 1).to_string()),
     );
     if let [a, b, ..] = bars {
         let yes = if a.height > b.height { "yes" } else { "no" };
         out.push(
-            visual(
-                format!(
-                    "Is the {} bar taller than the {} bar?",
-                    a.colour.name(),
-                    b.colour.name()
-                ),
-                yes,
-            )
-            .or_wrong(if yes == "yes" { "no" } else { "yes" }),
+            visual(format!("Is the {} bar taller than the {} bar?", a.colour.name(), b.colour.name()), yes)
+                .or_wrong(if yes == "yes" { "no" } else { "yes" }),
         );
-        out.push(
-            visual("Which bar is second from the left?", b.colour.name()).or_wrong(a.colour.name()),
-        );
+        out.push(visual("Which bar is second from the left?", b.colour.name()).or_wrong(a.colour.name()));
     }
     out
 }
@@ -2302,9 +1772,7 @@ fn geometry_questions(kind: &StillKind) -> Vec<Qa> {
             .or_wrong(format!("{radius} cm")),
             Qa::new(
                 QKind::TextOnly,
-                format!(
-                    "A circle has a radius of {radius} cm. What is its circumference, rounded to one decimal?"
-                ),
+                format!("A circle has a radius of {radius} cm. What is its circumference, rounded to one decimal?"),
                 format!("{:.1} cm", 2.0 * std::f64::consts::PI * radius as f64),
             ),
             visual("What shape is drawn in the image?", "circle").or_wrong("triangle"),
@@ -2321,10 +1789,7 @@ fn image_bank(img: &Still, rng: &mut ChaCha8Rng) -> Vec<Qa> {
         kind => geometry_questions(kind),
     };
     bank.push(text_only(rng));
-    if matches!(
-        img.kind,
-        StillKind::Triangle { .. } | StillKind::Circle { .. }
-    ) {
+    if matches!(img.kind, StillKind::Triangle { .. } | StillKind::Circle { .. }) {
         bank.push(text_only(rng));
         bank.push(text_only(rng));
     }
@@ -2413,12 +1878,7 @@ struct Row {
 
 /// Groups a bank into rows: mostly one pair, some two or three (multi-turn) in training;
 /// benchmark rows are single-turn.
-fn rows_for_media(
-    media: &Media,
-    mut bank: Vec<Qa>,
-    split: Split,
-    rng: &mut ChaCha8Rng,
-) -> Vec<Row> {
+fn rows_for_media(media: &Media, mut bank: Vec<Qa>, split: Split, rng: &mut ChaCha8Rng) -> Vec<Row> {
     let mut rows = Vec::new();
     while !bank.is_empty() {
         let take = match (split, rng.random_range(0..100)) {
@@ -2470,9 +1930,8 @@ fn perturb(text: &str, rng: &mut ChaCha8Rng) -> String {
 /// duplicates, then a seeded shuffle so rows of one clip are spread over the file.
 fn finish_rows(rows: &mut Vec<Row>, rng: &mut ChaCha8Rng) {
     let single = |r: &Row| r.pairs.len() == 1;
-    let mut candidates: Vec<usize> = (0..rows.len())
-        .filter(|&i| single(&rows[i]) && rows[i].pairs[0].wrong.is_some())
-        .collect();
+    let mut candidates: Vec<usize> =
+        (0..rows.len()).filter(|&i| single(&rows[i]) && rows[i].pairs[0].wrong.is_some()).collect();
     candidates.shuffle(rng);
     candidates.truncate((rows.len() * 3).div_ceil(100));
     for &i in &candidates {
@@ -2483,9 +1942,8 @@ fn finish_rows(rows: &mut Vec<Row>, rng: &mut ChaCha8Rng) {
         }
     }
 
-    let mut originals: Vec<usize> = (0..rows.len())
-        .filter(|&i| single(&rows[i]) && !rows[i].pairs[0].is_wrong)
-        .collect();
+    let mut originals: Vec<usize> =
+        (0..rows.len()).filter(|&i| single(&rows[i]) && !rows[i].pairs[0].is_wrong).collect();
     originals.shuffle(rng);
     originals.truncate((rows.len() * 4).div_ceil(100));
     originals.sort_unstable();
@@ -2497,11 +1955,7 @@ fn finish_rows(rows: &mut Vec<Row>, rng: &mut ChaCha8Rng) {
         if rng.random_bool(0.3) {
             dup.pairs[0].answer = perturb(&dup.pairs[0].answer, rng);
         }
-        dup.layout = if dup.layout == Layout::FromValue {
-            Layout::RoleContent
-        } else {
-            Layout::FromValue
-        };
+        dup.layout = if dup.layout == Layout::FromValue { Layout::RoleContent } else { Layout::FromValue };
         rows.push(dup);
     }
     rows.shuffle(rng);
@@ -2553,22 +2007,10 @@ fn turn(layout: Layout, index: usize, user: bool, text: String) -> TurnOut<'stat
         Layout::Mixed => index % 2 == 1,
     };
     match (from_value, user) {
-        (false, true) => TurnOut::Role {
-            role: "user",
-            content: text,
-        },
-        (false, false) => TurnOut::Role {
-            role: "assistant",
-            content: text,
-        },
-        (true, true) => TurnOut::From {
-            from: "human",
-            value: text,
-        },
-        (true, false) => TurnOut::From {
-            from: "gpt",
-            value: text,
-        },
+        (false, true) => TurnOut::Role { role: "user", content: text },
+        (false, false) => TurnOut::Role { role: "assistant", content: text },
+        (true, true) => TurnOut::From { from: "human", value: text },
+        (true, false) => TurnOut::From { from: "gpt", value: text },
     }
 }
 
@@ -2584,11 +2026,7 @@ fn row_json(row: &Row) -> io::Result<String> {
         messages.push(turn(row.layout, i, false, qa.answer.clone()));
     }
     let first = row.pairs.first().map_or(QKind::TextOnly, |q| q.kind);
-    let kind = if row.pairs.iter().all(|q| q.kind == first) {
-        first.name()
-    } else {
-        "mixed"
-    };
+    let kind = if row.pairs.iter().all(|q| q.kind == first) { first.name() } else { "mixed" };
     let out = RowOut {
         id: &row.id,
         video_id: row.video_id.as_deref(),
@@ -2620,10 +2058,7 @@ fn row_json(row: &Row) -> io::Result<String> {
 
 /// The rows as JSONL with the broken lines inserted at seeded positions.
 fn with_broken_lines(rows: &[Row], broken: &[String], rng: &mut ChaCha8Rng) -> io::Result<String> {
-    let mut lines = rows
-        .iter()
-        .map(row_json)
-        .collect::<io::Result<Vec<String>>>()?;
+    let mut lines = rows.iter().map(row_json).collect::<io::Result<Vec<String>>>()?;
     for line in broken {
         let at = rng.random_range(1..=lines.len().max(1)).min(lines.len());
         lines.insert(at, line.clone());
@@ -2669,9 +2104,7 @@ fn broken_image_lines(image: &str) -> Vec<String> {
 /// Lines of video.jsonl that ingest must reject, one per reason.
 fn broken_video_lines(clip: &str) -> Vec<String> {
     vec![
-        format!(
-            r#"{{"id": "broken-vv-1", "video_id": "{clip}", "images": ["frames/{clip}/00.jpg", "frames/{clip}/0"#
-        ),
+        format!(r#"{{"id": "broken-vv-1", "video_id": "{clip}", "images": ["frames/{clip}/00.jpg", "frames/{clip}/0"#),
         format!(
             r#"{{"id": "broken-vv-2", "video_id": "{clip}", "images": [], "messages": [{{"role": "user", "content": "<video>\nWhich way does the camera pan?"}}, {{"role": "assistant", "content": "left"}}], "data_source": "0_30_s_academic_v0_1", {}}}"#,
             broken_truth("empty_images")
@@ -2707,25 +2140,13 @@ fn bench_video_bank(clip: &Clip) -> Vec<Qa> {
     match clip.kind {
         ClipKind::Object { dir, .. } => vec![
             temporal(format!("Which way is the {obj} heading?"), dir.name()),
-            temporal(
-                format!("Once the clip ends, which edge is the {shape} closest to?"),
-                dir.end_side(),
-            ),
-            temporal(
-                format!("At first the {shape} is near which edge?"),
-                dir.start_side(),
-            ),
-            temporal(
-                format!("Played in reverse, which way would the {obj} travel?"),
-                dir.opposite().name(),
-            ),
+            temporal(format!("Once the clip ends, which edge is the {shape} closest to?"), dir.end_side()),
+            temporal(format!("At first the {shape} is near which edge?"), dir.start_side()),
+            temporal(format!("Played in reverse, which way would the {obj} travel?"), dir.opposite().name()),
         ],
         ClipKind::Pan { dir, .. } => vec![
             temporal("Which way is the camera turning?", dir.name()),
-            temporal(
-                "As the camera moves, which way does the scenery slide?",
-                dir.opposite().name(),
-            ),
+            temporal("As the camera moves, which way does the scenery slide?", dir.opposite().name()),
             temporal("Is the camera still or moving during the clip?", "moving"),
             temporal(
                 format!("Toward which side does the {obj} drift after the first frame?"),
@@ -2733,71 +2154,35 @@ fn bench_video_bank(clip: &Clip) -> Vec<Qa> {
             ),
         ],
         ClipKind::PanPlusObject { pan, obj: d } => vec![
-            temporal(
-                format!("Which way does the {obj} travel while the camera moves?"),
-                d.name(),
-            ),
+            temporal(format!("Which way does the {obj} travel while the camera moves?"), d.name()),
             temporal("Which way is the camera turning?", pan.name()),
-            temporal(
-                format!("Are both the camera and the {shape} moving?"),
-                "yes",
-            ),
-            temporal(
-                format!("Played in reverse, which way would the {obj} travel?"),
-                d.opposite().name(),
-            ),
+            temporal(format!("Are both the camera and the {shape} moving?"), "yes"),
+            temporal(format!("Played in reverse, which way would the {obj} travel?"), d.opposite().name()),
         ],
         ClipKind::Appear { pan, appears_first } => vec![
             temporal(
                 format!("Which comes first: the {shape} showing up or the camera moving?"),
                 if appears_first { shape } else { "camera" },
             ),
-            temporal(
-                format!("Is the {shape} present at the very beginning?"),
-                "no",
-            ),
+            temporal(format!("Is the {shape} present at the very beginning?"), "no"),
             temporal("Which object shows up later in the clip?", obj),
-            temporal(
-                "Which way does the camera move after it starts?",
-                pan.name(),
-            ),
+            temporal("Which way does the camera move after it starts?", pan.name()),
         ],
         ClipKind::ColourChange { to } => vec![
-            temporal(
-                format!("What colour does the {shape} have at the beginning?"),
-                colour,
-            ),
-            temporal(
-                format!("After the switch, what colour is the {shape}?"),
-                to.name(),
-            ),
-            temporal(
-                format!("Name the two colours of the {shape} in order."),
-                format!("{colour} then {}", to.name()),
-            ),
-            temporal(
-                format!("Does the {shape} keep the same colour throughout?"),
-                "no",
-            ),
+            temporal(format!("What colour does the {shape} have at the beginning?"), colour),
+            temporal(format!("After the switch, what colour is the {shape}?"), to.name()),
+            temporal(format!("Name the two colours of the {shape} in order."), format!("{colour} then {}", to.name())),
+            temporal(format!("Does the {shape} keep the same colour throughout?"), "no"),
         ],
         ClipKind::Sequence { first, then } => vec![
-            temporal(
-                format!("Which way does the {obj} travel at first?"),
-                first.name(),
-            ),
-            temporal(
-                format!("Which way does the {shape} travel at the end?"),
-                then.name(),
-            ),
+            temporal(format!("Which way does the {obj} travel at first?"), first.name()),
+            temporal(format!("Which way does the {shape} travel at the end?"), then.name()),
             temporal(
                 format!("List the two directions of the {shape}'s path in order."),
                 format!("{} then {}", first.name(), then.name()),
             ),
             temporal(format!("How many turns does the {shape} make?"), "one"),
-            temporal(
-                format!("What colour is the moving {shape} later in the clip?"),
-                colour,
-            ),
+            temporal(format!("What colour is the moving {shape} later in the clip?"), colour),
         ],
         ClipKind::Static | ClipKind::StaticNoise => vec![
             temporal("Is there any motion in the clip?", "no"),
@@ -2807,37 +2192,17 @@ fn bench_video_bank(clip: &Clip) -> Vec<Qa> {
 }
 
 fn bench_image_bank(shapes: &[Placed]) -> Vec<Qa> {
-    let mut out = vec![visual(
-        "Count the shapes in the picture.",
-        shapes.len().to_string(),
-    )];
+    let mut out = vec![visual("Count the shapes in the picture.", shapes.len().to_string())];
     if let Some(p) = shapes.first() {
         let same = shapes.iter().filter(|q| q.colour == p.colour).count();
-        out.push(visual(
-            format!("How many {} objects can you see?", p.colour.name()),
-            same.to_string(),
-        ));
+        out.push(visual(format!("How many {} objects can you see?", p.colour.name()), same.to_string()));
     }
     if let Some(left) = shapes.iter().min_by(|a, b| a.cx.total_cmp(&b.cx)) {
-        out.push(visual(
-            "Which colour is the object furthest to the left?",
-            left.colour.name(),
-        ));
+        out.push(visual("Which colour is the object furthest to the left?", left.colour.name()));
     }
-    let kind = if shapes.len().is_multiple_of(2) {
-        Shape::Triangle
-    } else {
-        Shape::Square
-    };
-    let present = if shapes.iter().any(|p| p.shape == kind) {
-        "yes"
-    } else {
-        "no"
-    };
-    out.push(visual(
-        format!("Is there a {} in the picture?", kind.name()),
-        present,
-    ));
+    let kind = if shapes.len().is_multiple_of(2) { Shape::Triangle } else { Shape::Square };
+    let present = if shapes.iter().any(|p| p.shape == kind) { "yes" } else { "no" };
+    out.push(visual(format!("Is there a {} in the picture?", kind.name()), present));
     out
 }
 
@@ -2863,59 +2228,23 @@ fn write_bench_file(sink: &mut FileSink, name: &str, rows: &[Row]) -> io::Result
 fn write_benchmarks(seed: u64, sink: &mut FileSink) -> io::Result<BenchCounts> {
     let mut plan = stream_rng(seed, STREAM_BENCH_PLAN);
     let mut rng = stream_rng(seed, STREAM_BENCH_ROWS);
-    let mut counts = BenchCounts {
-        clips: 0,
-        images: 0,
-    };
+    let mut counts = BenchCounts { clips: 0, images: 0 };
 
     // Short temporal clips.
     let mut kinds: Vec<ClipKind> = Dir::ALL
         .iter()
-        .flat_map(|&dir| {
-            [
-                ClipKind::Object {
-                    dir,
-                    speed: Speed::Fast,
-                },
-                ClipKind::Pan { dir, px: 3 },
-            ]
-        })
+        .flat_map(|&dir| [ClipKind::Object { dir, speed: Speed::Fast }, ClipKind::Pan { dir, px: 3 }])
         .collect();
-    kinds.push(ClipKind::Object {
-        dir: Dir::Right,
-        speed: Speed::Fast,
-    });
-    kinds.push(ClipKind::Object {
-        dir: Dir::Left,
-        speed: Speed::Fast,
-    });
-    kinds.push(ClipKind::Appear {
-        pan: Dir::Right,
-        appears_first: true,
-    });
-    kinds.push(ClipKind::Appear {
-        pan: Dir::Down,
-        appears_first: false,
-    });
-    kinds.push(ClipKind::ColourChange {
-        to: Colour::random(&mut plan),
-    });
-    kinds.push(ClipKind::ColourChange {
-        to: Colour::random(&mut plan),
-    });
-    kinds.push(ClipKind::PanPlusObject {
-        pan: Dir::Left,
-        obj: Dir::Down,
-    });
+    kinds.push(ClipKind::Object { dir: Dir::Right, speed: Speed::Fast });
+    kinds.push(ClipKind::Object { dir: Dir::Left, speed: Speed::Fast });
+    kinds.push(ClipKind::Appear { pan: Dir::Right, appears_first: true });
+    kinds.push(ClipKind::Appear { pan: Dir::Down, appears_first: false });
+    kinds.push(ClipKind::ColourChange { to: Colour::random(&mut plan) });
+    kinds.push(ClipKind::ColourChange { to: Colour::random(&mut plan) });
+    kinds.push(ClipKind::PanPlusObject { pan: Dir::Left, obj: Dir::Down });
     let mut rows = Vec::new();
     for (i, kind) in kinds.into_iter().enumerate() {
-        let clip = make_clip(
-            format!("bench_clip{i:03}"),
-            kind,
-            false,
-            STREAM_BENCH_CLIP + i as u64,
-            &mut plan,
-        );
+        let clip = make_clip(format!("bench_clip{i:03}"), kind, false, STREAM_BENCH_CLIP + i as u64, &mut plan);
         write_clip(&clip, "benchmarks/", seed, sink)?;
         counts.clips += 1;
         let mut media = clip_media(&clip);
@@ -2930,26 +2259,12 @@ fn write_benchmarks(seed: u64, sink: &mut FileSink) -> io::Result<BenchCounts> {
         let kind = match i {
             0..=5 => {
                 let first = pick(&mut plan, &Dir::ALL);
-                ClipKind::Sequence {
-                    first,
-                    then: first.perpendicular(&mut plan),
-                }
+                ClipKind::Sequence { first, then: first.perpendicular(&mut plan) }
             }
-            6 => ClipKind::ColourChange {
-                to: Colour::random(&mut plan),
-            },
-            _ => ClipKind::Appear {
-                pan: pick(&mut plan, &Dir::ALL),
-                appears_first: false,
-            },
+            6 => ClipKind::ColourChange { to: Colour::random(&mut plan) },
+            _ => ClipKind::Appear { pan: pick(&mut plan, &Dir::ALL), appears_first: false },
         };
-        let clip = make_clip(
-            format!("bench_long{i:03}"),
-            kind,
-            true,
-            STREAM_BENCH_LONG + i as u64,
-            &mut plan,
-        );
+        let clip = make_clip(format!("bench_long{i:03}"), kind, true, STREAM_BENCH_LONG + i as u64, &mut plan);
         write_clip(&clip, "benchmarks/", seed, sink)?;
         counts.clips += 1;
         let mut media = clip_media(&clip);
@@ -2961,24 +2276,13 @@ fn write_benchmarks(seed: u64, sink: &mut FileSink) -> io::Result<BenchCounts> {
     // Still images.
     let mut rows = Vec::new();
     for i in 0..14 {
-        let still = make_still(
-            format!("bench_img{i:03}"),
-            0,
-            Format::Jpeg,
-            STREAM_BENCH_IMAGE + i as u64,
-            seed,
-        );
+        let still = make_still(format!("bench_img{i:03}"), 0, Format::Jpeg, STREAM_BENCH_IMAGE + i as u64, seed);
         write_still(&still, "benchmarks/", sink)?;
         counts.images += 1;
         if let StillKind::Shapes(shapes) = &still.kind {
             let mut media = image_media(&still);
             media.data_source = "bench_image_static";
-            rows.extend(bench_rows(
-                &media,
-                bench_image_bank(shapes),
-                "bis",
-                &mut rng,
-            ));
+            rows.extend(bench_rows(&media, bench_image_bank(shapes), "bis", &mut rng));
         }
     }
     write_bench_file(sink, "image_static.jsonl", &rows)?;
@@ -3031,25 +2335,14 @@ const SYNTH_VIDEO_TURNS: [u32; 8] = [40, 24, 14, 9, 6, 3, 2, 2];
 const SYNTH_FRAME_COUNTS: [usize; 7] = [1, 8, 16, 32, 64, 96, 180];
 
 const NOUNS: [&str; 20] = [
-    "dog", "car", "ball", "man", "woman", "child", "table", "chart", "street", "kitchen", "square",
-    "circle", "triangle", "person", "bicycle", "window", "door", "tree", "cup", "book",
+    "dog", "car", "ball", "man", "woman", "child", "table", "chart", "street", "kitchen", "square", "circle",
+    "triangle", "person", "bicycle", "window", "door", "tree", "cup", "book",
 ];
-const ADJECTIVES: [&str; 10] = [
-    "red", "green", "blue", "small", "large", "yellow", "wooden", "bright", "dark", "round",
-];
-const VERBS: [&str; 10] = [
-    "walks", "opens", "picks up", "moves", "holds", "drops", "turns", "jumps", "stops", "enters",
-];
-const PLACES: [&str; 8] = [
-    "left",
-    "right",
-    "top",
-    "bottom",
-    "centre",
-    "corner",
-    "background",
-    "foreground",
-];
+const ADJECTIVES: [&str; 10] =
+    ["red", "green", "blue", "small", "large", "yellow", "wooden", "bright", "dark", "round"];
+const VERBS: [&str; 10] =
+    ["walks", "opens", "picks up", "moves", "holds", "drops", "turns", "jumps", "stops", "enters"];
+const PLACES: [&str; 8] = ["left", "right", "top", "bottom", "centre", "corner", "background", "foreground"];
 const NON_ASCII: [&str; 5] = ["café", "naïve", "größe", "東京", "señal"];
 
 fn pick_weighted<T: Copy>(rng: &mut ChaCha8Rng, items: &[(T, u32)]) -> T {
@@ -3217,18 +2510,9 @@ struct SynthCounts {
 }
 
 /// Writes rows until exactly `target_pairs` pairs are in the file.
-fn write_synthetic(
-    path: &Path,
-    target_pairs: usize,
-    video: bool,
-    rng: &mut ChaCha8Rng,
-) -> io::Result<SynthCounts> {
+fn write_synthetic(path: &Path, target_pairs: usize, video: bool, rng: &mut ChaCha8Rng) -> io::Result<SynthCounts> {
     let mut file = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut counts = SynthCounts {
-        rows: 0,
-        broken: 0,
-        bytes: 0,
-    };
+    let mut counts = SynthCounts { rows: 0, broken: 0, bytes: 0 };
     let (prefix, token, sources, turns): (&str, &str, &[(&str, u32)], &[u32]) = if video {
         ("vid", "<video>", &SYNTH_VIDEO_SOURCES, &SYNTH_VIDEO_TURNS)
     } else {
@@ -3245,10 +2529,7 @@ fn write_synthetic(
         if row == next_broken {
             next_broken += SYNTH_BROKEN_EVERY;
             if counts.broken.is_multiple_of(2) {
-                let _ = writeln!(
-                    line,
-                    r#"{{"id": "broken-{row}", "images": ["x.jpg"], "messages": ["#
-                );
+                let _ = writeln!(line, r#"{{"id": "broken-{row}", "images": ["x.jpg"], "messages": ["#);
             } else {
                 let _ = writeln!(
                     line,
@@ -3314,11 +2595,7 @@ fn write_synthetic(
                 line.push_str(", ");
             }
             let _ = write!(line, r#"{{"{ukey}": "{ur}", "{tkey}": "#);
-            let text = if t == 0 {
-                format!("{token}\n{q}")
-            } else {
-                q.clone()
-            };
+            let text = if t == 0 { format!("{token}\n{q}") } else { q.clone() };
             push_json_str(&mut line, &text);
             let _ = write!(line, r#"}}, {{"{akey}": "{ar}", "{tkey}": "#);
             push_json_str(&mut line, &a);
@@ -3326,11 +2603,7 @@ fn write_synthetic(
         }
         line.push_str(r#"], "data_source": "#);
         push_json_str(&mut line, pick_weighted(rng, sources));
-        let dup_of = if near_dup && row > 0 {
-            format!(r#""{prefix}-{}""#, row - 1)
-        } else {
-            "null".to_owned()
-        };
+        let dup_of = if near_dup && row > 0 { format!(r#""{prefix}-{}""#, row - 1) } else { "null".to_owned() };
         let _ = writeln!(
             line,
             r#", "gdo_sample": {{"kind": "{}", "needs_frames": {}, "wrong_answer": false, "near_duplicate_of": {dup_of}, "split": "train", "media_kind": "synthetic"}}}}"#,
@@ -3363,11 +2636,7 @@ mod tests {
                 if path.is_dir() {
                     stack.push(path);
                 } else {
-                    out.push(
-                        path.strip_prefix(root)
-                            .map_err(io::Error::other)?
-                            .to_path_buf(),
-                    );
+                    out.push(path.strip_prefix(root).map_err(io::Error::other)?.to_path_buf());
                 }
             }
         }
@@ -3376,11 +2645,7 @@ mod tests {
     }
 
     fn read_lines(path: &Path) -> Vec<String> {
-        fs::read_to_string(path)
-            .expect("read jsonl")
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        fs::read_to_string(path).expect("read jsonl").lines().map(str::to_owned).collect()
     }
 
     /// Parsed well-formed rows of a JSONL file and the count of broken lines.
@@ -3401,16 +2666,8 @@ mod tests {
         let mut out = Vec::new();
         let mut pending = None;
         for turn in row["messages"].as_array().expect("messages list") {
-            let role = turn
-                .get("role")
-                .or_else(|| turn.get("from"))
-                .and_then(|v| v.as_str())
-                .unwrap_or("");
-            let text = turn
-                .get("content")
-                .or_else(|| turn.get("value"))
-                .and_then(|v| v.as_str())
-                .unwrap_or("");
+            let role = turn.get("role").or_else(|| turn.get("from")).and_then(|v| v.as_str()).unwrap_or("");
+            let text = turn.get("content").or_else(|| turn.get("value")).and_then(|v| v.as_str()).unwrap_or("");
             match role {
                 "user" | "human" => pending = Some(text.to_owned()),
                 "assistant" | "gpt" => {
@@ -3425,59 +2682,34 @@ mod tests {
     }
 
     fn norm(s: &str) -> String {
-        s.replace("<image>", " ")
-            .replace("<video>", " ")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        s.replace("<image>", " ").replace("<video>", " ").split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
     #[test]
     fn same_seed_gives_identical_files() {
-        let (a, b) = (
-            tempfile::tempdir().expect("tempdir"),
-            tempfile::tempdir().expect("tempdir"),
-        );
+        let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
         let sa = generate_sample_pool(a.path(), &SampleOptions::default()).expect("generate a");
         let sb = generate_sample_pool(b.path(), &SampleOptions { seed: 42 }).expect("generate b");
         assert_eq!(sa, sb);
-        let (fa, fb) = (
-            files_under(a.path()).expect("list a"),
-            files_under(b.path()).expect("list b"),
-        );
+        let (fa, fb) = (files_under(a.path()).expect("list a"), files_under(b.path()).expect("list b"));
         assert_eq!(fa, fb);
         for rel in &fa {
-            let (da, db) = (
-                fs::read(a.path().join(rel)).expect("read"),
-                fs::read(b.path().join(rel)).expect("read"),
-            );
+            let (da, db) = (fs::read(a.path().join(rel)).expect("read"), fs::read(b.path().join(rel)).expect("read"));
             assert!(da == db, "{} differs between runs", rel.display());
         }
-        let total: u64 = fa
-            .iter()
-            .map(|rel| {
-                fs::metadata(a.path().join(rel))
-                    .map(|m| m.len())
-                    .unwrap_or(0)
-            })
-            .sum();
+        let total: u64 = fa.iter().map(|rel| fs::metadata(a.path().join(rel)).map(|m| m.len()).unwrap_or(0)).sum();
         assert_eq!(total, sa.bytes_written);
 
         let c = tempfile::tempdir().expect("tempdir");
         generate_sample_pool(c.path(), &SampleOptions { seed: 7 }).expect("generate c");
         let other = fs::read(c.path().join("video.jsonl")).expect("read");
-        assert_ne!(
-            other,
-            fs::read(a.path().join("video.jsonl")).expect("read"),
-            "another seed, another pool"
-        );
+        assert_ne!(other, fs::read(a.path().join("video.jsonl")).expect("read"), "another seed, another pool");
     }
 
     #[test]
     fn rows_parse_and_media_decode() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let summary =
-            generate_sample_pool(dir.path(), &SampleOptions::default()).expect("generate");
+        let summary = generate_sample_pool(dir.path(), &SampleOptions::default()).expect("generate");
         let mut decoded = BTreeSet::new();
         let mut broken = 0;
         for name in [
@@ -3502,17 +2734,10 @@ mod tests {
                         image::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                     }
                 }
-                assert!(
-                    !pairs_of(row).is_empty(),
-                    "{name}: row without a pair: {row}"
-                );
+                assert!(!pairs_of(row).is_empty(), "{name}: row without a pair: {row}");
                 let truth = &row["gdo_sample"];
                 assert!(truth["needs_frames"].is_boolean() && truth["wrong_answer"].is_boolean());
-                let split = if name.starts_with("benchmarks/") {
-                    "bench"
-                } else {
-                    "train"
-                };
+                let split = if name.starts_with("benchmarks/") { "bench" } else { "train" };
                 assert_eq!(truth["split"], split);
                 if name == "video.jsonl" || name.contains("video_") {
                     assert!(row["video_id"].is_string(), "{row}");
@@ -3528,11 +2753,7 @@ mod tests {
             .as_array()
             .expect("images")
             .iter()
-            .map(|p| {
-                image::open(dir.join(p.as_str().expect("path")))
-                    .expect("decode")
-                    .to_luma8()
-            })
+            .map(|p| image::open(dir.join(p.as_str().expect("path"))).expect("decode").to_luma8())
             .collect()
     }
 
@@ -3543,8 +2764,7 @@ mod tests {
         let mut n = 0.0;
         for y in 0..h {
             for x in 0..w - 8 {
-                sum +=
-                    (next.get_pixel(x, y).0[0] as f64 - prev.get_pixel(x + k, y).0[0] as f64).abs();
+                sum += (next.get_pixel(x, y).0[0] as f64 - prev.get_pixel(x + k, y).0[0] as f64).abs();
                 n += 1.0;
             }
         }
@@ -3559,35 +2779,21 @@ mod tests {
         let mut seen = BTreeMap::new();
         for row in &rows {
             if row["gdo_sample"]["media_kind"] == "pan_right" {
-                seen.entry(row["video_id"].as_str().expect("video_id").to_owned())
-                    .or_insert(row);
+                seen.entry(row["video_id"].as_str().expect("video_id").to_owned()).or_insert(row);
             }
         }
         assert!(seen.len() >= 2, "slow and fast pan_right clips");
         for (clip, row) in seen {
             let frames = luma_frames(dir.path(), row);
             for pair in frames.windows(2) {
-                let errors: Vec<f64> = (0..=6)
-                    .map(|k| shifted_error(&pair[0], &pair[1], k))
-                    .collect();
-                let best = (0..errors.len())
-                    .min_by(|&a, &b| errors[a].total_cmp(&errors[b]))
-                    .unwrap_or(0);
-                assert!(
-                    best >= 1,
-                    "{clip}: the camera pans right, the scene moves left: {errors:?}"
-                );
-                assert!(
-                    errors[best] < 0.5 * errors[0],
-                    "{clip}: shifted match must be clearly better: {errors:?}"
-                );
+                let errors: Vec<f64> = (0..=6).map(|k| shifted_error(&pair[0], &pair[1], k)).collect();
+                let best = (0..errors.len()).min_by(|&a, &b| errors[a].total_cmp(&errors[b])).unwrap_or(0);
+                assert!(best >= 1, "{clip}: the camera pans right, the scene moves left: {errors:?}");
+                assert!(errors[best] < 0.5 * errors[0], "{clip}: shifted match must be clearly better: {errors:?}");
             }
         }
         // And a static clip's frames are identical.
-        let still = rows
-            .iter()
-            .find(|r| r["gdo_sample"]["media_kind"] == "static")
-            .expect("a static clip");
+        let still = rows.iter().find(|r| r["gdo_sample"]["media_kind"] == "static").expect("a static clip");
         let frames = luma_frames(dir.path(), still);
         assert!(frames.windows(2).all(|p| p[0] == p[1]));
     }
@@ -3597,71 +2803,34 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = generate_sample_pool(dir.path(), &SampleOptions::default()).expect("generate");
         assert!((2_000_000..=5_500_000).contains(&s.bytes_written), "{s:?}");
-        let training_clips = fs::read_dir(dir.path().join("frames"))
-            .expect("frames dir")
-            .count();
-        assert!(
-            (48..=64).contains(&training_clips),
-            "{training_clips} clips"
-        );
-        let training_images = fs::read_dir(dir.path().join("images"))
-            .expect("images dir")
-            .count();
-        assert!(
-            (40..=60).contains(&training_images),
-            "{training_images} images"
-        );
+        let training_clips = fs::read_dir(dir.path().join("frames")).expect("frames dir").count();
+        assert!((48..=64).contains(&training_clips), "{training_clips} clips");
+        let training_images = fs::read_dir(dir.path().join("images")).expect("images dir").count();
+        assert!((40..=60).contains(&training_images), "{training_images} images");
         let (image_rows, _) = parse_rows(&dir.path().join("onevision.jsonl"));
         let (video_rows, _) = parse_rows(&dir.path().join("video.jsonl"));
         let image_pairs: usize = image_rows.iter().map(|r| pairs_of(r).len()).sum();
         let video_pairs: usize = video_rows.iter().map(|r| pairs_of(r).len()).sum();
-        assert!(
-            (300..=500).contains(&image_pairs),
-            "{image_pairs} image pairs"
-        );
-        assert!(
-            (500..=800).contains(&video_pairs),
-            "{video_pairs} video pairs"
-        );
+        assert!((300..=500).contains(&image_pairs), "{image_pairs} image pairs");
+        assert!((500..=800).contains(&video_pairs), "{video_pairs} video pairs");
 
         let mut per_video: BTreeMap<String, usize> = BTreeMap::new();
         for row in &video_rows {
-            *per_video
-                .entry(row["video_id"].as_str().expect("video_id").to_owned())
-                .or_default() += pairs_of(row).len();
+            *per_video.entry(row["video_id"].as_str().expect("video_id").to_owned()).or_default() +=
+                pairs_of(row).len();
         }
-        assert!(
-            per_video.values().any(|&n| n > 8),
-            "one video over the per-video cap"
-        );
+        assert!(per_video.values().any(|&n| n > 8), "one video over the per-video cap");
 
-        let truth = |rows: &[serde_json::Value], key: &str| {
-            rows.iter().filter(|r| r["gdo_sample"][key] == true).count()
-        };
+        let truth =
+            |rows: &[serde_json::Value], key: &str| rows.iter().filter(|r| r["gdo_sample"][key] == true).count();
         assert!(truth(&video_rows, "wrong_answer") >= 5 && truth(&image_rows, "wrong_answer") >= 3);
-        assert!(
-            video_rows
-                .iter()
-                .filter(|r| r["gdo_sample"]["near_duplicate_of"].is_string())
-                .count()
-                >= 5
-        );
-        assert!(
-            video_rows
-                .iter()
-                .any(|r| r["gdo_sample"]["needs_frames"] == false)
-        );
-        let layouts = |rows: &[serde_json::Value], key: &str| {
-            rows.iter()
-                .filter(|r| r["messages"][0].get(key).is_some())
-                .count()
-        };
+        assert!(video_rows.iter().filter(|r| r["gdo_sample"]["near_duplicate_of"].is_string()).count() >= 5);
+        assert!(video_rows.iter().any(|r| r["gdo_sample"]["needs_frames"] == false));
+        let layouts =
+            |rows: &[serde_json::Value], key: &str| rows.iter().filter(|r| r["messages"][0].get(key).is_some()).count();
         assert!(layouts(&image_rows, "from") > 0 && layouts(&image_rows, "role") > 0);
         assert!(image_rows.iter().any(|r| pairs_of(r).len() >= 2));
-        let long = video_rows
-            .iter()
-            .filter(|r| r["images"].as_array().map_or(0, Vec::len) >= 24)
-            .count();
+        let long = video_rows.iter().filter(|r| r["images"].as_array().map_or(0, Vec::len) >= 24).count();
         assert!(long > 0, "longer clips");
 
         // The temporal regex fires on some video questions and not on others; MCQ present.
@@ -3669,71 +2838,32 @@ mod tests {
             r"(?i)\b(before|after|then|while|during|first|next|finally|sequence|later|earlier|transition|happen)\b",
         )
         .expect("regex");
-        let questions: Vec<String> = video_rows
-            .iter()
-            .flat_map(pairs_of)
-            .map(|(q, _)| norm(&q))
-            .collect();
+        let questions: Vec<String> = video_rows.iter().flat_map(pairs_of).map(|(q, _)| norm(&q)).collect();
         let temporal = questions.iter().filter(|q| re.is_match(q)).count();
-        assert!(
-            temporal > questions.len() / 5 && temporal < questions.len() * 4 / 5,
-            "{temporal}/{}",
-            questions.len()
-        );
-        assert!(
-            questions
-                .iter()
-                .any(|q| q.to_lowercase().contains("choices"))
-        );
+        assert!(temporal > questions.len() / 5 && temporal < questions.len() * 4 / 5, "{temporal}/{}", questions.len());
+        assert!(questions.iter().any(|q| q.to_lowercase().contains("choices")));
 
         // Media formats.
         let exts: BTreeSet<String> = fs::read_dir(dir.path().join("images"))
             .expect("images dir")
             .filter_map(|e| e.ok()?.path().extension()?.to_str().map(str::to_owned))
             .collect();
-        assert_eq!(
-            exts,
-            ["jpg", "png", "webp"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        );
+        assert_eq!(exts, ["jpg", "png", "webp"].iter().map(|s| s.to_string()).collect());
 
         // Benchmarks: sized, held out, no question shared with the training pool.
-        let train: BTreeSet<String> = image_rows
-            .iter()
-            .chain(&video_rows)
-            .flat_map(pairs_of)
-            .map(|(q, _)| norm(&q).to_lowercase())
-            .collect();
-        for name in [
-            "image_static.jsonl",
-            "video_temporal.jsonl",
-            "video_long.jsonl",
-        ] {
+        let train: BTreeSet<String> =
+            image_rows.iter().chain(&video_rows).flat_map(pairs_of).map(|(q, _)| norm(&q).to_lowercase()).collect();
+        for name in ["image_static.jsonl", "video_temporal.jsonl", "video_long.jsonl"] {
             let (rows, broken) = parse_rows(&dir.path().join("benchmarks").join(name));
             assert_eq!(broken, 0);
-            assert!(
-                (30..=80).contains(&rows.len()),
-                "{name}: {} rows",
-                rows.len()
-            );
+            assert!((30..=80).contains(&rows.len()), "{name}: {} rows", rows.len());
             for row in &rows {
                 for img in row["images"].as_array().expect("images") {
-                    assert!(
-                        img.as_str().is_some_and(|p| p.contains("bench_")),
-                        "{name}: {img}"
-                    );
+                    assert!(img.as_str().is_some_and(|p| p.contains("bench_")), "{name}: {img}");
                 }
                 for (q, a) in pairs_of(row) {
-                    assert!(
-                        !train.contains(&norm(&q).to_lowercase()),
-                        "{name}: {q} is also a training question"
-                    );
-                    assert!(
-                        a.split_whitespace().count() <= 3,
-                        "{name}: short answers: {a}"
-                    );
+                    assert!(!train.contains(&norm(&q).to_lowercase()), "{name}: {q} is also a training question");
+                    assert!(a.split_whitespace().count() <= 3, "{name}: short answers: {a}");
                 }
             }
         }
@@ -3745,10 +2875,7 @@ mod tests {
         let s = generate_synthetic_pool(dir.path(), 1000, 42).expect("generate");
         let (image_rows, image_broken) = parse_rows(&dir.path().join("onevision.jsonl"));
         let (video_rows, video_broken) = parse_rows(&dir.path().join("video.jsonl"));
-        assert_eq!(
-            (image_rows.len(), video_rows.len()),
-            (s.image_rows, s.video_rows)
-        );
+        assert_eq!((image_rows.len(), video_rows.len()), (s.image_rows, s.video_rows));
         assert_eq!(image_broken + video_broken, s.broken_lines);
         let image_pairs: usize = image_rows.iter().map(|r| pairs_of(r).len()).sum();
         let video_pairs: usize = video_rows.iter().map(|r| pairs_of(r).len()).sum();
@@ -3756,11 +2883,7 @@ mod tests {
         assert!((560..=620).contains(&image_pairs), "{image_pairs}");
         for row in video_rows.iter().chain(&image_rows) {
             assert!(!row["images"].as_array().expect("images").is_empty());
-            assert!(
-                pairs_of(row)
-                    .iter()
-                    .all(|(q, a)| !norm(q).is_empty() && !a.is_empty())
-            );
+            assert!(pairs_of(row).iter().all(|(q, a)| !norm(q).is_empty() && !a.is_empty()));
         }
         assert!(video_rows.iter().all(|r| r["video_id"].is_string()));
 

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -53,12 +51,8 @@ pub struct Registered {
     pub rows: Option<u64>,
 }
 
-async fn listing_table(
-    ctx: &SessionContext,
-    urls: Vec<ListingTableUrl>,
-) -> Result<Arc<ListingTable>> {
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+async fn listing_table(ctx: &SessionContext, urls: Vec<ListingTableUrl>) -> Result<Arc<ListingTable>> {
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .infer_schema(&ctx.state())
@@ -82,17 +76,12 @@ pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Res
     if path.ends_with(".parquet") && loc.exists().await? {
         let table = listing_table(ctx, vec![ListingTableUrl::parse(loc.url.as_str())?]).await?;
         ctx.register_table(name, table)?;
-        return Ok(Registered {
-            names: vec![name.to_owned()],
-            rows: None,
-        });
+        return Ok(Registered { names: vec![name.to_owned()], rows: None });
     }
     match inspect_folder(&loc).await? {
         TableFolder::Gdo(manifest) => {
             if manifest.main.files.is_empty() {
-                return Err(GdoError::Table(format!(
-                    "{loc}: the manifest lists no files"
-                )));
+                return Err(GdoError::Table(format!("{loc}: the manifest lists no files")));
             }
             let table = listing_table(ctx, file_urls(&loc, &manifest.main.files)?).await?;
             ctx.register_table(name, table)?;
@@ -106,19 +95,12 @@ pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Res
                 ctx.register_table(side_name.as_str(), table)?;
                 names.push(side_name);
             }
-            Ok(Registered {
-                names,
-                rows: Some(manifest.main.rows),
-            })
+            Ok(Registered { names, rows: Some(manifest.main.rows) })
         }
         TableFolder::Plain => {
-            let table =
-                listing_table(ctx, vec![ListingTableUrl::parse(loc.dir_url().as_str())?]).await?;
+            let table = listing_table(ctx, vec![ListingTableUrl::parse(loc.dir_url().as_str())?]).await?;
             ctx.register_table(name, table)?;
-            Ok(Registered {
-                names: vec![name.to_owned()],
-                rows: None,
-            })
+            Ok(Registered { names: vec![name.to_owned()], rows: None })
         }
     }
 }

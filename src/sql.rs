@@ -70,9 +70,7 @@ pub fn render(result: &StatementResult, format: Format) -> Result<Vec<u8>> {
             out.push(b'\n');
         }
         Format::Csv => {
-            let mut w = datafusion::arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut out);
+            let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
             if result.batches.is_empty() {
                 w.write(&RecordBatch::new_empty(Arc::clone(&result.schema)))?;
             }
@@ -88,9 +86,7 @@ pub fn render(result: &StatementResult, format: Format) -> Result<Vec<u8>> {
             w.finish()?;
         }
         Format::Parquet => {
-            return Err(GdoError::Usage(
-                "--format parquet writes a file: give --out PATH".into(),
-            ));
+            return Err(GdoError::Usage("--format parquet writes a file: give --out PATH".into()));
         }
     }
     Ok(out)
@@ -123,8 +119,6 @@ pub async fn write_result(result: &StatementResult, format: Format, out: &str) -
         part.write(b).await?;
     }
     table.add_part(None, part.finish().await?);
-    table
-        .commit(serde_json::json!({ "rows": result.num_rows() }))
-        .await?;
+    table.commit(serde_json::json!({ "rows": result.num_rows() })).await?;
     Ok(())
 }

@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
+use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::error::{GdoError, Result};
@@ -53,13 +53,8 @@ pub fn has_scheme(s: &str) -> bool {
     match s.find("://") {
         Some(pos) if pos > 0 => {
             let scheme = &s[..pos];
-            scheme
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+            scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
         }
         _ => false,
     }
@@ -122,14 +117,10 @@ pub fn store_for(url: &Url) -> Result<Arc<dyn ObjectStore>> {
             Arc::new(b.build()?)
         }
         "gs" => Arc::new(
-            GoogleCloudStorageBuilder::from_env()
-                .with_url(bucket_url.as_str())
-                .build()?,
+            GoogleCloudStorageBuilder::from_env().with_url(bucket_url.as_str()).build()?,
         ),
         "az" | "azure" | "abfs" | "abfss" | "adl" => Arc::new(
-            MicrosoftAzureBuilder::from_env()
-                .with_url(bucket_url.as_str())
-                .build()?,
+            MicrosoftAzureBuilder::from_env().with_url(bucket_url.as_str()).build()?,
         ),
         other => {
             return Err(GdoError::InvalidLocation {
@@ -168,11 +159,7 @@ impl Location {
         }
         let mut url = self.url.clone();
         url.set_path(&format!("/{path}"));
-        Location {
-            url,
-            store: Arc::clone(&self.store),
-            path,
-        }
+        Location { url, store: Arc::clone(&self.store), path }
     }
 
     /// This location as a folder URL (ending in `/`), for joining relative paths.

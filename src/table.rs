@@ -19,16 +19,16 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::arrow::async_writer::AsyncFileWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
+use object_store::ObjectStoreExt;
+use object_store::buffered::BufWriter;
+use tokio::io::AsyncWriteExt;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
-use object_store::ObjectStoreExt;
-use object_store::buffered::BufWriter;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use crate::error::{GdoError, Result};
 use crate::store::Location;
@@ -88,9 +88,7 @@ pub struct Manifest {
 /// Fixed settings keep the bytes of a table a function of its rows alone.
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid zstd level"),
-        ))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(65_536))
         .set_created_by(format!("gdo {}", env!("CARGO_PKG_VERSION")))
         .build()
@@ -108,18 +106,10 @@ pub struct TableWriter {
 impl TableWriter {
     /// Start a run writing a table of `kind` into `root`.
     pub fn new(root: Location, kind: &str) -> Self {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let run_id = format!("{}-{}", now.as_millis(), &nonce[..8]);
-        Self {
-            root,
-            kind: kind.to_owned(),
-            run_id,
-            main: FileSet::default(),
-            side_tables: BTreeMap::new(),
-        }
+        Self { root, kind: kind.to_owned(), run_id, main: FileSet::default(), side_tables: BTreeMap::new() }
     }
 
     pub fn root(&self) -> &Location {
@@ -147,22 +137,14 @@ impl TableWriter {
             bytes: 0,
         };
         let writer = AsyncArrowWriter::try_new(sink, schema, Some(writer_properties()))?;
-        Ok(PartWriter {
-            rel,
-            writer,
-            rows: 0,
-        })
+        Ok(PartWriter { rel, writer, rows: 0 })
     }
 
     /// Record a finished part.
     pub fn add_part(&mut self, side: Option<&str>, entry: FileEntry) {
         match side {
             None => self.main.push(entry),
-            Some(s) => self
-                .side_tables
-                .entry(s.to_owned())
-                .or_default()
-                .push(entry),
+            Some(s) => self.side_tables.entry(s.to_owned()).or_default().push(entry),
         }
     }
 
@@ -215,12 +197,7 @@ async fn remove_other_runs(root: &Location, keep: &str) -> Result<()> {
 
 async fn delete_prefix(root: &Location, rel: &str) -> Result<()> {
     let loc = root.child(rel);
-    let paths: Vec<_> = loc
-        .store
-        .list(Some(&loc.path))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await?;
+    let paths: Vec<_> = loc.store.list(Some(&loc.path)).map_ok(|m| m.location).try_collect().await?;
     for p in paths {
         match loc.store.delete(&p).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -274,20 +251,12 @@ impl AsyncFileWriter for HashingWriter {
         self.hasher.update(&bs);
         self.bytes += bs.len() as u64;
         Box::pin(async move {
-            self.inner
-                .write_all(&bs)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
+            self.inner.write_all(&bs).await.map_err(|e| ParquetError::External(Box::new(e)))
         })
     }
 
     fn complete(&mut self) -> BoxFuture<'_, datafusion::parquet::errors::Result<()>> {
-        Box::pin(async move {
-            self.inner
-                .shutdown()
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        })
+        Box::pin(async move { self.inner.shutdown().await.map_err(|e| ParquetError::External(Box::new(e))) })
     }
 }
 
@@ -305,8 +274,9 @@ pub async fn read_manifest(root: &Location) -> Result<Option<Manifest>> {
     match loc.store.get(&loc.path).await {
         Ok(r) => {
             let body = r.bytes().await?;
-            let manifest: Manifest = serde_json::from_slice(&body)
-                .map_err(|e| GdoError::Table(format!("{loc}: not a valid gdo manifest: {e}")))?;
+            let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| {
+                GdoError::Table(format!("{loc}: not a valid gdo manifest: {e}"))
+            })?;
             if manifest.format != FORMAT || manifest.version > FORMAT_VERSION {
                 return Err(GdoError::Table(format!(
                     "{loc}: unsupported table format {} v{} (this gdo reads {FORMAT} v{FORMAT_VERSION})",
@@ -327,12 +297,7 @@ pub async fn inspect_folder(root: &Location) -> Result<TableFolder> {
         return Ok(TableFolder::Gdo(Box::new(m)));
     }
     let data = root.child(DATA_DIR);
-    let has_gdo_data = data
-        .store
-        .list(Some(&data.path))
-        .try_next()
-        .await?
-        .is_some();
+    let has_gdo_data = data.store.list(Some(&data.path)).try_next().await?.is_some();
     if has_gdo_data {
         return Err(GdoError::Table(format!(
             "{root} holds gdo data files but no {MANIFEST}: the run that wrote it did not \
@@ -349,19 +314,13 @@ pub async fn inspect_folder(root: &Location) -> Result<TableFolder> {
     if any_parquet {
         Ok(TableFolder::Plain)
     } else {
-        Err(GdoError::NotFound(format!(
-            "{root} (no gdo table and no Parquet files there)"
-        )))
+        Err(GdoError::NotFound(format!("{root} (no gdo table and no Parquet files there)")))
     }
 }
 
 /// Verify every file of a committed table against its manifest (size and sha256).
 pub async fn verify(root: &Location, manifest: &Manifest) -> Result<()> {
-    let all = manifest
-        .main
-        .files
-        .iter()
-        .chain(manifest.side_tables.values().flat_map(|s| s.files.iter()));
+    let all = manifest.main.files.iter().chain(manifest.side_tables.values().flat_map(|s| s.files.iter()));
     for f in all {
         let data = root.child(&f.path).read_all().await?;
         let sum = hex::encode(Sha256::digest(&data));

@@ -42,8 +42,7 @@ pub async fn run(args: Args) -> Result<()> {
             )));
         }
     }
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| GdoError::io(args.out.display().to_string(), e))?;
+    std::fs::create_dir_all(&args.out).map_err(|e| GdoError::io(args.out.display().to_string(), e))?;
     let pool_dir = args.out.join("pool");
     let opts = IngestOptions {
         onevision: vec![onevision.display().to_string()],
@@ -72,12 +71,7 @@ pub async fn run(args: Args) -> Result<()> {
         report.total_pairs,
         report.rows,
         report.rejected,
-        report
-            .rejected_by_reason
-            .iter()
-            .map(|(r, n)| format!("{r} {n}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        report.rejected_by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", "),
         report.num_strata,
         report.seconds
     );
@@ -85,17 +79,10 @@ pub async fn run(args: Args) -> Result<()> {
         let results = run_statements(&ctx, q.sql).await?;
         let Some(last) = results.last() else { continue };
         let table = String::from_utf8_lossy(&render(last, Format::Table)?).into_owned();
-        let _ = writeln!(
-            md,
-            "## {}\n\n{}\n\n```text\n{}```\n",
-            q.name,
-            q.summary(),
-            table
-        );
+        let _ = writeln!(md, "## {}\n\n{}\n\n```text\n{}```\n", q.name, q.summary(), table);
     }
     let report_path = args.out.join("report.md");
-    std::fs::write(&report_path, md)
-        .map_err(|e| GdoError::io(report_path.display().to_string(), e))?;
+    std::fs::write(&report_path, md).map_err(|e| GdoError::io(report_path.display().to_string(), e))?;
     println!("[2/2] audit: {} queries", queries::AUDIT.len());
     println!("report: {}", report_path.display());
     Ok(())

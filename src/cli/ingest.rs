@@ -54,22 +54,14 @@ pub async fn run(args: Args) -> Result<()> {
     let report = ingest(&opts).await?;
     println!(
         "ingested {} pairs from {} rows into {} ({} data file(s)) in {:.2}s ({:.0} pairs/s)",
-        report.total_pairs,
-        report.rows,
-        report.out,
-        report.data_files,
-        report.seconds,
-        report.pairs_per_second
+        report.total_pairs, report.rows, report.out, report.data_files, report.seconds, report.pairs_per_second
     );
     for (bucket, n) in &report.bucket_counts {
         println!("  {bucket}: {n} pairs");
     }
     if report.rejected > 0 {
-        let reasons: Vec<String> = report
-            .rejected_by_reason
-            .iter()
-            .map(|(r, n)| format!("{r} {n}"))
-            .collect();
+        let reasons: Vec<String> =
+            report.rejected_by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
         println!(
             "  rejected {} line(s): {} (see table pool_rejects: gdo sql --pool {} --query rejects)",
             report.rejected,

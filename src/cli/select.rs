@@ -64,20 +64,12 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<()> {
     let goals: Vec<GoalSource> = if args.all_goals {
-        PAPER_GOALS
-            .iter()
-            .map(|g| GoalSource::resolve(g))
-            .collect::<Result<_>>()?
+        PAPER_GOALS.iter().map(|g| GoalSource::resolve(g)).collect::<Result<_>>()?
     } else {
-        args.goal
-            .iter()
-            .map(|g| GoalSource::resolve(g))
-            .collect::<Result<_>>()?
+        args.goal.iter().map(|g| GoalSource::resolve(g)).collect::<Result<_>>()?
     };
     if goals.is_empty() {
-        return Err(GdoError::Usage(
-            "give --goal NAME|FILE.sql or --all-goals".into(),
-        ));
+        return Err(GdoError::Usage("give --goal NAME|FILE.sql or --all-goals".into()));
     }
     let mut settings = Vec::new();
     if let Some(c) = args.count {
@@ -118,11 +110,7 @@ pub async fn run(args: Args) -> Result<()> {
     for o in run_select(&job).await? {
         let r = &o.report;
         let get = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-        let unmet = r
-            .get("unmet")
-            .and_then(|u| u.as_object())
-            .map(|u| u.len())
-            .unwrap_or(0);
+        let unmet = r.get("unmet").and_then(|u| u.as_object()).map(|u| u.len()).unwrap_or(0);
         eprintln!(
             "{}: {} of {} pairs selected (target {}), Uni-10x {} pairs, {} unmet floor(s) -> {}",
             o.goal,

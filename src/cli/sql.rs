@@ -53,13 +53,8 @@ pub struct Args {
 fn function_help() -> String {
     let mut out = String::from("gdo SQL functions\n=================\n");
     for udf in gdo_udfs::all_scalar_udfs() {
-        let Some(doc) = udf.documentation() else {
-            continue;
-        };
-        out.push_str(&format!(
-            "\n{}\n    {}\n",
-            doc.syntax_example, doc.description
-        ));
+        let Some(doc) = udf.documentation() else { continue };
+        out.push_str(&format!("\n{}\n    {}\n", doc.syntax_example, doc.description));
         for (name, text) in doc.arguments.iter().flatten() {
             out.push_str(&format!("    {name}: {text}\n"));
         }
@@ -73,11 +68,7 @@ fn function_help() -> String {
 pub async fn run(args: Args) -> Result<()> {
     if args.list_queries {
         for q in queries::all() {
-            println!(
-                "{:<28} {}",
-                q.name,
-                q.summary().split(". ").next().unwrap_or_default()
-            );
+            println!("{:<28} {}", q.name, q.summary().split(". ").next().unwrap_or_default());
         }
         return Ok(());
     }
@@ -89,15 +80,11 @@ pub async fn run(args: Args) -> Result<()> {
         (Some(s), _, _) => s.clone(),
         (None, Some(f), _) => std::fs::read_to_string(f).map_err(|e| GdoError::io(f.clone(), e))?,
         (None, None, Some(q)) => queries::find(q)
-            .ok_or_else(|| {
-                GdoError::Usage(format!("no shipped query named '{q}' (see --list-queries)"))
-            })?
+            .ok_or_else(|| GdoError::Usage(format!("no shipped query named '{q}' (see --list-queries)")))?
             .sql
             .to_owned(),
         (None, None, None) => {
-            return Err(GdoError::Usage(
-                "give SQL text, --file FILE or --query NAME".into(),
-            ));
+            return Err(GdoError::Usage("give SQL text, --file FILE or --query NAME".into()));
         }
     };
     let ctx = new_context();
@@ -132,9 +119,7 @@ pub async fn run(args: Args) -> Result<()> {
             let mut stdout = std::io::stdout().lock();
             for r in results.iter().filter(|r| !r.schema.fields().is_empty()) {
                 let bytes = render(r, args.format)?;
-                stdout
-                    .write_all(&bytes)
-                    .map_err(|e| GdoError::io("stdout", e))?;
+                stdout.write_all(&bytes).map_err(|e| GdoError::io("stdout", e))?;
             }
         }
     }

@@ -15,15 +15,13 @@ use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::record_batch::RecordBatch;
 use flate2::read::MultiGzDecoder;
 use futures::TryStreamExt;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use object_store::ObjectStoreExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::parse::{
-    Chunk, ChunkCounts, FileContext, Layout, ParsedChunk, RejectReason, parse_chunk,
-};
+use super::parse::{Chunk, ChunkCounts, FileContext, Layout, ParsedChunk, RejectReason, parse_chunk};
 use super::schema::{POOL_SCHEMA, REJECTS_SCHEMA};
 use crate::error::{GdoError, Result};
 use crate::store::Location;
@@ -164,8 +162,7 @@ impl Sink {
         }
         if parsed.rejects.num_rows() > 0 {
             if self.rejects_part.is_none() {
-                self.rejects_part =
-                    Some(table.open_part(Some(REJECTS_TABLE), Arc::clone(&REJECTS_SCHEMA))?);
+                self.rejects_part = Some(table.open_part(Some(REJECTS_TABLE), Arc::clone(&REJECTS_SCHEMA))?);
             }
             let part = self.rejects_part.as_mut().expect("opened above");
             part.write(&parsed.rejects).await?;
@@ -199,10 +196,7 @@ impl Sink {
             self.parts_done += 1;
             if self.fail_after_parts.is_some_and(|n| self.parts_done >= n) {
                 // A deliberate crash for the resume tests: no unwinding, no cleanup.
-                eprintln!(
-                    "gdo: aborting after {} data files (--fail-after-parts)",
-                    self.parts_done
-                );
+                eprintln!("gdo: aborting after {} data files (--fail-after-parts)", self.parts_done);
                 std::process::abort();
             }
         }
@@ -263,9 +257,7 @@ fn read_chunks(
         .map_err(std::io::Error::other);
     let bridge = SyncIoBridge::new_with_handle(StreamReader::new(stream), handle);
     let mut raw = BufReader::with_capacity(1 << 20, Counting { inner: bridge, bar });
-    let head = raw
-        .fill_buf()
-        .map_err(|e| GdoError::io(loc.to_string(), e))?;
+    let head = raw.fill_buf().map_err(|e| GdoError::io(loc.to_string(), e))?;
     let mut reader: Box<dyn BufRead> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(raw)))
     } else {
@@ -279,10 +271,7 @@ fn read_chunks(
             let n = reader.read_until(b'\n', &mut data).map_err(|e| {
                 GdoError::io(
                     loc.to_string(),
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("reading line {}: {e}", next_line + line_ends.len() as u64),
-                    ),
+                    std::io::Error::new(e.kind(), format!("reading line {}: {e}", next_line + line_ends.len() as u64)),
                 )
             })?;
             if n == 0 {
@@ -293,12 +282,7 @@ fn read_chunks(
         if line_ends.is_empty() {
             return Ok(());
         }
-        let chunk = Chunk {
-            ctx: Arc::clone(&ctx),
-            first_line: next_line,
-            data,
-            line_ends,
-        };
+        let chunk = Chunk { ctx: Arc::clone(&ctx), first_line: next_line, data, line_ends };
         next_line += chunk.line_ends.len() as u64;
         let (tx, rx) = oneshot::channel();
         rayon::spawn(move || {
@@ -330,25 +314,17 @@ fn progress_bar(total: u64, enabled: bool) -> ProgressBar {
 pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
     let started = Instant::now();
     if opts.onevision.is_empty() && opts.video.is_empty() {
-        return Err(GdoError::Usage(
-            "nothing to ingest: give --onevision and/or --video files".into(),
-        ));
+        return Err(GdoError::Usage("nothing to ingest: give --onevision and/or --video files".into()));
     }
     if opts.target_frames == 0 {
         return Err(GdoError::Usage("--target-frames must be at least 1".into()));
     }
     if !(0.0..=1.0).contains(&opts.max_reject_ratio) {
-        return Err(GdoError::Usage(
-            "--max-reject-ratio must be between 0 and 1".into(),
-        ));
+        return Err(GdoError::Usage("--max-reject-ratio must be between 0 and 1".into()));
     }
     // Resolve every input first: a missing file is an error before anything is written.
     let mut inputs = Vec::new();
-    let named = opts
-        .onevision
-        .iter()
-        .map(|f| (Layout::Onevision, f))
-        .chain(opts.video.iter().map(|f| (Layout::Video, f)));
+    let named = opts.onevision.iter().map(|f| (Layout::Onevision, f)).chain(opts.video.iter().map(|f| (Layout::Video, f)));
     for (layout, name) in named {
         let loc = Location::parse(name)?;
         let bytes = loc.size().await.map_err(|e| match e {
@@ -357,12 +333,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
         })?;
         inputs.push((layout, name.clone(), loc, bytes));
     }
-    let media_root = opts
-        .media_root
-        .as_deref()
-        .map(Location::parse)
-        .transpose()?
-        .map(|l| l.dir_url());
+    let media_root = opts.media_root.as_deref().map(Location::parse).transpose()?.map(|l| l.dir_url());
     let out = Location::parse(&opts.out)?;
 
     let total_bytes = inputs.iter().map(|(_, _, _, b)| *b).sum();
@@ -398,9 +369,9 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
             };
             let mut file_counts = ChunkCounts::default();
             while let Some(pending) = rx.recv().await {
-                let parsed = pending.await.map_err(|_| {
-                    GdoError::Table(format!("{name}: a parse worker stopped unexpectedly"))
-                })?;
+                let parsed = pending
+                    .await
+                    .map_err(|_| GdoError::Table(format!("{name}: a parse worker stopped unexpectedly")))?;
                 add_counts(&mut file_counts, &parsed.counts);
                 sink.push(&mut table, parsed).await?;
                 bar.set_message(format!("{} pairs", sink.next_index));
@@ -434,11 +405,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
 
     let rejected: u64 = total.rejected.iter().sum();
     let considered = total.lines - total.blank;
-    let ratio = if considered == 0 {
-        0.0
-    } else {
-        rejected as f64 / considered as f64
-    };
+    let ratio = if considered == 0 { 0.0 } else { rejected as f64 / considered as f64 };
     if ratio > opts.max_reject_ratio {
         let reasons = reasons_map(&total.rejected)
             .iter()
@@ -472,18 +439,12 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
         data_files: 0,
         target_frames: opts.target_frames,
         seconds,
-        pairs_per_second: if seconds > 0.0 {
-            total.pairs as f64 / seconds
-        } else {
-            0.0
-        },
+        pairs_per_second: if seconds > 0.0 { total.pairs as f64 / seconds } else { 0.0 },
     };
     let meta = serde_json::to_value(&report)?;
     let manifest = table.commit(meta).await?;
     report.data_files = manifest.main.files.len();
     // The report beside the manifest is informational; the manifest (meta) holds it too.
-    out.child(REPORT_FILE)
-        .write_all(serde_json::to_vec_pretty(&report)?)
-        .await?;
+    out.child(REPORT_FILE).write_all(serde_json::to_vec_pretty(&report)?).await?;
     Ok(report)
 }

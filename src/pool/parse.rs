@@ -12,8 +12,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 use gdo_udfs::method::{self, Strata};
-use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use url::Url;
 
@@ -116,9 +116,7 @@ impl Chunk {
     /// The raw lines of the chunk.
     pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
         let starts = std::iter::once(0).chain(self.line_ends.iter().copied());
-        starts
-            .zip(self.line_ends.iter().copied())
-            .map(|(a, b)| &self.data[a..b])
+        starts.zip(self.line_ends.iter().copied()).map(|(a, b)| &self.data[a..b])
     }
 }
 
@@ -183,41 +181,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
                 f.write_str("a string or number")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Scalar {
-                    falsy: v.is_empty(),
-                    text: Cow::Borrowed(v),
-                })
+                Ok(Scalar { falsy: v.is_empty(), text: Cow::Borrowed(v) })
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Scalar {
-                    falsy: v.is_empty(),
-                    text: Cow::Owned(v.to_owned()),
-                })
+                Ok(Scalar { falsy: v.is_empty(), text: Cow::Owned(v.to_owned()) })
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Scalar {
-                    falsy: v == 0,
-                    text: Cow::Owned(v.to_string()),
-                })
+                Ok(Scalar { falsy: v == 0, text: Cow::Owned(v.to_string()) })
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Scalar {
-                    falsy: v == 0,
-                    text: Cow::Owned(v.to_string()),
-                })
+                Ok(Scalar { falsy: v == 0, text: Cow::Owned(v.to_string()) })
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Scalar {
-                    falsy: v == 0.0,
-                    text: Cow::Owned(format!("{v:?}")),
-                })
+                Ok(Scalar { falsy: v == 0.0, text: Cow::Owned(format!("{v:?}")) })
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
                 let text = if v { "True" } else { "False" };
-                Ok(Scalar {
-                    falsy: !v,
-                    text: Cow::Borrowed(text),
-                })
+                Ok(Scalar { falsy: !v, text: Cow::Borrowed(text) })
             }
         }
         d.deserialize_any(V)
@@ -311,24 +291,16 @@ fn classify(line: &str) -> SlowPath {
         Err(e) => return SlowPath::Reject(RejectReason::InvalidJson, e.to_string()),
     };
     let Value::Object(obj) = &value else {
-        return SlowPath::Reject(
-            RejectReason::NotObject,
-            format!("line is {}", type_name(&value)),
-        );
+        return SlowPath::Reject(RejectReason::NotObject, format!("line is {}", type_name(&value)));
     };
     let bad = |msg: String| SlowPath::Reject(RejectReason::BadFieldType, msg);
     match obj.get("images") {
         Some(Value::Array(items)) if !items.is_empty() => {
             if let Some((i, v)) = items.iter().enumerate().find(|(_, v)| !v.is_string()) {
-                return bad(format!(
-                    "images[{i}] is {}, expected a string",
-                    type_name(v)
-                ));
+                return bad(format!("images[{i}] is {}, expected a string", type_name(v)));
             }
         }
-        Some(Value::Array(_)) => {
-            return SlowPath::Reject(RejectReason::NoImages, "images is empty".into());
-        }
+        Some(Value::Array(_)) => return SlowPath::Reject(RejectReason::NoImages, "images is empty".into()),
         None | Some(Value::Null) => {
             return SlowPath::Reject(RejectReason::NoImages, "images is missing".into());
         }
@@ -346,22 +318,14 @@ fn classify(line: &str) -> SlowPath {
     }
     match obj.get("data_source") {
         None | Some(Value::Null | Value::String(_)) => {}
-        Some(v) => {
-            return bad(format!(
-                "data_source is {}, expected a string",
-                type_name(v)
-            ));
-        }
+        Some(v) => return bad(format!("data_source is {}, expected a string", type_name(v))),
     }
     match obj.get("messages") {
         None | Some(Value::Null) => {}
         Some(Value::Array(turns)) => {
             for (i, turn) in turns.iter().enumerate() {
                 let Value::Object(t) = turn else {
-                    return bad(format!(
-                        "messages[{i}] is {}, expected an object",
-                        type_name(turn)
-                    ));
+                    return bad(format!("messages[{i}] is {}, expected an object", type_name(turn)));
                 };
                 for key in ["role", "from", "content", "value"] {
                     match t.get(key) {
@@ -392,8 +356,7 @@ fn is_plain_path(p: &str) -> bool {
     !p.starts_with("./")
         && !p.contains("/./")
         && !p.contains("../")
-        && p.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
 }
 
 /// Resolve a frame path against the media folder into a full URI.
@@ -411,10 +374,7 @@ fn resolve_frame(base: &Url, p: &str, out: &mut String) {
         out.push_str(p);
     } else {
         // `#`, `?` and `%` are file-name characters here, not URL syntax.
-        let escaped = p
-            .replace('%', "%25")
-            .replace('#', "%23")
-            .replace('?', "%3F");
+        let escaped = p.replace('%', "%25").replace('#', "%23").replace('?', "%3F");
         match base.join(&escaped) {
             Ok(u) => out.push_str(u.as_str()),
             Err(_) => out.push_str(p),
@@ -453,10 +413,7 @@ struct PoolColumns {
 
 impl PoolColumns {
     fn new() -> Self {
-        let frames_field = match POOL_SCHEMA_UNINDEXED
-            .field_with_name("frames")
-            .map(|f| f.data_type())
-        {
+        let frames_field = match POOL_SCHEMA_UNINDEXED.field_with_name("frames").map(|f| f.data_type()) {
             Ok(datafusion::arrow::datatypes::DataType::List(f)) => Arc::clone(f),
             _ => unreachable!("frames is a list column"),
         };
@@ -648,10 +605,7 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
         };
         let pairs = extract_pairs(row.messages.as_deref().unwrap_or_default());
         if pairs.is_empty() {
-            reject(
-                RejectReason::NoQaPair,
-                "no user turn followed by a non-empty assistant answer",
-            );
+            reject(RejectReason::NoQaPair, "no user turn followed by a non-empty assistant answer");
             continue;
         }
         counts.rows += 1;
@@ -663,26 +617,14 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
             _ => Cow::Owned(format!("{}-{line_no}", ctx.layout.default_id_prefix())),
         };
         let video_uid = if is_video {
-            let v = row
-                .video_id
-                .as_ref()
-                .map(|v| method::norm(&v.text))
-                .unwrap_or_default();
+            let v = row.video_id.as_ref().map(|v| method::norm(&v.text)).unwrap_or_default();
             if v.is_empty() { method::norm(&id) } else { v }
         } else {
             String::new()
         };
         let data_source = {
-            let s = row
-                .data_source
-                .as_ref()
-                .map(|t| method::norm(&t.0))
-                .unwrap_or_default();
-            if s.is_empty() {
-                ctx.layout.default_source().to_owned()
-            } else {
-                s
-            }
+            let s = row.data_source.as_ref().map(|t| method::norm(&t.0)).unwrap_or_default();
+            if s.is_empty() { ctx.layout.default_source().to_owned() } else { s }
         };
         let group = method::source_group(&data_source);
         let kept: Vec<usize> = if is_video {
@@ -699,8 +641,7 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
         for (k, (question, answer)) in pairs.iter().enumerate() {
             counts.pairs += 1;
             let strata = Strata::compute(is_video, kept.len(), question, answer, group.clone());
-            cols.qa_uid
-                .append_value(format!("{}::{id}::t{k}", ctx.layout.uid_prefix()));
+            cols.qa_uid.append_value(format!("{}::{id}::t{k}", ctx.layout.uid_prefix()));
             cols.video_uid.append_value(&video_uid);
             cols.bucket.append_value(strata.bucket);
             cols.question.append_value(question);
@@ -715,8 +656,7 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
             cols.data_source.append_value(&data_source);
             cols.source_group.append_value(&strata.source_group);
             cols.duration_bucket.append_value(strata.duration_bucket);
-            cols.temporal_category
-                .append_value(strata.temporal_category);
+            cols.temporal_category.append_value(strata.temporal_category);
             cols.question_form.append_value(strata.question_form);
             cols.q_len_bucket.append_value(strata.q_len_bucket);
             cols.a_len_bucket.append_value(strata.a_len_bucket);
@@ -724,18 +664,13 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
             cols.q_tokens.append_value(strata.q_tokens as i32);
             cols.a_tokens.append_value(strata.a_tokens as i32);
             text_hash_into(question, answer, &mut hex);
-            cols.text_hash
-                .append_value(std::str::from_utf8(&hex).expect("hex is ASCII"));
+            cols.text_hash.append_value(std::str::from_utf8(&hex).expect("hex is ASCII"));
             cols.source_id.append_value(&id);
             cols.source_file.append_value(&ctx.source_file);
             cols.source_line.append_value(line_no as i64);
         }
     }
-    ParsedChunk {
-        pairs: cols.finish(),
-        rejects: rejects.finish(),
-        counts,
-    }
+    ParsedChunk { pairs: cols.finish(), rejects: rejects.finish(), counts }
 }
 
 /// The text hash of a pair: sha1 of `question|||answer`, hex (spec 4.7's dedup key).
@@ -769,10 +704,7 @@ mod tests {
     }
 
     fn parse(layout: Layout, lines: &[&str]) -> ParsedChunk {
-        let raw: Vec<Vec<u8>> = lines
-            .iter()
-            .map(|l| format!("{l}\n").into_bytes())
-            .collect();
+        let raw: Vec<Vec<u8>> = lines.iter().map(|l| format!("{l}\n").into_bytes()).collect();
         parse_chunk(&chunk_of(layout, raw))
     }
 
@@ -783,21 +715,11 @@ mod tests {
             data.extend_from_slice(&l);
             line_ends.push(data.len());
         }
-        Chunk {
-            ctx: ctx(layout),
-            first_line: 1,
-            data,
-            line_ends,
-        }
+        Chunk { ctx: ctx(layout), first_line: 1, data, line_ends }
     }
 
     fn col<'a>(b: &'a RecordBatch, name: &str) -> Vec<&'a str> {
-        b.column_by_name(name)
-            .unwrap()
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.unwrap())
-            .collect()
+        b.column_by_name(name).unwrap().as_string::<i32>().iter().map(|v| v.unwrap()).collect()
     }
 
     #[test]
@@ -817,22 +739,9 @@ mod tests {
         assert_eq!(col(&p.pairs, "question"), vec!["first q", "third q"]);
         assert_eq!(col(&p.pairs, "answer"), vec!["ans one", "ans three"]);
         assert_eq!(col(&p.pairs, "data_source"), vec!["onevision", "onevision"]);
-        let frames = p
-            .pairs
-            .column_by_name("frames")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<ListArray>()
-            .unwrap();
-        assert_eq!(
-            frames.value(0).as_string::<i32>().value(0),
-            "file:///media/x.jpg"
-        );
-        assert_eq!(
-            frames.value(0).len(),
-            1,
-            "image pairs keep the first image only"
-        );
+        let frames = p.pairs.column_by_name("frames").unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+        assert_eq!(frames.value(0).as_string::<i32>().value(0), "file:///media/x.jpg");
+        assert_eq!(frames.value(0).len(), 1, "image pairs keep the first image only");
     }
 
     #[test]
@@ -852,12 +761,7 @@ mod tests {
             col(&p.pairs, "stratum"),
             vec!["short_video|medium|Temporal|Open|q_tiny|a_tiny|0_30_s_academic"]
         );
-        let n = p
-            .pairs
-            .column_by_name("n_frames")
-            .unwrap()
-            .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
-            .value(0);
+        let n = p.pairs.column_by_name("n_frames").unwrap().as_primitive::<datafusion::arrow::datatypes::Int32Type>().value(0);
         assert_eq!(n, 32);
     }
 
@@ -874,13 +778,10 @@ mod tests {
             r#"{"images": ["x.jpg"], "messages": [{"role":"user","content":5}]}"#.to_owned(),
             r#"{"images": [3], "messages": []}"#.to_owned(),
             r#"{"images": ["x.jpg"], "messages": [{"role":"user","content":"q only"}]}"#.to_owned(),
-            format!(
-                r#"{{"id": "dup", "id": "dup2", "images": ["x.jpg"], "messages": {good_msgs}}}"#
-            ),
+            format!(r#"{{"id": "dup", "id": "dup2", "images": ["x.jpg"], "messages": {good_msgs}}}"#),
         ];
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-        let mut chunk_lines: Vec<Vec<u8>> =
-            refs.iter().map(|l| format!("{l}\n").into_bytes()).collect();
+        let mut chunk_lines: Vec<Vec<u8>> = refs.iter().map(|l| format!("{l}\n").into_bytes()).collect();
         chunk_lines.push(b"{\"id\": \"\xff\"}\n".to_vec());
         let p = parse_chunk(&chunk_of(Layout::Onevision, chunk_lines));
         let reasons = col(&p.rejects, "reason");
@@ -902,21 +803,9 @@ mod tests {
         // duplicate keys: accepted, the last value wins as in Python's json module
         assert_eq!(col(&p.pairs, "qa_uid"), vec!["ov::dup2::t0"]);
         let details = col(&p.rejects, "detail");
-        assert!(
-            details[5].contains("messages is a string"),
-            "{}",
-            details[5]
-        );
-        assert!(
-            details[6].contains("messages[0].content is a number"),
-            "{}",
-            details[6]
-        );
-        let lines_col = p
-            .rejects
-            .column_by_name("source_line")
-            .unwrap()
-            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        assert!(details[5].contains("messages is a string"), "{}", details[5]);
+        assert!(details[6].contains("messages[0].content is a number"), "{}", details[6]);
+        let lines_col = p.rejects.column_by_name("source_line").unwrap().as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         assert_eq!(lines_col.value(9), 11);
         assert_eq!(p.counts.rejected.iter().sum::<u64>(), 10);
         assert_eq!(p.counts.rows, 1);
@@ -939,9 +828,6 @@ mod tests {
     #[test]
     fn text_hash_is_sha1_of_joined_pair() {
         // hashlib.sha1(b"q|||a").hexdigest()
-        assert_eq!(
-            text_hash("q", "a"),
-            "2289412e8c2aaaaa5c19abf45dd6f59dad0f7689"
-        );
+        assert_eq!(text_hash("q", "a"), "2289412e8c2aaaaa5c19abf45dd6f59dad0f7689");
     }
 }

@@ -18,11 +18,7 @@ pub static POOL_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         s("question"),
         s("answer"),
         i32f("turn"),
-        Field::new(
-            "frames",
-            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, false))),
-            false,
-        ),
+        Field::new("frames", DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, false))), false),
         i32f("n_frames"),
         i32f("n_frames_raw"),
         s("data_source"),

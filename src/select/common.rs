@@ -29,15 +29,12 @@ pub fn table_arg_plan(session: &dyn Session, func: &str, arg: &Expr) -> Result<L
     let schema = state.schema_for_ref(reference.clone())?;
     // Catalog lookups are async in general; gdo's tables and views live in memory
     // schemas whose lookup is immediate.
-    let provider: Option<Arc<dyn TableProvider>> =
-        match schema.table(reference.table()).now_or_never() {
-            Some(r) => r?,
-            None => {
-                return plan_err!(
-                    "{func}: table {name:?} lives in a catalog that cannot be read while planning"
-                );
-            }
-        };
+    let provider: Option<Arc<dyn TableProvider>> = match schema.table(reference.table()).now_or_never() {
+        Some(r) => r?,
+        None => {
+            return plan_err!("{func}: table {name:?} lives in a catalog that cannot be read while planning");
+        }
+    };
     let Some(provider) = provider else {
         return plan_err!("{func}: no table or view named {name:?}");
     };
@@ -49,11 +46,8 @@ pub fn table_arg_plan(session: &dyn Session, func: &str, arg: &Expr) -> Result<L
 
 /// Check that a plan has the columns an operator reads.
 pub fn require_columns(func: &str, what: &str, schema: &DFSchema, columns: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = columns
-        .iter()
-        .copied()
-        .filter(|c| schema.fields().iter().all(|f| f.name() != c))
-        .collect();
+    let missing: Vec<&str> =
+        columns.iter().copied().filter(|c| schema.fields().iter().all(|f| f.name() != c)).collect();
     if !missing.is_empty() {
         return plan_err!("{func}: {what} lacks the column(s) {}", missing.join(", "));
     }
@@ -65,11 +59,7 @@ pub fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef
     let Some(c) = batch.column_by_name(name) else {
         return exec_err!("input batch lacks column {name}");
     };
-    if c.data_type() == to {
-        Ok(Arc::clone(c))
-    } else {
-        Ok(cast(c, to)?)
-    }
+    if c.data_type() == to { Ok(Arc::clone(c)) } else { Ok(cast(c, to)?) }
 }
 
 pub fn strings(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {

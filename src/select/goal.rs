@@ -14,15 +14,8 @@ use super::params::GoalParams;
 
 /// Index of the video bucket field etc. inside a stratum key
 /// (`bucket|duration|temporal|form|q_len|a_len|source_group`).
-pub const PROFILE_FIELDS: [&str; 7] = [
-    "bucket",
-    "duration_bucket",
-    "temporal_category",
-    "question_form",
-    "q_len_bucket",
-    "a_len_bucket",
-    "source_group",
-];
+pub const PROFILE_FIELDS: [&str; 7] =
+    ["bucket", "duration_bucket", "temporal_category", "question_form", "q_len_bucket", "a_len_bucket", "source_group"];
 
 /// One stratum of the pool.
 #[derive(Debug, Clone)]
@@ -96,12 +89,7 @@ impl Profile {
                     stratum_group.push(pos as u32);
                 }
             }
-            let s = Stratum {
-                key,
-                pairs,
-                first_seen,
-                fields,
-            };
+            let s = Stratum { key, pairs, first_seen, fields };
             if s.is_video() {
                 video_pairs += pairs;
                 match video_temporal.iter_mut().find(|(t, _)| t == s.temporal()) {
@@ -112,23 +100,12 @@ impl Profile {
             total += pairs;
             strata.push(s);
         }
-        Ok(Profile {
-            total,
-            strata,
-            index,
-            field_counts,
-            stratum_group,
-            video_pairs,
-            video_temporal,
-        })
+        Ok(Profile { total, strata, index, field_counts, stratum_group, video_pairs, video_temporal })
     }
 
     /// `profile[field][value]` shares.
     pub fn shares(&self, field: usize) -> Vec<(String, f64)> {
-        self.field_counts[field]
-            .iter()
-            .map(|(v, c)| (v.clone(), *c as f64 / self.total as f64))
-            .collect()
+        self.field_counts[field].iter().map(|(v, c)| (v.clone(), *c as f64 / self.total as f64)).collect()
     }
 }
 
@@ -157,25 +134,15 @@ pub fn derive_budget(p: &GoalParams, prof: &Profile, vds3: Option<Vds3Counts>) -
     let total = prof.total;
     if let Some(c) = p.count {
         let n = c.min(total).max(1);
-        return Budget {
-            n,
-            info: json!({"mode": "fixed_count", "requested_count": c, "recommended_count": n}),
-        };
+        return Budget { n, info: json!({"mode": "fixed_count", "requested_count": c, "recommended_count": n}) };
     }
     if let Some(r) = p.ratio {
         let n = floor_u(total as f64 * r).max(1).min(total);
-        return Budget {
-            n,
-            info: json!({"mode": "fixed_ratio", "ratio": r, "recommended_count": n}),
-        };
+        return Budget { n, info: json!({"mode": "fixed_ratio", "ratio": r, "recommended_count": n}) };
     }
     let t = total as f64;
     let shares: Vec<f64> = prof.strata.iter().map(|s| s.pairs as f64 / t).collect();
-    let entropy: f64 = -shares
-        .iter()
-        .filter(|&&p| p > 0.0)
-        .map(|&p| p * p.ln())
-        .sum::<f64>();
+    let entropy: f64 = -shares.iter().filter(|&&p| p > 0.0).map(|&p| p * p.ln()).sum::<f64>();
     let effective = entropy.exp();
     let mut sorted = shares.clone();
     // Stable sort: equal shares keep first-seen order.
@@ -214,10 +181,7 @@ pub fn derive_budget(p: &GoalParams, prof: &Profile, vds3: Option<Vds3Counts>) -
         obj.insert("vds3_target_positive".into(), json!(p.vds3_target_positive));
         if pos_ratio > 0.0 {
             let n_pos = ceil_u(p.vds3_target_positive.max(1.0) / pos_ratio);
-            let cap = total
-                .min(p.max_count)
-                .min(ceil_u(n as f64 * p.vds3_max_mult.max(1.0)))
-                .min(n_hi);
+            let cap = total.min(p.max_count).min(ceil_u(n as f64 * p.vds3_max_mult.max(1.0))).min(n_hi);
             n = n.max(n_pos).min(cap).clamp(1, total.max(1));
             obj.insert("n_from_vds3_positive".into(), json!(n_pos));
             obj.insert("vds3_adjust_cap".into(), json!(cap));
@@ -255,10 +219,7 @@ pub fn largest_remainder(n: u64, counts: &[u64], total: u64) -> Vec<u64> {
     if counts.is_empty() || total == 0 {
         return vec![0; counts.len()];
     }
-    let raw: Vec<f64> = counts
-        .iter()
-        .map(|&c| n as f64 * c as f64 / total as f64)
-        .collect();
+    let raw: Vec<f64> = counts.iter().map(|&c| n as f64 * c as f64 / total as f64).collect();
     let mut quotas: Vec<u64> = raw.iter().map(|r| r.floor() as u64).collect();
     let assigned: u64 = quotas.iter().sum();
     let mut order: Vec<usize> = (0..counts.len()).collect();
@@ -304,52 +265,19 @@ pub fn plan_quotas(p: &GoalParams, prof: &Profile, n: u64) -> Plan {
     let t = total as f64;
     let buckets = &prof.field_counts[0];
     let bq = largest_remainder(n, &buckets.iter().map(|b| b.1).collect::<Vec<_>>(), total);
-    let bucket_quotas: Vec<(String, u64)> = buckets
-        .iter()
-        .zip(&bq)
-        .map(|(b, q)| (b.0.clone(), *q))
-        .collect();
-    let stratum_quotas = largest_remainder(
-        n,
-        &prof.strata.iter().map(|s| s.pairs).collect::<Vec<_>>(),
-        total,
-    );
+    let bucket_quotas: Vec<(String, u64)> = buckets.iter().zip(&bq).map(|(b, q)| (b.0.clone(), *q)).collect();
+    let stratum_quotas = largest_remainder(n, &prof.strata.iter().map(|s| s.pairs).collect::<Vec<_>>(), total);
 
     let video_share = prof.video_pairs as f64 / t;
-    let min_video_ratio = if p.min_video_ratio < 0.0 {
-        video_share
-    } else {
-        p.min_video_ratio
-    };
+    let min_video_ratio = if p.min_video_ratio < 0.0 { video_share } else { p.min_video_ratio };
     let min_video = ceil_u(min_video_ratio * n as f64);
-    let max_video_raw = if p.max_video_ratio < 0.0 {
-        n
-    } else {
-        floor_u(p.max_video_ratio * n as f64)
-    };
+    let max_video_raw = if p.max_video_ratio < 0.0 { n } else { floor_u(p.max_video_ratio * n as f64) };
     let max_video = min_video.max(max_video_raw.min(n));
     let temporal: HashSet<String> = p.temporal_categories.iter().cloned().collect();
-    let t_pairs: u64 = prof
-        .video_temporal
-        .iter()
-        .filter(|(c, _)| temporal.contains(c))
-        .map(|(_, n)| n)
-        .sum();
-    let t_share = if prof.video_pairs > 0 {
-        t_pairs as f64 / prof.video_pairs as f64
-    } else {
-        0.0
-    };
-    let t_ratio = if p.min_temporal_in_video_ratio < 0.0 {
-        t_share
-    } else {
-        p.min_temporal_in_video_ratio
-    };
-    let video_quota: u64 = bucket_quotas
-        .iter()
-        .filter(|(b, _)| b != "image_qa")
-        .map(|(_, q)| q)
-        .sum();
+    let t_pairs: u64 = prof.video_temporal.iter().filter(|(c, _)| temporal.contains(c)).map(|(_, n)| n).sum();
+    let t_share = if prof.video_pairs > 0 { t_pairs as f64 / prof.video_pairs as f64 } else { 0.0 };
+    let t_ratio = if p.min_temporal_in_video_ratio < 0.0 { t_share } else { p.min_temporal_in_video_ratio };
+    let video_quota: u64 = bucket_quotas.iter().filter(|(b, _)| b != "image_qa").map(|(_, q)| q).sum();
     let min_temporal = ceil_u(t_ratio * min_video.max(video_quota) as f64);
 
     // Source-group floors for the top-k groups by pairs (ties: first seen).
@@ -363,11 +291,7 @@ pub fn plan_quotas(p: &GoalParams, prof: &Profile, n: u64) -> Plan {
             let expected = n as f64 * groups[g].1 as f64 / t;
             let required = floor_abs.max(ceil_u(p.source_group_floor_frac_of_expected * expected));
             if required <= floor_u(expected) {
-                group_floors.push(GroupFloor {
-                    group: g as u32,
-                    name: groups[g].0.clone(),
-                    required,
-                });
+                group_floors.push(GroupFloor { group: g as u32, name: groups[g].0.clone(), required });
             }
         }
         let sum: u64 = group_floors.iter().map(|f| f.required).sum();
@@ -388,37 +312,14 @@ pub fn plan_quotas(p: &GoalParams, prof: &Profile, n: u64) -> Plan {
     constraints.insert("min_video_count".into(), json!(min_video));
     constraints.insert(
         "max_video_ratio_effective".into(),
-        json!(if p.max_video_ratio < 0.0 {
-            1.0
-        } else {
-            p.max_video_ratio
-        }),
+        json!(if p.max_video_ratio < 0.0 { 1.0 } else { p.max_video_ratio }),
     );
     constraints.insert("max_video_count".into(), json!(max_video));
-    constraints.insert(
-        "min_temporal_in_video_ratio_effective".into(),
-        json!(t_ratio),
-    );
+    constraints.insert("min_temporal_in_video_ratio_effective".into(), json!(t_ratio));
     constraints.insert("min_temporal_video_count".into(), json!(min_temporal));
-    let floors: Map<String, Value> = group_floors
-        .iter()
-        .map(|f| (f.name.clone(), json!(f.required)))
-        .collect();
-    constraints.insert(
-        "source_group_floor_requirements".into(),
-        Value::Object(floors),
-    );
-    Plan {
-        n,
-        bucket_quotas,
-        stratum_quotas,
-        min_video,
-        max_video,
-        min_temporal,
-        temporal,
-        group_floors,
-        constraints,
-    }
+    let floors: Map<String, Value> = group_floors.iter().map(|f| (f.name.clone(), json!(f.required))).collect();
+    constraints.insert("source_group_floor_requirements".into(), Value::Object(floors));
+    Plan { n, bucket_quotas, stratum_quotas, min_video, max_video, min_temporal, temporal, group_floors, constraints }
 }
 
 /// A scored pair as the operators keep it.
@@ -558,10 +459,7 @@ struct ReservoirItem(String, String, String, u32, [u64; 4]);
 
 impl Reservoir {
     pub fn new(size: usize) -> Self {
-        Reservoir {
-            size,
-            heap: BinaryHeap::new(),
-        }
+        Reservoir { size, heap: BinaryHeap::new() }
     }
 
     pub fn offer(&mut self, seed: u64, pair: &Pair) {
@@ -582,12 +480,7 @@ impl Reservoir {
             pair.video_uid.clone(),
             pair.text_hash.clone(),
             pair.stratum,
-            [
-                pair.score.to_bits(),
-                pair.base_score.to_bits(),
-                pair.vds3.to_bits(),
-                pair.metric_quality.to_bits(),
-            ],
+            [pair.score.to_bits(), pair.base_score.to_bits(), pair.vds3.to_bits(), pair.metric_quality.to_bits()],
         );
         self.heap.push((prio, pair.pool_index, item));
     }
@@ -597,22 +490,18 @@ impl Reservoir {
         let mut v = self.heap.into_vec();
         v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         v.into_iter()
-            .map(
-                |(prio, pool_index, ReservoirItem(qa_uid, video_uid, text_hash, stratum, bits))| {
-                    Pair {
-                        pool_index,
-                        qa_uid,
-                        video_uid,
-                        text_hash,
-                        stratum,
-                        score: f64::from_bits(bits[0]),
-                        base_score: f64::from_bits(bits[1]),
-                        vds3: f64::from_bits(bits[2]),
-                        metric_quality: f64::from_bits(bits[3]),
-                        tie: prio,
-                    }
-                },
-            )
+            .map(|(prio, pool_index, ReservoirItem(qa_uid, video_uid, text_hash, stratum, bits))| Pair {
+                pool_index,
+                qa_uid,
+                video_uid,
+                text_hash,
+                stratum,
+                score: f64::from_bits(bits[0]),
+                base_score: f64::from_bits(bits[1]),
+                vds3: f64::from_bits(bits[2]),
+                metric_quality: f64::from_bits(bits[3]),
+                tie: prio,
+            })
             .collect()
     }
 }
@@ -627,12 +516,7 @@ struct Taken {
 
 impl Taken {
     fn new(max_per_video: u64) -> Self {
-        Taken {
-            uids: HashSet::new(),
-            hashes: HashSet::new(),
-            per_video: HashMap::new(),
-            max_per_video,
-        }
+        Taken { uids: HashSet::new(), hashes: HashSet::new(), per_video: HashMap::new(), max_per_video }
     }
     fn allows(&self, p: &Pair, check_hash: bool, check_video: bool) -> bool {
         if self.uids.contains(&p.qa_uid) {
@@ -716,10 +600,7 @@ impl Filler<'_> {
         }
         self.group_counts[self.prof.stratum_group[p.stratum as usize] as usize] += 1;
         self.stratum_counts[p.stratum as usize] += 1;
-        self.selected.push(Selected {
-            pair: p.clone(),
-            stage: stage.to_string(),
-        });
+        self.selected.push(Selected { pair: p.clone(), stage: stage.to_string() });
     }
     /// Take from `pool` (best first) while `need()` says more are needed.
     fn stage<'p>(
@@ -744,13 +625,7 @@ impl Filler<'_> {
 }
 
 /// Fill the subset (spec 4.7) from the sorted per-stratum candidates and the reservoir.
-pub fn fill(
-    prof: &Profile,
-    plan: &Plan,
-    candidates: Vec<Vec<Pair>>,
-    reservoir: &[Pair],
-    max_per_video: u64,
-) -> Fill {
+pub fn fill(prof: &Profile, plan: &Plan, candidates: Vec<Vec<Pair>>, reservoir: &[Pair], max_per_video: u64) -> Fill {
     let mut tail: Vec<Pair> = candidates.iter().flatten().cloned().collect();
     tail.sort_by(better);
     let mut f = Filler {
@@ -765,20 +640,10 @@ pub fn fill(
     };
     let mut stages: Vec<(String, u64)> = Vec::new();
     let min_t = plan.min_temporal;
-    let n = f.stage(
-        "hard_temporal_video",
-        tail.iter(),
-        |f| f.temporal_video < min_t,
-        |f, p| f.in_t(p),
-    );
+    let n = f.stage("hard_temporal_video", tail.iter(), |f| f.temporal_video < min_t, |f, p| f.in_t(p));
     stages.push(("hard_temporal_video".into(), n));
     let min_v = plan.min_video;
-    let n = f.stage(
-        "hard_video",
-        tail.iter(),
-        |f| f.video < min_v,
-        |f, p| f.is_video(p),
-    );
+    let n = f.stage("hard_video", tail.iter(), |f| f.video < min_v, |f, p| f.is_video(p));
     stages.push(("hard_video".into(), n));
     for floor in &plan.group_floors {
         let name = format!("hard_source_group::{}", floor.name);
@@ -794,12 +659,7 @@ pub fn fill(
     let mut quota_taken = 0;
     for (s, cands) in candidates.iter().enumerate() {
         let q = plan.stratum_quotas[s];
-        quota_taken += f.stage(
-            "stratum_quota",
-            cands.iter(),
-            |f| f.stratum_counts[s] < q,
-            |_, _| true,
-        );
+        quota_taken += f.stage("stratum_quota", cands.iter(), |f| f.stratum_counts[s] < q, |_, _| true);
     }
     stages.push(("stratum_quota".into(), quota_taken));
     let n = f.stage("tail", tail.iter(), |_| true, |_, _| true);
@@ -809,10 +669,7 @@ pub fn fill(
 
     let mut unmet = Vec::new();
     if f.temporal_video < plan.min_temporal {
-        unmet.push((
-            "temporal_video".to_string(),
-            plan.min_temporal - f.temporal_video,
-        ));
+        unmet.push(("temporal_video".to_string(), plan.min_temporal - f.temporal_video));
     }
     if f.video < plan.min_video {
         unmet.push(("video".to_string(), plan.min_video - f.video));
@@ -820,10 +677,7 @@ pub fn fill(
     for floor in &plan.group_floors {
         let have = f.group_counts[floor.group as usize];
         if have < floor.required {
-            unmet.push((
-                format!("source_group::{}", floor.name),
-                floor.required - have,
-            ));
+            unmet.push((format!("source_group::{}", floor.name), floor.required - have));
         }
     }
     Fill {
@@ -842,11 +696,7 @@ pub fn fill(
 pub fn uni_draw(reservoir: &[Pair], count: u64, max_per_video: u64) -> Vec<(Pair, &'static str)> {
     let mut taken = Taken::new(max_per_video);
     let mut out = Vec::new();
-    for (pass, check_hash, check_video) in [
-        ("unique", true, true),
-        ("text_dup", false, true),
-        ("any", false, false),
-    ] {
+    for (pass, check_hash, check_video) in [("unique", true, true), ("text_dup", false, true), ("any", false, false)] {
         for p in reservoir {
             if out.len() as u64 >= count {
                 return out;
@@ -898,10 +748,7 @@ pub fn js_to_profile(prof: &Profile, strata: impl Iterator<Item = u32>) -> Map<S
     }
     let mut out = Map::new();
     for (f, name) in PROFILE_FIELDS.iter().enumerate() {
-        let pool: HashMap<String, f64> = prof.field_counts[f]
-            .iter()
-            .map(|(v, c)| (v.clone(), *c as f64))
-            .collect();
+        let pool: HashMap<String, f64> = prof.field_counts[f].iter().map(|(v, c)| (v.clone(), *c as f64)).collect();
         out.insert(name.to_string(), json!(js_divergence(&subset[f], &pool)));
     }
     out
@@ -948,42 +795,18 @@ mod tests {
 
     #[test]
     fn uni_draw_respects_dedup_then_relaxes() {
-        let r = vec![
-            pair(0, 0.0, "v", "h0"),
-            pair(1, 0.0, "v", "h0"),
-            pair(2, 0.0, "v", "h2"),
-        ];
+        let r = vec![pair(0, 0.0, "v", "h0"), pair(1, 0.0, "v", "h0"), pair(2, 0.0, "v", "h2")];
         // Per-video cap 1: the unique pass takes q0; the text-dup pass still honours the
         // cap; the last pass takes anything.
-        let got: Vec<_> = uni_draw(&r, 3, 1)
-            .into_iter()
-            .map(|(p, pass)| (p.qa_uid, pass))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("q0".into(), "unique"),
-                ("q1".into(), "any"),
-                ("q2".into(), "any")
-            ]
-        );
+        let got: Vec<_> = uni_draw(&r, 3, 1).into_iter().map(|(p, pass)| (p.qa_uid, pass)).collect();
+        assert_eq!(got, vec![("q0".into(), "unique"), ("q1".into(), "any"), ("q2".into(), "any")]);
         let got = uni_draw(&r, 2, 8);
-        assert_eq!(
-            got.iter()
-                .map(|(p, _)| p.qa_uid.as_str())
-                .collect::<Vec<_>>(),
-            vec!["q0", "q2"]
-        );
+        assert_eq!(got.iter().map(|(p, _)| p.qa_uid.as_str()).collect::<Vec<_>>(), vec!["q0", "q2"]);
     }
 
     #[test]
     fn candidates_keep_the_best_and_replace_only_strictly_better() {
-        let prof = Profile::new(vec![(
-            "short_video|short|Temporal|Open|q_short|a_short|g".into(),
-            10,
-            0,
-        )])
-        .unwrap();
+        let prof = Profile::new(vec![("short_video|short|Temporal|Open|q_short|a_short|g".into(), 10, 0)]).unwrap();
         let mut p = test_params();
         p.oversample = 1.0;
         p.video_oversample = 1.0;

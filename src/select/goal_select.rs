@@ -33,19 +33,15 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-    ReplaceChildrenOptions, execute_stream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions, execute_stream,
 };
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
 use serde_json::json;
 
-use super::common::{
-    ReportHandle, f64_at, f64s, i64_at, i64s, require_columns, str_at, strings, table_arg_plan,
-};
+use super::common::{ReportHandle, f64_at, f64s, i64_at, i64s, require_columns, str_at, strings, table_arg_plan};
 use super::goal::{
-    Candidates, Pair, Profile, Reservoir, TIE, Vds3Counts, derive_budget, fill, js_to_profile,
-    pair_random, plan_quotas,
+    Candidates, Pair, Profile, Reservoir, TIE, Vds3Counts, derive_budget, fill, js_to_profile, pair_random, plan_quotas,
 };
 use super::params::GoalParams;
 use gdo_udfs::options::gdo_options;
@@ -53,17 +49,8 @@ use gdo_udfs::options::gdo_options;
 const NAME: &str = "goal_select";
 
 /// Columns `goal_select` reads from the scored pairs.
-pub const SCORED_COLUMNS: &[&str] = &[
-    "pool_index",
-    "qa_uid",
-    "video_uid",
-    "stratum",
-    "text_hash",
-    "score",
-    "base_score",
-    "vds3",
-    "metric_quality",
-];
+pub const SCORED_COLUMNS: &[&str] =
+    &["pool_index", "qa_uid", "video_uid", "stratum", "text_hash", "score", "base_score", "vds3", "metric_quality"];
 
 /// The output schema.
 pub static OUTPUT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -91,26 +78,12 @@ pub struct GoalSelectNode {
 }
 
 impl GoalSelectNode {
-    pub fn try_new(
-        scored: LogicalPlan,
-        strata: LogicalPlan,
-        vds3: LogicalPlan,
-        params: GoalParams,
-    ) -> Result<Self> {
+    pub fn try_new(scored: LogicalPlan, strata: LogicalPlan, vds3: LogicalPlan, params: GoalParams) -> Result<Self> {
         require_columns(NAME, "the scored table", scored.schema(), SCORED_COLUMNS)?;
-        require_columns(
-            NAME,
-            "the strata table",
-            strata.schema(),
-            &["stratum", "pairs", "first_seen"],
-        )?;
+        require_columns(NAME, "the strata table", strata.schema(), &["stratum", "pairs", "first_seen"])?;
         require_columns(NAME, "the metric VDS3 table", vds3.schema(), &["vds3"])?;
         let schema = Arc::new(DFSchema::try_from(OUTPUT_SCHEMA.as_ref().clone())?);
-        Ok(Self {
-            inputs: vec![scored, strata, vds3],
-            params,
-            schema,
-        })
+        Ok(Self { inputs: vec![scored, strata, vds3], params, schema })
     }
 }
 
@@ -146,23 +119,13 @@ impl UserDefinedLogicalNodeCore for GoalSelectNode {
         vec![]
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "GoalSelect: goal={}, seed={}, params={}",
-            self.params.goal,
-            self.params.seed,
-            self.params.explain()
-        )
+        write!(f, "GoalSelect: goal={}, seed={}, params={}", self.params.goal, self.params.seed, self.params.explain())
     }
     fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
         if inputs.len() != 3 {
             return internal_err!("GoalSelect takes 3 inputs, got {}", inputs.len());
         }
-        Ok(Self {
-            inputs,
-            params: self.params.clone(),
-            schema: Arc::clone(&self.schema),
-        })
+        Ok(Self { inputs, params: self.params.clone(), schema: Arc::clone(&self.schema) })
     }
 }
 
@@ -201,12 +164,7 @@ pub struct ExtensionTable {
 impl ExtensionTable {
     pub fn new<N: UserDefinedLogicalNodeCore>(node: N) -> Self {
         let schema = Arc::new(node.schema().as_arrow().clone());
-        Self {
-            plan: LogicalPlan::Extension(Extension {
-                node: Arc::new(node),
-            }),
-            schema,
-        }
+        Self { plan: LogicalPlan::Extension(Extension { node: Arc::new(node) }), schema }
     }
 }
 
@@ -229,9 +187,7 @@ impl TableProvider for ExtensionTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // Only reached when a filter was pushed into the table reference itself.
-        plan_err!(
-            "gdo's selection operators cannot be scanned with filters; wrap them in a subquery"
-        )
+        plan_err!("gdo's selection operators cannot be scanned with filters; wrap them in a subquery")
     }
 }
 
@@ -259,10 +215,7 @@ impl ExtensionPlanner for GoalSelectPlanner {
         if physical_inputs.len() != 3 {
             return internal_err!("GoalSelect planned with {} inputs", physical_inputs.len());
         }
-        Ok(Some(Arc::new(GoalSelectExec::new(
-            physical_inputs.to_vec(),
-            node.params.clone(),
-        ))))
+        Ok(Some(Arc::new(GoalSelectExec::new(physical_inputs.to_vec(), node.params.clone()))))
     }
 }
 
@@ -286,12 +239,7 @@ impl GoalSelectExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Self {
-            inputs,
-            params,
-            properties,
-            report: Arc::new(Mutex::new(None)),
-        }
+        Self { inputs, params, properties, report: Arc::new(Mutex::new(None)) }
     }
 
     /// The run report, once the output stream has finished.
@@ -338,22 +286,13 @@ impl ExecutionPlan for GoalSelectExec {
         Ok(Arc::new(exec))
     }
     #[allow(deprecated)]
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         self.replace_children(
             children,
-            ReplaceChildrenOptions::new(
-                datafusion::physical_plan::ChildrenPropertiesMode::Recompute,
-            ),
+            ReplaceChildrenOptions::new(datafusion::physical_plan::ChildrenPropertiesMode::Recompute),
         )
     }
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return internal_err!("GoalSelectExec has one partition, asked for {partition}");
         }
@@ -361,10 +300,7 @@ impl ExecutionPlan for GoalSelectExec {
         let params = self.params.clone();
         let report = Arc::clone(&self.report);
         let fut = async move { run(inputs, params, context, report).await };
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&OUTPUT_SCHEMA),
-            futures::stream::once(fut),
-        )))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&OUTPUT_SCHEMA), futures::stream::once(fut))))
     }
 }
 
@@ -377,11 +313,7 @@ pub async fn read_profile(plan: Arc<dyn ExecutionPlan>, ctx: Arc<TaskContext>) -
     let mut stream = execute_stream(plan, ctx)?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        let (s, n, f) = (
-            strings(&batch, "stratum")?,
-            i64s(&batch, "pairs")?,
-            i64s(&batch, "first_seen")?,
-        );
+        let (s, n, f) = (strings(&batch, "stratum")?, i64s(&batch, "pairs")?, i64s(&batch, "first_seen")?);
         for i in 0..batch.num_rows() {
             let (Some(pairs), Some(first)) = (i64_at(&n, i), i64_at(&f, i)) else {
                 return exec_err!("{NAME}: strata table has a NULL count or first_seen");
@@ -432,10 +364,7 @@ pub async fn scan_pairs(
             }
             let key = str_at(&st, i);
             let Some(&stratum) = prof.index.get(key) else {
-                return exec_err!(
-                    "{NAME}: pair {} has stratum {key:?}, which the strata table lacks",
-                    str_at(&uid, i)
-                );
+                return exec_err!("{NAME}: pair {} has stratum {key:?}, which the strata table lacks", str_at(&uid, i));
             };
             visit(Pair {
                 pool_index: i64_at(&pi, i).unwrap_or(-1),
@@ -489,19 +418,13 @@ async fn run(
     let mut reservoir = Reservoir::new(reservoir_size as usize);
     let mut skipped = Skipped::default();
     let seed = p.seed;
-    let rows = scan_pairs(
-        Arc::clone(&inputs[0]),
-        Arc::clone(&ctx),
-        &prof,
-        &mut skipped,
-        |mut pair| {
-            reservoir.offer(seed, &pair);
-            if candidates.wants(pair.stratum) {
-                pair.tie = pair_random(seed, TIE, &pair.qa_uid);
-                candidates.offer(pair);
-            }
-        },
-    )
+    let rows = scan_pairs(Arc::clone(&inputs[0]), Arc::clone(&ctx), &prof, &mut skipped, |mut pair| {
+        reservoir.offer(seed, &pair);
+        if candidates.wants(pair.stratum) {
+            pair.tie = pair_random(seed, TIE, &pair.qa_uid);
+            candidates.offer(pair);
+        }
+    })
     .await?;
     let sorted = candidates.into_sorted();
     let kept: usize = sorted.iter().map(Vec::len).sum();
@@ -512,14 +435,8 @@ async fn run(
     let count = selected.len() as u64;
     let mut constraints = plan.constraints.clone();
     constraints.insert("selected_video_count".into(), json!(result.video));
-    constraints.insert(
-        "selected_video_ratio".into(),
-        json!(result.video as f64 / count.max(1) as f64),
-    );
-    constraints.insert(
-        "selected_temporal_video_count".into(),
-        json!(result.temporal_video),
-    );
+    constraints.insert("selected_video_ratio".into(), json!(result.video as f64 / count.max(1) as f64));
+    constraints.insert("selected_temporal_video_count".into(), json!(result.temporal_video));
     constraints.insert(
         "selected_temporal_in_video_ratio".into(),
         json!(result.temporal_video as f64 / result.video.max(1) as f64),
@@ -541,11 +458,8 @@ async fn run(
         .iter()
         .enumerate()
         .map(|(f, name)| {
-            let shares: serde_json::Map<String, serde_json::Value> = prof
-                .shares(f)
-                .into_iter()
-                .map(|(v, s)| (v, json!(s)))
-                .collect();
+            let shares: serde_json::Map<String, serde_json::Value> =
+                prof.shares(f).into_iter().map(|(v, s)| (v, json!(s))).collect();
             (name.to_string(), serde_json::Value::Object(shares))
         })
         .collect();
@@ -579,28 +493,14 @@ async fn run(
     }
 
     let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(
-            selected.iter().map(|s| s.pair.pool_index),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            selected.iter().map(|s| s.pair.qa_uid.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            selected.iter().map(|s| s.stage.as_str()),
-        )),
+        Arc::new(Int64Array::from_iter_values(selected.iter().map(|s| s.pair.pool_index))),
+        Arc::new(StringArray::from_iter_values(selected.iter().map(|s| s.pair.qa_uid.as_str()))),
+        Arc::new(StringArray::from_iter_values(selected.iter().map(|s| s.stage.as_str()))),
         Arc::new(Int64Array::from_iter_values(0..selected.len() as i64)),
-        Arc::new(Float64Array::from_iter_values(
-            selected.iter().map(|s| s.pair.score),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            selected.iter().map(|s| s.pair.base_score),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            selected.iter().map(|s| s.pair.vds3),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            selected.iter().map(|s| s.pair.metric_quality),
-        )),
+        Arc::new(Float64Array::from_iter_values(selected.iter().map(|s| s.pair.score))),
+        Arc::new(Float64Array::from_iter_values(selected.iter().map(|s| s.pair.base_score))),
+        Arc::new(Float64Array::from_iter_values(selected.iter().map(|s| s.pair.vds3))),
+        Arc::new(Float64Array::from_iter_values(selected.iter().map(|s| s.pair.metric_quality))),
     ];
     Ok(RecordBatch::try_new(Arc::clone(&OUTPUT_SCHEMA), columns)?)
 }

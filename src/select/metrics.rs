@@ -24,21 +24,11 @@ use crate::session::register_table;
 use crate::store::Location;
 
 /// The metric columns selection reads, in order.
-pub const METRIC_FIELDS: [&str; 5] = [
-    "loss_video",
-    "loss_blind",
-    "frame_diversity",
-    "vds",
-    "quality_score",
-];
+pub const METRIC_FIELDS: [&str; 5] = ["loss_video", "loss_blind", "frame_diversity", "vds", "quality_score"];
 
 pub static METRICS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![Field::new("qa_uid", DataType::Utf8, false)];
-    fields.extend(
-        METRIC_FIELDS
-            .iter()
-            .map(|f| Field::new(*f, DataType::Float64, true)),
-    );
+    fields.extend(METRIC_FIELDS.iter().map(|f| Field::new(*f, DataType::Float64, true)));
     Arc::new(Schema::new(fields))
 });
 
@@ -97,10 +87,7 @@ impl Collector {
 
 fn is_jsonl(path: &str) -> bool {
     let p = path.to_ascii_lowercase();
-    p.ends_with(".jsonl")
-        || p.ends_with(".jsonl.gz")
-        || p.ends_with(".json")
-        || p.ends_with(".json.gz")
+    p.ends_with(".jsonl") || p.ends_with(".jsonl.gz") || p.ends_with(".json") || p.ends_with(".json.gz")
 }
 
 /// Python's json writes NaN/Infinity bare; accept them as non-finite markers.
@@ -131,8 +118,7 @@ async fn load_jsonl(c: &mut Collector, path: &str) -> Result<()> {
             .map_err(|e| GdoError::Table(format!("{path}: cannot decompress: {e}")))?;
         s
     } else {
-        String::from_utf8(raw.to_vec())
-            .map_err(|_| GdoError::Table(format!("{path}: not UTF-8 text")))?
+        String::from_utf8(raw.to_vec()).map_err(|_| GdoError::Table(format!("{path}: not UTF-8 text")))?
     };
     for line in text.lines() {
         if line.trim().is_empty() {
@@ -172,9 +158,7 @@ async fn load_table(c: &mut Collector, path: &str) -> Result<()> {
     let schema = ctx.table("m").await?.schema().clone();
     let has = |f: &str| schema.fields().iter().any(|x| x.name() == f);
     if !has("qa_uid") {
-        return Err(GdoError::Table(format!(
-            "{path}: the metrics table has no qa_uid column"
-        )));
+        return Err(GdoError::Table(format!("{path}: the metrics table has no qa_uid column")));
     }
     let cols: Vec<String> = METRIC_FIELDS
         .iter()
@@ -186,17 +170,10 @@ async fn load_table(c: &mut Collector, path: &str) -> Result<()> {
             }
         })
         .collect();
-    let batches = ctx
-        .sql(&format!("SELECT qa_uid, {} FROM m", cols.join(", ")))
-        .await?
-        .collect()
-        .await?;
+    let batches = ctx.sql(&format!("SELECT qa_uid, {} FROM m", cols.join(", "))).await?.collect().await?;
     for batch in batches {
         let uid = strings(&batch, "qa_uid")?;
-        let vals: Vec<_> = METRIC_FIELDS
-            .iter()
-            .map(|f| f64s(&batch, f))
-            .collect::<datafusion::common::Result<_>>()?;
+        let vals: Vec<_> = METRIC_FIELDS.iter().map(|f| f64s(&batch, f)).collect::<datafusion::common::Result<_>>()?;
         for i in 0..batch.num_rows() {
             let key = str_at(&uid, i);
             if key.is_empty() {
@@ -223,11 +200,7 @@ async fn load_table(c: &mut Collector, path: &str) -> Result<()> {
 /// Load every source (in order; later duplicates win) and register the result as
 /// `metrics` in `ctx`.
 pub async fn load_metrics(ctx: &SessionContext, paths: &[String]) -> Result<MetricsReport> {
-    let mut c = Collector {
-        order: Vec::new(),
-        rows: HashMap::new(),
-        report: MetricsReport::default(),
-    };
+    let mut c = Collector { order: Vec::new(), rows: HashMap::new(), report: MetricsReport::default() };
     for path in paths {
         c.report.sources.push(path.clone());
         if is_jsonl(path) {
@@ -240,12 +213,7 @@ pub async fn load_metrics(ctx: &SessionContext, paths: &[String]) -> Result<Metr
     let uids = StringArray::from_iter_values(c.order.iter());
     let mut columns: Vec<datafusion::arrow::array::ArrayRef> = vec![Arc::new(uids)];
     for j in 0..METRIC_FIELDS.len() {
-        columns.push(Arc::new(
-            c.order
-                .iter()
-                .map(|u| c.rows[u][j])
-                .collect::<Float64Array>(),
-        ));
+        columns.push(Arc::new(c.order.iter().map(|u| c.rows[u][j]).collect::<Float64Array>()));
     }
     let batch = RecordBatch::try_new(Arc::clone(&METRICS_SCHEMA), columns)?;
     let table = MemTable::try_new(Arc::clone(&METRICS_SCHEMA), vec![vec![batch]])?;

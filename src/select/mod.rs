@@ -29,10 +29,7 @@ pub struct GdoQueryPlanner;
 
 /// Every extension planner gdo has (one place, so a Ballista scheduler can reuse it).
 pub fn extension_planners() -> Vec<Arc<dyn ExtensionPlanner + Send + Sync>> {
-    vec![
-        Arc::new(goal_select::GoalSelectPlanner),
-        Arc::new(uni_sample::UniSamplePlanner),
-    ]
+    vec![Arc::new(goal_select::GoalSelectPlanner), Arc::new(uni_sample::UniSamplePlanner)]
 }
 
 #[async_trait]

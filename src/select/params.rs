@@ -72,16 +72,8 @@ const REQUIRED: &[&str] = &[
 ];
 
 /// Names with a default.
-const OPTIONAL: &[&str] = &[
-    "goal",
-    "seed",
-    "max_qa_per_video",
-    "uni_multiplier",
-    "reservoir_oversample",
-    "count",
-    "ratio",
-    "vds3_budget",
-];
+const OPTIONAL: &[&str] =
+    &["goal", "seed", "max_qa_per_video", "uni_multiplier", "reservoir_oversample", "count", "ratio", "vds3_budget"];
 
 /// A literal argument value.
 #[derive(Debug, Clone)]
@@ -118,9 +110,7 @@ fn scalar(v: &ScalarValue) -> Option<Value> {
         ScalarValue::Int8(Some(x)) => Some(Value::Num(*x as f64)),
         ScalarValue::UInt64(Some(x)) => Some(Value::Num(*x as f64)),
         ScalarValue::UInt32(Some(x)) => Some(Value::Num(*x as f64)),
-        ScalarValue::Decimal128(Some(x), _, scale) => {
-            Some(Value::Num(*x as f64 / 10f64.powi(*scale as i32)))
-        }
+        ScalarValue::Decimal128(Some(x), _, scale) => Some(Value::Num(*x as f64 / 10f64.powi(*scale as i32))),
         _ => None,
     }
 }
@@ -132,15 +122,10 @@ pub fn named_struct_args(expr: &Expr, func: &str) -> Result<Vec<(String, Expr)>>
         return Ok(pairs);
     }
     let Expr::ScalarFunction(f) = expr else {
-        return plan_err!(
-            "{func}: parameters must be named_struct('name', value, ...), got {expr}"
-        );
+        return plan_err!("{func}: parameters must be named_struct('name', value, ...), got {expr}");
     };
     if f.name() != "named_struct" {
-        return plan_err!(
-            "{func}: parameters must be named_struct('name', value, ...), got {}(...)",
-            f.name()
-        );
+        return plan_err!("{func}: parameters must be named_struct('name', value, ...), got {}(...)", f.name());
     }
     if f.args.len() % 2 != 0 {
         return plan_err!("{func}: named_struct needs name/value pairs");
@@ -148,10 +133,7 @@ pub fn named_struct_args(expr: &Expr, func: &str) -> Result<Vec<(String, Expr)>>
     let mut out = Vec::new();
     for pair in f.args.chunks(2) {
         let Some(Value::Str(key)) = literal(&pair[0]) else {
-            return plan_err!(
-                "{func}: parameter names must be string literals, got {}",
-                pair[0]
-            );
+            return plan_err!("{func}: parameter names must be string literals, got {}", pair[0]);
         };
         out.push((key, pair[1].clone()));
     }
@@ -181,22 +163,13 @@ pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
         for (i, ca) in a.chars().enumerate() {
             let mut cur = vec![i + 1];
             for (j, cb) in b.iter().enumerate() {
-                cur.push(
-                    (prev[j] + usize::from(ca != *cb))
-                        .min(prev[j + 1] + 1)
-                        .min(cur[j] + 1),
-                );
+                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
             }
             prev = cur;
         }
         prev[b.len()]
     }
-    known
-        .into_iter()
-        .map(|k| (distance(name, k), k))
-        .filter(|(d, _)| *d <= 3)
-        .min()
-        .map(|(_, k)| k)
+    known.into_iter().map(|k| (distance(name, k), k)).filter(|(d, _)| *d <= 3).min().map(|(_, k)| k)
 }
 
 impl GoalParams {
@@ -217,11 +190,7 @@ impl GoalParams {
                 return plan_err!("{F}: parameter {key:?} given twice");
             }
         }
-        let missing: Vec<&str> = REQUIRED
-            .iter()
-            .copied()
-            .filter(|k| !seen.contains(*k))
-            .collect();
+        let missing: Vec<&str> = REQUIRED.iter().copied().filter(|k| !seen.contains(*k)).collect();
         if !missing.is_empty() {
             return plan_err!("{F}: missing parameters: {}", missing.join(", "));
         }
@@ -229,11 +198,7 @@ impl GoalParams {
         let n = |k: &str| num(F, k, get(k).expect("required parameter present"));
         let c = |k: &str| count(F, k, get(k).expect("required parameter present"));
         let temporal_categories = match literal(get("temporal_categories").expect("required")) {
-            Some(Value::Str(s)) => s
-                .split(',')
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect(),
+            Some(Value::Str(s)) => s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
             _ => {
                 return plan_err!("{F}: temporal_categories must be a string like 'Temporal,Mixed'");
             }
@@ -318,17 +283,10 @@ impl GoalParams {
     fn validate(&self) -> Result<()> {
         const F: &str = "goal_select";
         if self.min_count > self.max_count {
-            return plan_err!(
-                "{F}: min_count {} is above max_count {}",
-                self.min_count,
-                self.max_count
-            );
+            return plan_err!("{F}: min_count {} is above max_count {}", self.min_count, self.max_count);
         }
         if !(0.0..=1.0).contains(&self.coverage_mass) {
-            return plan_err!(
-                "{F}: coverage_mass must lie in [0, 1], got {}",
-                self.coverage_mass
-            );
+            return plan_err!("{F}: coverage_mass must lie in [0, 1], got {}", self.coverage_mass);
         }
         if self.min_ratio < 0.0 || self.max_ratio < 0.0 {
             return plan_err!("{F}: min_ratio and max_ratio must not be negative");

@@ -33,10 +33,7 @@ pub const GOALS: &[(&str, &str)] = &[
     ("minloss", include_str!("../../queries/goals/minloss.sql")),
     ("diverse", include_str!("../../queries/goals/diverse.sql")),
     ("temp", include_str!("../../queries/goals/temp.sql")),
-    (
-        "temp_plus",
-        include_str!("../../queries/goals/temp_plus.sql"),
-    ),
+    ("temp_plus", include_str!("../../queries/goals/temp_plus.sql")),
     ("balanced", include_str!("../../queries/goals/balanced.sql")),
 ];
 
@@ -56,10 +53,7 @@ impl GoalSource {
     /// `temp_plus` (shipped) or `path/to/goal.sql`.
     pub fn resolve(spec: &str) -> Result<Self> {
         if let Some((name, sql)) = GOALS.iter().find(|(n, _)| *n == spec) {
-            return Ok(GoalSource {
-                name: name.to_string(),
-                sql: sql.to_string(),
-            });
+            return Ok(GoalSource { name: name.to_string(), sql: sql.to_string() });
         }
         if spec.ends_with(".sql") || std::path::Path::new(spec).exists() {
             let sql = std::fs::read_to_string(spec).map_err(|e| GdoError::io(spec, e))?;
@@ -104,26 +98,17 @@ pub struct GoalOutcome {
 }
 
 async fn set(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
-    ctx.sql(&format!("SET gdo.{key} = '{value}'"))
-        .await?
-        .collect()
-        .await?;
+    ctx.sql(&format!("SET gdo.{key} = '{value}'")).await?.collect().await?;
     Ok(())
 }
 
 /// Run every statement; return the last one's batches and the goal report found in
 /// its plan.
-async fn run_goal_sql(
-    ctx: &SessionContext,
-    sql: &str,
-    goal: &str,
-) -> Result<(Vec<RecordBatch>, Option<Value>)> {
+async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(Vec<RecordBatch>, Option<Value>)> {
     let statements = DFParser::parse_sql(sql).map_err(datafusion::error::DataFusionError::from)?;
     let count = statements.len();
     if count == 0 {
-        return Err(GdoError::Usage(format!(
-            "goal {goal}: the goal file has no SQL statement"
-        )));
+        return Err(GdoError::Usage(format!("goal {goal}: the goal file has no SQL statement")));
     }
     let mut out = (Vec::new(), None);
     for (i, statement) in statements.into_iter().enumerate() {
@@ -159,24 +144,12 @@ async fn materialise(ctx: &SessionContext, name: &str) -> Result<()> {
 }
 
 async fn profile(ctx: &SessionContext) -> Result<Profile> {
-    let batches = ctx
-        .sql("SELECT stratum, pairs, first_seen FROM gdo_strata")
-        .await?
-        .collect()
-        .await?;
+    let batches = ctx.sql("SELECT stratum, pairs, first_seen FROM gdo_strata").await?.collect().await?;
     let mut rows = Vec::new();
     for b in &batches {
-        let (s, n, f) = (
-            strings(b, "stratum")?,
-            i64s(b, "pairs")?,
-            i64s(b, "first_seen")?,
-        );
+        let (s, n, f) = (strings(b, "stratum")?, i64s(b, "pairs")?, i64s(b, "first_seen")?);
         for i in 0..b.num_rows() {
-            rows.push((
-                str_at(&s, i).to_string(),
-                i64_at(&n, i).unwrap_or(0) as u64,
-                i64_at(&f, i).unwrap_or(0),
-            ));
+            rows.push((str_at(&s, i).to_string(), i64_at(&n, i).unwrap_or(0) as u64, i64_at(&f, i).unwrap_or(0)));
         }
     }
     Ok(Profile::new(rows)?)
@@ -200,10 +173,7 @@ fn strata_ids(prof: &Profile, batches: &[RecordBatch]) -> Result<Vec<u32>> {
     Ok(out)
 }
 
-fn parquet_bytes(
-    batches: &[RecordBatch],
-    schema: datafusion::arrow::datatypes::SchemaRef,
-) -> Result<Vec<u8>> {
+fn parquet_bytes(batches: &[RecordBatch], schema: datafusion::arrow::datatypes::SchemaRef) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, schema, Some(crate::table::writer_properties()))?;
     for b in batches {
@@ -230,12 +200,8 @@ fn jsonl_bytes(batches: &[RecordBatch], target_frames: usize) -> Result<Vec<u8>>
             col("temporal_category")?,
             col("stage")?,
         );
-        let (score, base, vds3, mq) = (
-            f64s(b, "score")?,
-            f64s(b, "base_score")?,
-            f64s(b, "vds3")?,
-            f64s(b, "metric_quality")?,
-        );
+        let (score, base, vds3, mq) =
+            (f64s(b, "score")?, f64s(b, "base_score")?, f64s(b, "vds3")?, f64s(b, "metric_quality")?);
         let Some(frames) = b.column_by_name("frames") else {
             return Err(GdoError::Table("subset rows lack the frames column".into()));
         };
@@ -298,9 +264,7 @@ pub async fn open_scored_session(
     let ctx = new_context();
     register_table(&ctx, "pool", pool).await?;
     if metrics.is_empty() {
-        return Err(GdoError::Usage(
-            "no --metrics given: selection needs the merged descriptors".into(),
-        ));
+        return Err(GdoError::Usage("no --metrics given: selection needs the merged descriptors".into()));
     }
     let report = load_metrics(&ctx, metrics).await?;
     for (k, v) in settings {
@@ -313,28 +277,17 @@ pub async fn open_scored_session(
 pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     let started = Instant::now();
     if job.goals.is_empty() {
-        return Err(GdoError::Usage(
-            "no goal given (--goal NAME|FILE.sql or --all-goals)".into(),
-        ));
+        return Err(GdoError::Usage("no goal given (--goal NAME|FILE.sql or --all-goals)".into()));
     }
     let (ctx, metrics_report) = open_scored_session(&job.pool, &job.metrics, &job.settings).await?;
     let total = count_sql(&ctx, "SELECT count(*) FROM pool").await?;
     if total == 0 {
-        return Err(GdoError::Usage(format!(
-            "{}: the pool is empty; nothing to select",
-            job.pool
-        )));
+        return Err(GdoError::Usage(format!("{}: the pool is empty; nothing to select", job.pool)));
     }
-    let unknown = count_sql(
-        &ctx,
-        "SELECT count(*) FROM metrics m LEFT ANTI JOIN pool p ON p.qa_uid = m.qa_uid",
-    )
-    .await?;
-    let covered = count_sql(
-        &ctx,
-        "SELECT count(*) FROM pool p LEFT SEMI JOIN metrics m ON p.qa_uid = m.qa_uid",
-    )
-    .await?;
+    let unknown =
+        count_sql(&ctx, "SELECT count(*) FROM metrics m LEFT ANTI JOIN pool p ON p.qa_uid = m.qa_uid").await?;
+    let covered =
+        count_sql(&ctx, "SELECT count(*) FROM pool p LEFT SEMI JOIN metrics m ON p.qa_uid = m.qa_uid").await?;
     if job.goals.len() > 1 {
         // Share the scan and the scoring between goals.
         for v in ["gdo_scored", "gdo_strata", "gdo_metric_vds3"] {
@@ -346,15 +299,11 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     let mut outcomes = Vec::new();
     for goal in &job.goals {
         let goal_started = Instant::now();
-        let folder = if job.per_goal_folders || job.goals.len() > 1 {
-            out_root.child(&goal.name)
-        } else {
-            out_root.clone()
-        };
+        let folder =
+            if job.per_goal_folders || job.goals.len() > 1 { out_root.child(&goal.name) } else { out_root.clone() };
         let report_loc = folder.child("report.json");
         if report_loc.exists().await? {
-            object_store::ObjectStoreExt::delete(report_loc.store.as_ref(), &report_loc.path)
-                .await?;
+            object_store::ObjectStoreExt::delete(report_loc.store.as_ref(), &report_loc.path).await?;
         }
         let (subset, report) = run_goal_sql(&ctx, &goal.sql, &goal.name).await?;
         let Some(mut report) = report else {
@@ -364,15 +313,9 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
             )));
         };
         let params = report.get("params").cloned().unwrap_or(Value::Null);
-        let uni_target = report
-            .get("uni_target_count")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let uni_target = report.get("uni_target_count").and_then(Value::as_u64).unwrap_or(0);
         let seed = params.get("seed").and_then(Value::as_u64).unwrap_or(42);
-        let per_video = params
-            .get("max_qa_per_video")
-            .and_then(Value::as_u64)
-            .unwrap_or(8);
+        let per_video = params.get("max_qa_per_video").and_then(Value::as_u64).unwrap_or(8);
         set(&ctx, "uni_count", &uni_target.to_string()).await?;
         set(&ctx, "seed", &seed.to_string()).await?;
         set(&ctx, "max_qa_per_video", &per_video.to_string()).await?;
@@ -389,9 +332,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         for batch in &uni {
             let s = strings(batch, "stage")?;
             for i in 0..batch.num_rows() {
-                let e = uni_passes
-                    .entry(str_at(&s, i).to_string())
-                    .or_insert(json!(0));
+                let e = uni_passes.entry(str_at(&s, i).to_string()).or_insert(json!(0));
                 *e = json!(e.as_u64().unwrap_or(0) + 1);
             }
         }
@@ -413,48 +354,27 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
                 "coverage_ratio": covered as f64 / total as f64,
             }),
         );
-        obj.insert(
-            "goal_seconds".into(),
-            json!(goal_started.elapsed().as_secs_f64()),
-        );
+        obj.insert("goal_seconds".into(), json!(goal_started.elapsed().as_secs_f64()));
         obj.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
 
         let subset_schema = subset.first().map(|b| b.schema());
         let uni_schema = uni.first().map(|b| b.schema());
         if let Some(schema) = subset_schema {
             let one = concat_batches(&schema, &subset)?;
-            folder
-                .child("gdo_1x.parquet")
-                .write_all(parquet_bytes(std::slice::from_ref(&one), schema)?)
-                .await?;
+            folder.child("gdo_1x.parquet").write_all(parquet_bytes(std::slice::from_ref(&one), schema)?).await?;
             if job.write_jsonl {
-                folder
-                    .child("gdo_1x.jsonl")
-                    .write_all(jsonl_bytes(&subset, job.target_frames)?)
-                    .await?;
+                folder.child("gdo_1x.jsonl").write_all(jsonl_bytes(&subset, job.target_frames)?).await?;
             }
         }
         if let Some(schema) = uni_schema {
             let one = concat_batches(&schema, &uni)?;
-            folder
-                .child("uni_10x.parquet")
-                .write_all(parquet_bytes(std::slice::from_ref(&one), schema)?)
-                .await?;
+            folder.child("uni_10x.parquet").write_all(parquet_bytes(std::slice::from_ref(&one), schema)?).await?;
             if job.write_jsonl {
-                folder
-                    .child("uni_10x.jsonl")
-                    .write_all(jsonl_bytes(&uni, job.target_frames)?)
-                    .await?;
+                folder.child("uni_10x.jsonl").write_all(jsonl_bytes(&uni, job.target_frames)?).await?;
             }
         }
-        report_loc
-            .write_all(serde_json::to_vec_pretty(&report)?)
-            .await?;
-        outcomes.push(GoalOutcome {
-            goal: goal.name.clone(),
-            folder: folder.to_string(),
-            report,
-        });
+        report_loc.write_all(serde_json::to_vec_pretty(&report)?).await?;
+        outcomes.push(GoalOutcome { goal: goal.name.clone(), folder: folder.to_string(), report });
     }
     Ok(outcomes)
 }

@@ -25,15 +25,12 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, DFSchemaRef, Result, exec_err, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{
-    Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
-};
+use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-    ReplaceChildrenOptions, execute_stream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions, execute_stream,
 };
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
@@ -75,16 +72,8 @@ pub static OUTPUT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-const INPUT_COLUMNS: &[&str] = &[
-    "pool_index",
-    "qa_uid",
-    "video_uid",
-    "text_hash",
-    "score",
-    "base_score",
-    "vds3",
-    "metric_quality",
-];
+const INPUT_COLUMNS: &[&str] =
+    &["pool_index", "qa_uid", "video_uid", "text_hash", "score", "base_score", "vds3", "metric_quality"];
 
 // ---------------------------------------------------------------------------------
 // Logical node
@@ -100,11 +89,7 @@ impl UniSampleNode {
     pub fn try_new(input: LogicalPlan, params: UniParams) -> Result<Self> {
         require_columns(NAME, "the scored table", input.schema(), INPUT_COLUMNS)?;
         let schema = Arc::new(DFSchema::try_from(OUTPUT_SCHEMA.as_ref().clone())?);
-        Ok(Self {
-            input,
-            params,
-            schema,
-        })
+        Ok(Self { input, params, schema })
     }
 }
 
@@ -140,27 +125,13 @@ impl UserDefinedLogicalNodeCore for UniSampleNode {
         vec![]
     }
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "UniSample: count={}, seed={}, params={}",
-            self.params.count,
-            self.params.seed,
-            self.params.explain()
-        )
+        write!(f, "UniSample: count={}, seed={}, params={}", self.params.count, self.params.seed, self.params.explain())
     }
-    fn with_exprs_and_inputs(
-        &self,
-        _exprs: Vec<Expr>,
-        mut inputs: Vec<LogicalPlan>,
-    ) -> Result<Self> {
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, mut inputs: Vec<LogicalPlan>) -> Result<Self> {
         if inputs.len() != 1 {
             return internal_err!("UniSample takes 1 input, got {}", inputs.len());
         }
-        Ok(Self {
-            input: inputs.remove(0),
-            params: self.params.clone(),
-            schema: Arc::clone(&self.schema),
-        })
+        Ok(Self { input: inputs.remove(0), params: self.params.clone(), schema: Arc::clone(&self.schema) })
     }
 }
 
@@ -172,10 +143,7 @@ impl TableFunctionImpl for UniSampleFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
         if exprs.is_empty() || exprs.len() > 2 {
-            return plan_err!(
-                "{NAME}(scored [, named_struct(...)]) takes 1 or 2 arguments, got {}",
-                exprs.len()
-            );
+            return plan_err!("{NAME}(scored [, named_struct(...)]) takes 1 or 2 arguments, got {}", exprs.len());
         }
         let session = args.session();
         let input = table_arg_plan(session, NAME, &exprs[0])?;
@@ -190,15 +158,9 @@ impl TableFunctionImpl for UniSampleFunction {
                     return plan_err!("{NAME}: parameter {key} must be a literal");
                 };
                 let num = match v.cast_to(&DataType::Float64)? {
-                    datafusion::common::ScalarValue::Float64(Some(x))
-                        if x.is_finite() && x >= 0.0 =>
-                    {
-                        x
-                    }
+                    datafusion::common::ScalarValue::Float64(Some(x)) if x.is_finite() && x >= 0.0 => x,
                     _ => {
-                        return plan_err!(
-                            "{NAME}: parameter {key} must be a non-negative number, got {v}"
-                        );
+                        return plan_err!("{NAME}: parameter {key} must be a non-negative number, got {v}");
                     }
                 };
                 match key.as_str() {
@@ -207,29 +169,18 @@ impl TableFunctionImpl for UniSampleFunction {
                     "max_qa_per_video" => max_qa_per_video = num as u64,
                     "oversample" => oversample = num,
                     other => {
-                        let hint =
-                            closest(other, ["count", "seed", "max_qa_per_video", "oversample"])
-                                .map(|k| format!(" (did you mean {k}?)"))
-                                .unwrap_or_default();
+                        let hint = closest(other, ["count", "seed", "max_qa_per_video", "oversample"])
+                            .map(|k| format!(" (did you mean {k}?)"))
+                            .unwrap_or_default();
                         return plan_err!("{NAME}: unknown parameter {other:?}{hint}");
                     }
                 }
             }
         }
         let Some(count) = count else {
-            return plan_err!(
-                "{NAME}: no count given (pass named_struct('count', N) or SET gdo.uni_count = N)"
-            );
+            return plan_err!("{NAME}: no count given (pass named_struct('count', N) or SET gdo.uni_count = N)");
         };
-        let node = UniSampleNode::try_new(
-            input,
-            UniParams {
-                count,
-                seed,
-                max_qa_per_video,
-                oversample,
-            },
-        )?;
+        let node = UniSampleNode::try_new(input, UniParams { count, seed, max_qa_per_video, oversample })?;
         Ok(Arc::new(ExtensionTable::new(node)))
     }
 }
@@ -257,10 +208,7 @@ impl ExtensionPlanner for UniSamplePlanner {
         let [input] = physical_inputs else {
             return internal_err!("UniSample planned with {} inputs", physical_inputs.len());
         };
-        Ok(Some(Arc::new(UniSampleExec::new(
-            Arc::clone(input),
-            node.params.clone(),
-        ))))
+        Ok(Some(Arc::new(UniSampleExec::new(Arc::clone(input), node.params.clone()))))
     }
 }
 
@@ -282,11 +230,7 @@ impl UniSampleExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Self {
-            input,
-            params,
-            properties,
-        }
+        Self { input, params, properties }
     }
 }
 
@@ -326,47 +270,28 @@ impl ExecutionPlan for UniSampleExec {
         if children.len() != 1 {
             return internal_err!("UniSampleExec takes one child");
         }
-        Ok(Arc::new(UniSampleExec::new(
-            children.remove(0),
-            self.params.clone(),
-        )))
+        Ok(Arc::new(UniSampleExec::new(children.remove(0), self.params.clone())))
     }
     #[allow(deprecated)]
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         self.replace_children(
             children,
-            ReplaceChildrenOptions::new(
-                datafusion::physical_plan::ChildrenPropertiesMode::Recompute,
-            ),
+            ReplaceChildrenOptions::new(datafusion::physical_plan::ChildrenPropertiesMode::Recompute),
         )
     }
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return internal_err!("UniSampleExec has one partition, asked for {partition}");
         }
         let fut = run(Arc::clone(&self.input), self.params.clone(), context);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&OUTPUT_SCHEMA),
-            futures::stream::once(fut),
-        )))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&OUTPUT_SCHEMA), futures::stream::once(fut))))
     }
 }
 
 // ---------------------------------------------------------------------------------
 // Stream
 
-async fn run(
-    input: Arc<dyn ExecutionPlan>,
-    p: UniParams,
-    ctx: Arc<TaskContext>,
-) -> Result<RecordBatch> {
+async fn run(input: Arc<dyn ExecutionPlan>, p: UniParams, ctx: Arc<TaskContext>) -> Result<RecordBatch> {
     let size = p.count.max((p.count as f64 * p.oversample).ceil() as u64) as usize;
     let mut reservoir = Reservoir::new(size);
     let mut stream = execute_stream(input, ctx)?;
@@ -402,28 +327,14 @@ async fn run(
     let sample = reservoir.into_pairs();
     let drawn = uni_draw(&sample, p.count, p.max_qa_per_video);
     let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values(
-            drawn.iter().map(|(s, _)| s.pool_index),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            drawn.iter().map(|(s, _)| s.qa_uid.as_str()),
-        )),
+        Arc::new(Int64Array::from_iter_values(drawn.iter().map(|(s, _)| s.pool_index))),
+        Arc::new(StringArray::from_iter_values(drawn.iter().map(|(s, _)| s.qa_uid.as_str()))),
         Arc::new(Int64Array::from_iter_values(0..drawn.len() as i64)),
-        Arc::new(StringArray::from_iter_values(
-            drawn.iter().map(|(_, pass)| *pass),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            drawn.iter().map(|(s, _)| s.score),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            drawn.iter().map(|(s, _)| s.base_score),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            drawn.iter().map(|(s, _)| s.vds3),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            drawn.iter().map(|(s, _)| s.metric_quality),
-        )),
+        Arc::new(StringArray::from_iter_values(drawn.iter().map(|(_, pass)| *pass))),
+        Arc::new(Float64Array::from_iter_values(drawn.iter().map(|(s, _)| s.score))),
+        Arc::new(Float64Array::from_iter_values(drawn.iter().map(|(s, _)| s.base_score))),
+        Arc::new(Float64Array::from_iter_values(drawn.iter().map(|(s, _)| s.vds3))),
+        Arc::new(Float64Array::from_iter_values(drawn.iter().map(|(s, _)| s.metric_quality))),
     ];
     Ok(RecordBatch::try_new(Arc::clone(&OUTPUT_SCHEMA), columns)?)
 }

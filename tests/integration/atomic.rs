@@ -5,38 +5,16 @@ use std::path::Path;
 use crate::common::{gdo, image_row, run_ok, video_row, write_lines};
 
 fn manifest_sums(dir: &Path) -> Vec<String> {
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("_gdo_table.json")).unwrap()).unwrap();
-    m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["sha256"].as_str().unwrap().to_owned())
-        .collect()
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("_gdo_table.json")).unwrap()).unwrap();
+    m["files"].as_array().unwrap().iter().map(|f| f["sha256"].as_str().unwrap().to_owned()).collect()
 }
 
 fn write_inputs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let ov = dir.join("ov.jsonl");
     let video = dir.join("video.jsonl");
-    let img: Vec<String> = (0..3000)
-        .map(|i| {
-            image_row(
-                &format!("i{i}"),
-                &format!("What is shown in picture {i}?"),
-                "a shape",
-            )
-        })
-        .collect();
+    let img: Vec<String> = (0..3000).map(|i| image_row(&format!("i{i}"), &format!("What is shown in picture {i}?"), "a shape")).collect();
     let vid: Vec<String> = (0..3000)
-        .map(|i| {
-            video_row(
-                &format!("v{i}"),
-                &format!("clip{}", i / 4),
-                &format!("What happens after step {i}?"),
-                "it moves",
-                5 + i % 50,
-            )
-        })
+        .map(|i| video_row(&format!("v{i}"), &format!("clip{}", i / 4), &format!("What happens after step {i}?"), "it moves", 5 + i % 50))
         .collect();
     write_lines(&ov, &img.iter().map(String::as_str).collect::<Vec<_>>());
     write_lines(&video, &vid.iter().map(String::as_str).collect::<Vec<_>>());
@@ -45,19 +23,12 @@ fn write_inputs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 
 fn ingest_cmd(ov: &Path, video: &Path, out: &Path) -> std::process::Command {
     let mut cmd = gdo();
-    cmd.args([
-        "ingest",
-        "--rows-per-file",
-        "1000",
-        "--chunk-lines",
-        "500",
-        "--onevision",
-    ])
-    .arg(ov)
-    .arg("--video")
-    .arg(video)
-    .arg("--out")
-    .arg(out);
+    cmd.args(["ingest", "--rows-per-file", "1000", "--chunk-lines", "500", "--onevision"])
+        .arg(ov)
+        .arg("--video")
+        .arg(video)
+        .arg("--out")
+        .arg(out);
     cmd
 }
 
@@ -72,45 +43,19 @@ fn killed_ingest_leaves_no_table_and_rerun_matches() {
     assert_eq!(want.len(), 6, "6000 pairs in files of 1000");
 
     let out = dir.path().join("pool");
-    let o = ingest_cmd(&ov, &video, &out)
-        .args(["--fail-after-parts", "3"])
-        .output()
-        .unwrap();
+    let o = ingest_cmd(&ov, &video, &out).args(["--fail-after-parts", "3"]).output().unwrap();
     assert!(!o.status.success(), "the process was aborted");
-    assert!(
-        !out.join("_gdo_table.json").exists(),
-        "no manifest after a crash"
-    );
+    assert!(!out.join("_gdo_table.json").exists(), "no manifest after a crash");
     let parts = walk_parquet(&out);
-    assert!(
-        parts >= 3,
-        "the crash happened mid-run ({parts} files written)"
-    );
+    assert!(parts >= 3, "the crash happened mid-run ({parts} files written)");
     // readers refuse the half-written folder
-    let q = gdo()
-        .args(["sql", "--pool"])
-        .arg(&out)
-        .arg("SELECT count(*) FROM pool")
-        .output()
-        .unwrap();
+    let q = gdo().args(["sql", "--pool"]).arg(&out).arg("SELECT count(*) FROM pool").output().unwrap();
     assert!(!q.status.success());
-    assert!(
-        String::from_utf8_lossy(&q.stderr).contains("did not finish"),
-        "{}",
-        String::from_utf8_lossy(&q.stderr)
-    );
+    assert!(String::from_utf8_lossy(&q.stderr).contains("did not finish"), "{}", String::from_utf8_lossy(&q.stderr));
 
     run_ok(&mut ingest_cmd(&ov, &video, &out));
-    assert_eq!(
-        manifest_sums(&out),
-        want,
-        "rerun after a crash gives the same table"
-    );
-    assert_eq!(
-        walk_parquet(&out),
-        7,
-        "the crashed run's files are gone (6 pool files + 1 rejects file)"
-    );
+    assert_eq!(manifest_sums(&out), want, "rerun after a crash gives the same table");
+    assert_eq!(walk_parquet(&out), 7, "the crashed run's files are gone (6 pool files + 1 rejects file)");
 }
 
 #[test]
@@ -123,21 +68,10 @@ fn crash_during_replace_keeps_the_old_table() {
 
     // Re-ingest different content into the same folder and crash half-way.
     let small = dir.path().join("small.jsonl");
-    let rows: Vec<String> = (0..2500)
-        .map(|i| image_row(&format!("s{i}"), "q?", "a"))
-        .collect();
+    let rows: Vec<String> = (0..2500).map(|i| image_row(&format!("s{i}"), "q?", "a")).collect();
     write_lines(&small, &rows.iter().map(String::as_str).collect::<Vec<_>>());
     let o = gdo()
-        .args([
-            "ingest",
-            "--rows-per-file",
-            "1000",
-            "--chunk-lines",
-            "500",
-            "--fail-after-parts",
-            "1",
-            "--onevision",
-        ])
+        .args(["ingest", "--rows-per-file", "1000", "--chunk-lines", "500", "--fail-after-parts", "1", "--onevision"])
         .arg(&small)
         .arg("--out")
         .arg(&out)
@@ -145,12 +79,7 @@ fn crash_during_replace_keeps_the_old_table() {
         .unwrap();
     assert!(!o.status.success());
     assert_eq!(manifest_sums(&out), before, "the old table is untouched");
-    let q = run_ok(
-        gdo()
-            .args(["sql", "--format", "csv", "--pool"])
-            .arg(&out)
-            .arg("SELECT count(*) AS n FROM pool"),
-    );
+    let q = run_ok(gdo().args(["sql", "--format", "csv", "--pool"]).arg(&out).arg("SELECT count(*) AS n FROM pool"));
     assert_eq!(String::from_utf8_lossy(&q.stdout).trim(), "n\n6000");
 }
 

@@ -15,38 +15,26 @@ fn every_bad_line_is_counted_and_kept_in_the_rejects_table() {
     let good2 = image_row("img2", "How many circles are there?", "three");
     let lines = [
         good1.as_str(),
-        r#"{"id": "broken", "images": ["#, // invalid_json
-        "",                                // blank
-        r#"["not", "an", "object"]"#,      // not_object
+        r#"{"id": "broken", "images": ["#,                                   // invalid_json
+        "",                                                                 // blank
+        r#"["not", "an", "object"]"#,                                       // not_object
         r#"{"id":"e","images":[],"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}"#, // no_images
         r#"{"id":"m","messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}"#, // no_images
-        r#"{"id":"t","images":["a.jpg"],"messages":"oops"}"#, // bad_field_type
+        r#"{"id":"t","images":["a.jpg"],"messages":"oops"}"#,               // bad_field_type
         r#"{"id":"n","images":["a.jpg"],"messages":[{"role":"user","content":"only a question"}]}"#, // no_qa_pair
         good2.as_str(),
     ];
     write_lines(&ov, &lines);
     // one line of invalid UTF-8
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&ov)
-        .unwrap()
-        .write_all(b"{\"id\": \"\xff\xfe\"}\n")
-        .unwrap();
+    std::fs::OpenOptions::new().append(true).open(&ov).unwrap().write_all(b"{\"id\": \"\xff\xfe\"}\n").unwrap();
 
     let out = dir.path().join("pool");
-    let o = run_ok(
-        gdo()
-            .args(["ingest", "--max-reject-ratio", "0.9", "--onevision"])
-            .arg(&ov)
-            .arg("--out")
-            .arg(&out),
-    );
+    let o = run_ok(gdo().args(["ingest", "--max-reject-ratio", "0.9", "--onevision"]).arg(&ov).arg("--out").arg(&out));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("ingested 2 pairs"), "{stdout}");
     assert!(stdout.contains("rejected 7 line(s)"), "{stdout}");
 
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("ingest_report.json")).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("ingest_report.json")).unwrap()).unwrap();
     let by_reason = &report["rejected_by_reason"];
     assert_eq!(by_reason["invalid_json"], 1);
     assert_eq!(by_reason["not_object"], 1);
@@ -60,25 +48,14 @@ fn every_bad_line_is_counted_and_kept_in_the_rejects_table() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rejects = rt.block_on(async {
         let ctx = gdo::session::new_context();
-        gdo::session::register_table(&ctx, "pool", &out.display().to_string())
-            .await
-            .unwrap();
-        let r = gdo::sql::run_statements(
-            &ctx,
-            "SELECT source_line, reason, raw_prefix FROM pool_rejects ORDER BY source_line",
-        )
-        .await
-        .unwrap();
+        gdo::session::register_table(&ctx, "pool", &out.display().to_string()).await.unwrap();
+        let r = gdo::sql::run_statements(&ctx, "SELECT source_line, reason, raw_prefix FROM pool_rejects ORDER BY source_line").await.unwrap();
         r.into_iter().last().unwrap().batches
     });
     let mut seen = Vec::new();
     for b in &rejects {
         let line = b.column(0).as_primitive::<Int64Type>();
-        let reason = datafusion::arrow::compute::cast(
-            b.column(1),
-            &datafusion::arrow::datatypes::DataType::Utf8,
-        )
-        .unwrap();
+        let reason = datafusion::arrow::compute::cast(b.column(1), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
         for i in 0..b.num_rows() {
             seen.push((line.value(i), reason.as_string::<i32>().value(i).to_owned()));
         }
@@ -105,32 +82,14 @@ fn too_many_rejects_is_an_error_and_writes_nothing() {
     let good = image_row("ok", "q?", "a");
     write_lines(&ov, &[&good, "{bad", "{bad", "{bad"]);
     let out = dir.path().join("pool");
-    let o = gdo()
-        .args(["ingest", "--onevision"])
-        .arg(&ov)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = gdo().args(["ingest", "--onevision"]).arg(&ov).arg("--out").arg(&out).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("3 of 4 lines rejected (75.00%), above --max-reject-ratio 0.5"),
-        "{err}"
-    );
+    assert!(err.contains("3 of 4 lines rejected (75.00%), above --max-reject-ratio 0.5"), "{err}");
     assert!(err.contains("invalid_json 3"), "{err}");
-    assert!(
-        !out.join("_gdo_table.json").exists(),
-        "no table after a refused ingest"
-    );
+    assert!(!out.join("_gdo_table.json").exists(), "no table after a refused ingest");
     // and an explicit ratio accepts it
-    run_ok(
-        gdo()
-            .args(["ingest", "--max-reject-ratio", "0.8", "--onevision"])
-            .arg(&ov)
-            .arg("--out")
-            .arg(&out),
-    );
+    run_ok(gdo().args(["ingest", "--max-reject-ratio", "0.8", "--onevision"]).arg(&ov).arg("--out").arg(&out));
     assert!(out.join("_gdo_table.json").exists());
 }
 
@@ -148,37 +107,19 @@ fn missing_input_is_one_line_naming_the_path() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("not found") && err.contains(&missing.display().to_string()),
-        "{err}"
-    );
+    assert!(err.contains("not found") && err.contains(&missing.display().to_string()), "{err}");
 }
 
 #[test]
 fn gzip_input_and_corrupt_gzip() {
     let dir = tempfile::tempdir().unwrap();
-    let v = video_row(
-        "v1",
-        "clip1",
-        "What happens after the ball drops?",
-        "it bounces",
-        40,
-    );
+    let v = video_row("v1", "clip1", "What happens after the ball drops?", "it bounces", 40);
     let gz = dir.path().join("video.jsonl.gz");
-    let mut enc = flate2::write::GzEncoder::new(
-        std::fs::File::create(&gz).unwrap(),
-        flate2::Compression::default(),
-    );
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
     enc.write_all(format!("{v}\n").as_bytes()).unwrap();
     enc.finish().unwrap();
     let out = dir.path().join("pool");
-    let o = run_ok(
-        gdo()
-            .args(["ingest", "--video"])
-            .arg(&gz)
-            .arg("--out")
-            .arg(&out),
-    );
+    let o = run_ok(gdo().args(["ingest", "--video"]).arg(&gz).arg("--out").arg(&out));
     assert!(String::from_utf8_lossy(&o.stdout).contains("ingested 1 pairs"));
 
     // a gzip file cut in half: a clear error naming the file, and no table
@@ -186,13 +127,7 @@ fn gzip_input_and_corrupt_gzip() {
     let cut = dir.path().join("cut.jsonl.gz");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let out2 = dir.path().join("pool2");
-    let o = gdo()
-        .args(["ingest", "--video"])
-        .arg(&cut)
-        .arg("--out")
-        .arg(&out2)
-        .output()
-        .unwrap();
+    let o = gdo().args(["ingest", "--video"]).arg(&cut).arg("--out").arg(&out2).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("cut.jsonl.gz"), "{err}");
@@ -202,23 +137,10 @@ fn gzip_input_and_corrupt_gzip() {
 #[test]
 fn bad_arguments_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let o = gdo()
-        .args(["ingest", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let o = gdo().args(["ingest", "--out"]).arg(dir.path()).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to ingest"));
-    let o = gdo()
-        .args(["sql", "--pool"])
-        .arg(dir.path().join("absent"))
-        .arg("SELECT 1")
-        .output()
-        .unwrap();
+    let o = gdo().args(["sql", "--pool"]).arg(dir.path().join("absent")).arg("SELECT 1").output().unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no gdo table"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no gdo table"), "{}", String::from_utf8_lossy(&o.stderr));
 }

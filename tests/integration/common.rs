@@ -54,9 +54,7 @@ pub async fn ingest_reference_pool(out: &Path) -> IngestReport {
 /// Run SQL over the table at `pool` (registered as `pool`); the last statement's batches.
 pub async fn query(pool: &Path, sql: &str) -> Vec<RecordBatch> {
     let ctx = new_context();
-    register_table(&ctx, "pool", &pool.display().to_string())
-        .await
-        .expect("pool registers");
+    register_table(&ctx, "pool", &pool.display().to_string()).await.expect("pool registers");
     let mut results = run_statements(&ctx, sql).await.expect("query runs");
     results.pop().expect("one result").batches
 }
@@ -70,9 +68,7 @@ pub fn write_lines(path: &Path, lines: &[&str]) {
 
 /// A small valid video row.
 pub fn video_row(id: &str, video: &str, question: &str, answer: &str, frames: usize) -> String {
-    let frames: Vec<String> = (0..frames)
-        .map(|i| format!("\"frames/{video}/{i:03}.jpg\""))
-        .collect();
+    let frames: Vec<String> = (0..frames).map(|i| format!("\"frames/{video}/{i:03}.jpg\"")).collect();
     format!(
         r#"{{"id":"{id}","video_id":"{video}","images":[{}],"messages":[{{"role":"user","content":"<video>\n{question}"}},{{"role":"assistant","content":"{answer}"}}],"data_source":"0_30_s_academic_v0_1"}}"#,
         frames.join(",")

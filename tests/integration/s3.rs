@@ -5,8 +5,8 @@ use std::process::Command;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::aws::AmazonS3Builder;
 
 use crate::common::{gdo, image_row, run_ok, video_row};
 
@@ -33,21 +33,13 @@ impl S3Server {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let http = ConnBuilder::new(TokioExecutor::new());
                 loop {
-                    let Ok((socket, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let conn = http
-                        .serve_connection(TokioIo::new(socket), service.clone())
-                        .into_owned();
+                    let Ok((socket, _)) = listener.accept().await else { continue };
+                    let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
                     tokio::spawn(async move {
                         let _ = conn.await;
                     });
@@ -84,53 +76,25 @@ impl S3Server {
 }
 
 async fn upload(store: &impl ObjectStore, key: &str, body: String) {
-    store
-        .put(&object_store::path::Path::from(key), body.into())
-        .await
-        .unwrap();
+    store.put(&object_store::path::Path::from(key), body.into()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ingest_from_and_query_a_bucket() {
     let server = S3Server::start();
     let store = server.store();
-    let img: Vec<String> = (0..50)
-        .map(|i| image_row(&format!("i{i}"), &format!("What is item {i}?"), "a box"))
-        .collect();
-    let vid: Vec<String> = (0..30)
-        .map(|i| {
-            video_row(
-                &format!("v{i}"),
-                "clip7",
-                &format!("What happens after event {i}?"),
-                "it falls",
-                40,
-            )
-        })
-        .collect();
+    let img: Vec<String> = (0..50).map(|i| image_row(&format!("i{i}"), &format!("What is item {i}?"), "a box")).collect();
+    let vid: Vec<String> =
+        (0..30).map(|i| video_row(&format!("v{i}"), "clip7", &format!("What happens after event {i}?"), "it falls", 40)).collect();
     upload(&store, "raw/ov.jsonl", img.join("\n") + "\n{broken\n").await;
     upload(&store, "raw/video.jsonl", vid.join("\n") + "\n").await;
 
     let pool = format!("s3://{BUCKET}/tables/pool");
     let mut cmd = gdo();
-    cmd.args([
-        "ingest",
-        "--onevision",
-        &format!("s3://{BUCKET}/raw/ov.jsonl"),
-        "--video",
-        &format!("s3://{BUCKET}/raw/video.jsonl"),
-        "--out",
-        &pool,
-    ]);
+    cmd.args(["ingest", "--onevision", &format!("s3://{BUCKET}/raw/ov.jsonl"), "--video", &format!("s3://{BUCKET}/raw/video.jsonl"), "--out", &pool]);
     server.env(&mut cmd);
-    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd))
-        .await
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("ingested 80 pairs"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ingested 80 pairs"), "{}", String::from_utf8_lossy(&o.stdout));
 
     // The table is in the bucket: manifest, data files and report.
     let listed: Vec<String> = {
@@ -142,18 +106,9 @@ async fn ingest_from_and_query_a_bucket() {
             .await
             .unwrap()
     };
-    assert!(
-        listed.iter().any(|p| p.ends_with("_gdo_table.json")),
-        "{listed:?}"
-    );
-    assert!(
-        listed.iter().any(|p| p.ends_with("ingest_report.json")),
-        "{listed:?}"
-    );
-    assert!(
-        listed.iter().filter(|p| p.ends_with(".parquet")).count() >= 2,
-        "{listed:?}"
-    );
+    assert!(listed.iter().any(|p| p.ends_with("_gdo_table.json")), "{listed:?}");
+    assert!(listed.iter().any(|p| p.ends_with("ingest_report.json")), "{listed:?}");
+    assert!(listed.iter().filter(|p| p.ends_with(".parquet")).count() >= 2, "{listed:?}");
 
     // Query it back through gdo sql, frames resolved to s3:// URIs beside the JSONL.
     let mut cmd = gdo();
@@ -166,52 +121,25 @@ async fn ingest_from_and_query_a_bucket() {
         "SELECT bucket, count(*) AS n, min(frames[1]) AS f FROM pool GROUP BY bucket ORDER BY bucket",
     ]);
     server.env(&mut cmd);
-    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd))
-        .await
-        .unwrap();
+    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(
         text.trim(),
-        format!(
-            "bucket,n,f\nimage_qa,50,s3://{BUCKET}/raw/images/i0.jpg\nshort_video,30,s3://{BUCKET}/raw/frames/clip7/000.jpg"
-        )
+        format!("bucket,n,f\nimage_qa,50,s3://{BUCKET}/raw/images/i0.jpg\nshort_video,30,s3://{BUCKET}/raw/frames/clip7/000.jpg")
     );
 
     let mut cmd = gdo();
-    cmd.args([
-        "sql",
-        "--format",
-        "csv",
-        "--pool",
-        &pool,
-        "SELECT reason, count(*) AS n FROM pool_rejects GROUP BY reason",
-    ]);
+    cmd.args(["sql", "--format", "csv", "--pool", &pool, "SELECT reason, count(*) AS n FROM pool_rejects GROUP BY reason"]);
     server.env(&mut cmd);
-    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd))
-        .await
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "reason,n\ninvalid_json,1"
-    );
+    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "reason,n\ninvalid_json,1");
 
     // A missing object is a clear error naming the URI.
     let mut cmd = gdo();
-    cmd.args([
-        "ingest",
-        "--video",
-        &format!("s3://{BUCKET}/raw/absent.jsonl"),
-        "--out",
-        &pool,
-    ]);
+    cmd.args(["ingest", "--video", &format!("s3://{BUCKET}/raw/absent.jsonl"), "--out", &pool]);
     server.env(&mut cmd);
-    let o = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let o = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("not found") && err.contains("absent.jsonl"),
-        "{err}"
-    );
+    assert!(err.contains("not found") && err.contains("absent.jsonl"), "{err}");
 }

@@ -7,36 +7,13 @@ use crate::common::{gdo, image_row, run_ok, video_row, write_lines};
 fn small_pool(dir: &Path) -> std::path::PathBuf {
     let ov = dir.join("ov.jsonl");
     let video = dir.join("video.jsonl");
-    write_lines(
-        &ov,
-        &[
-            &image_row("a", "What colour is it?", "red"),
-            &image_row("b", "Which shape? Choices: A. circle B. square", "A"),
-            "{oops",
-        ],
-    );
+    write_lines(&ov, &[&image_row("a", "What colour is it?", "red"), &image_row("b", "Which shape? Choices: A. circle B. square", "A"), "{oops"]);
     let vids: Vec<String> = (0..10)
-        .map(|i| {
-            video_row(
-                &format!("v{i}"),
-                "clipX",
-                &format!("What happens first in scene {i}?"),
-                "a car turns left",
-                12,
-            )
-        })
+        .map(|i| video_row(&format!("v{i}"), "clipX", &format!("What happens first in scene {i}?"), "a car turns left", 12))
         .collect();
     write_lines(&video, &vids.iter().map(String::as_str).collect::<Vec<_>>());
     let out = dir.join("pool");
-    run_ok(
-        gdo()
-            .args(["ingest", "--onevision"])
-            .arg(&ov)
-            .arg("--video")
-            .arg(&video)
-            .arg("--out")
-            .arg(&out),
-    );
+    run_ok(gdo().args(["ingest", "--onevision"]).arg(&ov).arg("--video").arg(&video).arg("--out").arg(&out));
     out
 }
 
@@ -52,21 +29,10 @@ fn formats_and_functions() {
     let q = "SELECT qa_uid, question_form, tnc_regex(question) AS tnc, token_count(answer) AS a, source_group(data_source) AS g \
              FROM pool WHERE qa_uid IN ('ov::b::t0', 'vv::v3::t0') ORDER BY qa_uid";
     let table = sql(&pool, &[q]);
-    assert!(
-        table
-            .lines()
-            .any(|l| l.contains("| ov::b::t0 ") && l.contains("| MCQ ")),
-        "{table}"
-    );
-    assert!(
-        table.lines().next().unwrap().starts_with('+'),
-        "aligned table: {table}"
-    );
+    assert!(table.lines().any(|l| l.contains("| ov::b::t0 ") && l.contains("| MCQ ")), "{table}");
+    assert!(table.lines().next().unwrap().starts_with('+'), "aligned table: {table}");
     let csv = sql(&pool, &["--format", "csv", q]);
-    assert_eq!(
-        csv,
-        "qa_uid,question_form,tnc,a,g\nov::b::t0,MCQ,0.0,1,ai2d\nvv::v3::t0,Open,1.0,4,0_30_s_academic\n"
-    );
+    assert_eq!(csv, "qa_uid,question_form,tnc,a,g\nov::b::t0,MCQ,0.0,1,ai2d\nvv::v3::t0,Open,1.0,4,0_30_s_academic\n");
     let json = sql(&pool, &["--format", "json", q]);
     let first: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert_eq!(first["qa_uid"], "ov::b::t0");
@@ -74,26 +40,11 @@ fn formats_and_functions() {
 
     // Parquet out, as a gdo table folder and as one file; both readable again.
     let folder = dir.path().join("res");
-    run_ok(
-        gdo()
-            .args(["sql", "--format", "parquet", "--out"])
-            .arg(&folder)
-            .arg("--pool")
-            .arg(&pool)
-            .arg(q),
-    );
+    run_ok(gdo().args(["sql", "--format", "parquet", "--out"]).arg(&folder).arg("--pool").arg(&pool).arg(q));
     let file = dir.path().join("res.parquet");
-    run_ok(
-        gdo()
-            .args(["sql", "--format", "parquet", "--out"])
-            .arg(&file)
-            .arg("--pool")
-            .arg(&pool)
-            .arg(q),
-    );
+    run_ok(gdo().args(["sql", "--format", "parquet", "--out"]).arg(&file).arg("--pool").arg(&pool).arg(q));
     let back = run_ok(
-        gdo()
-            .args(["sql", "--format", "csv", "--table"])
+        gdo().args(["sql", "--format", "csv", "--table"])
             .arg(format!("r={}", folder.display()))
             .arg("--table")
             .arg(format!("f={}", file.display()))
@@ -102,14 +53,7 @@ fn formats_and_functions() {
     assert_eq!(String::from_utf8_lossy(&back.stdout), "r,f\n2,2\n");
     // CSV to a file
     let csv_out = dir.path().join("out.csv");
-    run_ok(
-        gdo()
-            .args(["sql", "--format", "csv", "--out"])
-            .arg(&csv_out)
-            .arg("--pool")
-            .arg(&pool)
-            .arg(q),
-    );
+    run_ok(gdo().args(["sql", "--format", "csv", "--out"]).arg(&csv_out).arg("--pool").arg(&pool).arg(q));
     assert_eq!(std::fs::read_to_string(&csv_out).unwrap(), csv);
 }
 
@@ -124,60 +68,31 @@ fn shipped_audit_queries_run() {
         assert!(out.lines().count() >= 2, "{}: {out}", q.name);
     }
     let per_video = sql(&pool, &["--format", "csv", "--query", "pairs_per_video"]);
-    assert_eq!(
-        per_video,
-        "pairs_per_video,videos,over_cap,example_video_uid\n10,1,true,clipX\n"
-    );
+    assert_eq!(per_video, "pairs_per_video,videos,over_cap,example_video_uid\n10,1,true,clipX\n");
     let rejects = sql(&pool, &["--format", "csv", "--query", "rejects"]);
     assert!(rejects.contains("invalid_json,1,3,"), "{rejects}");
     // --file runs the same text from disk
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/audit/pairs_per_video.sql");
-    let from_file = sql(
-        &pool,
-        &["--format", "csv", "--file", path.to_str().unwrap()],
-    );
+    let from_file = sql(&pool, &["--format", "csv", "--file", path.to_str().unwrap()]);
     assert_eq!(from_file, per_video);
 }
 
 #[test]
 fn function_reference_and_errors() {
     let help = String::from_utf8(run_ok(gdo().args(["sql", "--help-functions"])).stdout).unwrap();
-    for f in [
-        "tnc_regex(question)",
-        "source_group(data_source)",
-        "token_count(text)",
-        "gdo_norm(text)",
-    ] {
+    for f in ["tnc_regex(question)", "source_group(data_source)", "token_count(text)", "gdo_norm(text)"] {
         assert!(help.contains(f), "{help}");
     }
     let dir = tempfile::tempdir().unwrap();
     let pool = small_pool(dir.path());
-    let o = gdo()
-        .arg("sql")
-        .arg("--pool")
-        .arg(&pool)
-        .arg("SELEC nonsense")
-        .output()
-        .unwrap();
+    let o = gdo().arg("sql").arg("--pool").arg(&pool).arg("SELEC nonsense").output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.starts_with("error:") && err.to_lowercase().contains("sql"),
-        "{err}"
-    );
-    let o = gdo()
-        .arg("sql")
-        .arg("--pool")
-        .arg(&pool)
-        .arg("SELECT * FROM nope")
-        .output()
-        .unwrap();
+    assert!(err.starts_with("error:") && err.to_lowercase().contains("sql"), "{err}");
+    let o = gdo().arg("sql").arg("--pool").arg(&pool).arg("SELECT * FROM nope").output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
-    let o = gdo()
-        .args(["sql", "--table", "x", "SELECT 1"])
-        .output()
-        .unwrap();
+    let o = gdo().args(["sql", "--table", "x", "SELECT 1"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("NAME=PATH"));
     let o = gdo().args(["sql", "--query", "nope"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("--list-queries"));
@@ -192,10 +107,7 @@ fn demo_runs_on_the_committed_sample_pool() {
     assert!(stdout.contains("report: "), "{stdout}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     // The committed sample pool: 900 pairs, its 10 broken lines counted by reason.
-    assert!(
-        report.contains("Ingest: 900 pairs from 710 rows, 10 rejected lines"),
-        "{report}"
-    );
+    assert!(report.contains("Ingest: 900 pairs from 710 rows, 10 rejected lines"), "{report}");
     for q in gdo::queries::AUDIT {
         assert!(report.contains(&format!("## {}", q.name)), "{}", q.name);
     }

@@ -27,21 +27,9 @@ pub fn map_strings<T>(
     mut f: impl FnMut(&str) -> T,
 ) -> Result<Vec<Option<T>>> {
     let out = match array.data_type() {
-        DataType::Utf8 => array
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.map(&mut f))
-            .collect(),
-        DataType::LargeUtf8 => array
-            .as_string::<i64>()
-            .iter()
-            .map(|v| v.map(&mut f))
-            .collect(),
-        DataType::Utf8View => array
-            .as_string_view()
-            .iter()
-            .map(|v| v.map(&mut f))
-            .collect(),
+        DataType::Utf8 => array.as_string::<i32>().iter().map(|v| v.map(&mut f)).collect(),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().map(|v| v.map(&mut f)).collect(),
+        DataType::Utf8View => array.as_string_view().iter().map(|v| v.map(&mut f)).collect(),
         DataType::Null => (0..array.len()).map(|_| None).collect(),
         other => return exec_err!("{name} expects a string argument, got {other}"),
     };

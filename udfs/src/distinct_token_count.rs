@@ -32,9 +32,7 @@ pub struct DistinctTokenCount {
 
 impl Default for DistinctTokenCount {
     fn default() -> Self {
-        Self {
-            signature: Signature::string(1, Volatility::Immutable),
-        }
+        Self { signature: Signature::string(1, Volatility::Immutable) }
     }
 }
 
@@ -87,12 +85,7 @@ mod tests {
 
     #[test]
     fn counts_distinct_lowercased_tokens() {
-        let input = StringArray::from(vec![
-            Some("The cat and the dog"),
-            Some(""),
-            None,
-            Some("a A a_b"),
-        ]);
+        let input = StringArray::from(vec![Some("The cat and the dog"), Some(""), None, Some("a A a_b")]);
         let f = DistinctTokenCount::default();
         let out = f
             .invoke_with_args(ScalarFunctionArgs {

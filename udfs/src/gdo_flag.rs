@@ -33,9 +33,7 @@ pub struct GdoFlag {
 impl Default for GdoFlag {
     fn default() -> Self {
         // Stable: constant within one query, may change between queries (SET).
-        Self {
-            signature: Signature::string(1, Volatility::Stable),
-        }
+        Self { signature: Signature::string(1, Volatility::Stable) }
     }
 }
 
@@ -75,9 +73,7 @@ impl ScalarUDFImpl for GdoFlag {
             "no_sc" => o.no_sc,
             "no_vds3_budget" => o.no_vds3_budget,
             other => {
-                return exec_err!(
-                    "gdo_flag: unknown setting {other:?} (known: no_vds, no_ppl, no_sc, no_vds3_budget)"
-                );
+                return exec_err!("gdo_flag: unknown setting {other:?} (known: no_vds, no_ppl, no_sc, no_vds3_budget)");
             }
         };
         Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(value))))

@@ -31,9 +31,7 @@ pub struct GdoNorm {
 
 impl Default for GdoNorm {
     fn default() -> Self {
-        Self {
-            signature: Signature::string(1, Volatility::Immutable),
-        }
+        Self { signature: Signature::string(1, Volatility::Immutable) }
     }
 }
 

@@ -132,11 +132,7 @@ pub fn temporal_category(is_video: bool, question: &str) -> &'static str {
 
 /// `question_form`: `MCQ` when the question mentions choice(s), else `Open`.
 pub fn question_form(question: &str) -> &'static str {
-    if MCQ_RE.is_match(question) {
-        "MCQ"
-    } else {
-        "Open"
-    }
+    if MCQ_RE.is_match(question) { "MCQ" } else { "Open" }
 }
 
 /// `duration_bucket` from the number of kept frames.
@@ -181,18 +177,10 @@ pub fn source_group(data_source: &str) -> String {
     }
     if let Some(pos) = s.find('(') {
         let head = s[..pos].trim_matches(is_py_space);
-        return if head.is_empty() {
-            "unknown".to_owned()
-        } else {
-            head.to_owned()
-        };
+        return if head.is_empty() { "unknown".to_owned() } else { head.to_owned() };
     }
     let parts: Vec<&str> = s.split('_').collect();
-    if parts.len() >= 4 {
-        parts[..4].join("_")
-    } else {
-        s
-    }
+    if parts.len() >= 4 { parts[..4].join("_") } else { s }
 }
 
 /// The seven stratification values of one pair, in stratum order.
@@ -296,10 +284,7 @@ mod tests {
 
     #[test]
     fn media_tokens_are_removed_from_user_text() {
-        assert_eq!(
-            norm_user_text("<image>\nWhat is<video>this?"),
-            "What is this?"
-        );
+        assert_eq!(norm_user_text("<image>\nWhat is<video>this?"), "What is this?");
     }
 
     #[test]
@@ -307,22 +292,13 @@ mod tests {
         assert_eq!(token_count("Hello, world_1 -- x"), 3);
         assert_eq!(token_count("héllo"), 2); // é is not in [A-Za-z0-9_]
         assert_eq!(token_count("\u{212a}"), 1); // Kelvin sign lower-cases to ASCII k
-        assert_eq!(
-            tokens("The CAT, the cat!"),
-            vec!["the", "cat", "the", "cat"]
-        );
+        assert_eq!(tokens("The CAT, the cat!"), vec!["the", "cat", "the", "cat"]);
     }
 
     #[test]
     fn strata_fields() {
-        assert_eq!(
-            temporal_category(true, "What happens AFTER the jump?"),
-            "Temporal"
-        );
-        assert_eq!(
-            temporal_category(true, "What is afterwards shown?"),
-            "Mixed"
-        );
+        assert_eq!(temporal_category(true, "What happens AFTER the jump?"), "Temporal");
+        assert_eq!(temporal_category(true, "What is afterwards shown?"), "Mixed");
         assert_eq!(temporal_category(false, "before"), "Static");
         assert_eq!(question_form("Pick one of the Choices below"), "MCQ");
         assert_eq!(question_form("Options: A. x"), "Open");

@@ -38,9 +38,5 @@ impl ConfigExtension for GdoOptions {
 
 /// The session's gdo settings (defaults when the extension is not registered).
 pub fn gdo_options(config: &ConfigOptions) -> GdoOptions {
-    config
-        .extensions
-        .get::<GdoOptions>()
-        .cloned()
-        .unwrap_or_default()
+    config.extensions.get::<GdoOptions>().cloned().unwrap_or_default()
 }

@@ -32,9 +32,7 @@ pub struct SourceGroup {
 
 impl Default for SourceGroup {
     fn default() -> Self {
-        Self {
-            signature: Signature::string(1, Volatility::Immutable),
-        }
+        Self { signature: Signature::string(1, Volatility::Immutable) }
     }
 }
 

@@ -34,9 +34,7 @@ pub struct TncRegex {
 
 impl Default for TncRegex {
     fn default() -> Self {
-        Self {
-            signature: Signature::string(1, Volatility::Immutable),
-        }
+        Self { signature: Signature::string(1, Volatility::Immutable) }
     }
 }
 

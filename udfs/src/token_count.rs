@@ -30,9 +30,7 @@ pub struct TokenCount {
 
 impl Default for TokenCount {
     fn default() -> Self {
-        Self {
-            signature: Signature::string(1, Volatility::Immutable),
-        }
+        Self { signature: Signature::string(1, Volatility::Immutable) }
     }
 }
 
@@ -59,9 +57,7 @@ impl ScalarUDFImpl for TokenCount {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let array = single_array(&args.args, args.number_rows, self.name())?;
-        let values = map_strings(&array, self.name(), |t| {
-            crate::method::token_count(t) as i64
-        })?;
+        let values = map_strings(&array, self.name(), |t| crate::method::token_count(t) as i64)?;
         Ok(ColumnarValue::Array(Arc::new(Int64Array::from(values))))
     }
     fn documentation(&self) -> Option<&Documentation> {
