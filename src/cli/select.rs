@@ -108,6 +108,13 @@ pub async fn run(args: Args) -> Result<()> {
         write_jsonl: !args.no_jsonl,
     };
     for o in run_select(&job).await? {
+        if let Some(short) = o.report.get("unmet").and_then(|u| u.get("target_count")).and_then(|v| v.as_u64()) {
+            eprintln!(
+                "warning: {}: {short} pair(s) short of the budget (per-video cap, video cap and text dedup left \
+                 no more eligible pairs); see unmet in report.json",
+                o.goal
+            );
+        }
         let r = &o.report;
         let get = |k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
         let unmet = r.get("unmet").and_then(|u| u.as_object()).map(|u| u.len()).unwrap_or(0);

@@ -680,6 +680,11 @@ pub fn fill(prof: &Profile, plan: &Plan, candidates: Vec<Vec<Pair>>, reservoir: 
             unmet.push((format!("source_group::{}", floor.name), floor.required - have));
         }
     }
+    // Never a silently short subset: a shortfall against the budget is reported too.
+    let short = plan.n.saturating_sub(f.selected.len() as u64);
+    if short > 0 {
+        unmet.push(("target_count".to_string(), short));
+    }
     Fill {
         selected: f.selected,
         stage_counts: stages,

@@ -6,4 +6,5 @@ mod common;
 mod ingest_parity;
 mod outside_reader;
 mod s3;
+mod select_parity;
 mod sql_cli;

@@ -1,0 +1,303 @@
+//! Goal selection against the authors' reference outputs (`gdo-reference/<preset>/`),
+//! plus the SQL face of the operators (EXPLAIN, goal files through `gdo sql`).
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{fixtures, gdo, ingest_reference_pool, run_ok};
+use gdo::select::run::{GoalSource, PAPER_GOALS, SelectJob, run_select};
+
+fn gz_lines(path: &Path) -> Vec<String> {
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).expect("fixture opens"))
+        .read_to_string(&mut text)
+        .expect("fixture decompresses");
+    text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+}
+
+fn metrics_path() -> String {
+    fixtures().join("gdo-reference/pool/metrics.jsonl.gz").display().to_string()
+}
+
+fn job(pool: &Path, out: &Path, goals: &[&str]) -> SelectJob {
+    SelectJob {
+        pool: pool.display().to_string(),
+        metrics: vec![metrics_path()],
+        goals: goals.iter().map(|g| GoalSource::resolve(g).expect("shipped goal")).collect(),
+        out: out.display().to_string(),
+        per_goal_folders: true,
+        settings: vec![],
+        target_frames: 32,
+        write_jsonl: true,
+    }
+}
+
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("output jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("valid json line"))
+        .collect()
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_presets_match_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    let out = dir.path().join("subsets");
+    let outcomes = run_select(&job(&pool, &out, PAPER_GOALS)).await.expect("selection runs");
+    assert_eq!(outcomes.len(), 4);
+    for o in &outcomes {
+        let g = o.goal.as_str();
+        let refdir = fixtures().join("gdo-reference").join(g);
+        let reference: Value = serde_json::from_slice(&std::fs::read(refdir.join("report.json")).unwrap()).unwrap();
+        let ours = &o.report;
+        let meta = &reference["meta"];
+        assert_eq!(ours["total_pairs"], meta["total_pairs"], "{g}: total pairs");
+        assert_eq!(ours["target_count"], meta["target_count"], "{g}: target count");
+        assert_eq!(ours["uni_target_count"], meta["random_target_count"], "{g}: Uni-10x target");
+        assert_eq!(ours["uni_count"], meta["random_target_count"], "{g}: Uni-10x size");
+        // Budget derivation: every number the reference reports.
+        for (k, v) in meta["budget_info"].as_object().unwrap() {
+            if k == "vds3_adjustment" {
+                for (k2, v2) in v.as_object().unwrap() {
+                    let ours_v = &ours["budget"][k][k2];
+                    match (ours_v.as_f64(), v2.as_f64()) {
+                        (Some(a), Some(b)) => assert!(close(a, b, 1e-12), "{g}: vds3_adjustment.{k2} {a} vs {b}"),
+                        _ => assert_eq!(ours_v, v2, "{g}: vds3_adjustment.{k2}"),
+                    }
+                }
+                continue;
+            }
+            match (ours["budget"][k].as_f64(), v.as_f64()) {
+                (Some(a), Some(b)) => assert!(close(a, b, 1e-12), "{g}: budget.{k} {a} vs {b}"),
+                _ => assert_eq!(&ours["budget"][k], v, "{g}: budget.{k}"),
+            }
+        }
+        assert_eq!(ours["bucket_quotas"], reference["bucket_quotas"], "{g}: bucket quotas");
+        assert_eq!(ours["num_strata"], reference["num_strata"], "{g}: strata");
+        let hard = reference["hard_constraints"].as_object().unwrap();
+        for (k, v) in hard {
+            match k.as_str() {
+                "selection_stage_counts" => {
+                    // The reference lists the stages that took pairs.
+                    let taken: serde_json::Map<String, Value> = ours["stage_counts"]
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .filter(|(_, c)| c.as_u64() != Some(0))
+                        .map(|(s, c)| (s.clone(), c.clone()))
+                        .collect();
+                    assert_eq!(&Value::Object(taken), v, "{g}: stage counts");
+                }
+                "unmet_constraints" => assert_eq!(&ours["unmet"], v, "{g}: unmet floors"),
+                "selected_source_group_counts_top20" => {}
+                _ => match (ours["constraints"][k].as_f64(), v.as_f64()) {
+                    (Some(a), Some(b)) => assert!(close(a, b, 1e-12), "{g}: constraint {k} {a} vs {b}"),
+                    _ => assert_eq!(&ours["constraints"][k], v, "{g}: constraint {k}"),
+                },
+            }
+        }
+        // Per-field JS divergence of the subset against the pool.
+        for (field, v) in reference["filtered"]["js_to_full_profile"].as_object().unwrap() {
+            let a = ours["js_divergence"]["gdo_1x"][field].as_f64().unwrap();
+            assert!((a - v.as_f64().unwrap()).abs() < 1e-9, "{g}: js {field}");
+        }
+        // The selected rows: scores and their parts, and the shared qa_uids.
+        let ref_rows: Vec<Value> =
+            gz_lines(&refdir.join("gdo_1x.jsonl.gz")).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let ours_rows = read_jsonl(&Path::new(&o.folder).join("gdo_1x.jsonl"));
+        let by_uid: HashMap<&str, &Value> = ours_rows.iter().map(|r| (r["id"].as_str().unwrap(), r)).collect();
+        let mut shared = 0;
+        for r in &ref_rows {
+            let Some(ours_row) = by_uid.get(r["qa_uid"].as_str().unwrap()) else { continue };
+            shared += 1;
+            let m = &ours_row["meta"];
+            let d = &r["meta"]["filter_score_detail"];
+            for (ours_k, ref_v) in [
+                ("score", &r["meta"]["filter_score"]),
+                ("base_score", &d["base_score"]),
+                ("vds3", &d["legacy_vds3"]),
+                ("metric_quality", &d["legacy_quality_score"]),
+            ] {
+                let (a, b) = (m[ours_k].as_f64().unwrap(), ref_v.as_f64().unwrap());
+                assert!((a - b).abs() <= 1e-9, "{g}: {} {ours_k} {a} vs {b}", r["qa_uid"]);
+            }
+        }
+        let share = shared as f64 / ref_rows.len() as f64;
+        let same_order = ref_rows.iter().map(|r| r["qa_uid"].clone()).collect::<Vec<_>>()
+            == ours_rows.iter().map(|r| r["id"].clone()).collect::<Vec<_>>();
+        println!("{g}: {shared}/{} reference qa_uids selected ({:.1}%), same order: {same_order}", ref_rows.len(), share * 100.0);
+        assert!(share >= 0.97, "{g}: only {shared} of {} reference pairs selected", ref_rows.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uni_baseline_follows_the_dedup_rules_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    let a = run_select(&job(&pool, &dir.path().join("a"), &["temp_plus"])).await.unwrap();
+    let b = run_select(&job(&pool, &dir.path().join("b"), &["temp_plus"])).await.unwrap();
+    for file in ["gdo_1x.parquet", "uni_10x.parquet", "gdo_1x.jsonl", "uni_10x.jsonl"] {
+        let x = std::fs::read(Path::new(&a[0].folder).join(file)).unwrap();
+        let y = std::fs::read(Path::new(&b[0].folder).join(file)).unwrap();
+        assert!(x == y, "{file} differs between two runs with the same seed");
+    }
+    let uni = read_jsonl(&Path::new(&a[0].folder).join("uni_10x.jsonl"));
+    assert_eq!(uni.len(), 3300);
+    let mut uids = HashSet::new();
+    let mut per_video: HashMap<String, u32> = HashMap::new();
+    for r in &uni {
+        assert!(uids.insert(r["id"].as_str().unwrap().to_string()), "duplicate qa_uid in Uni-10x");
+        let v = r["meta"]["video_uid"].as_str().unwrap();
+        if !v.is_empty() {
+            *per_video.entry(v.to_string()).or_default() += 1;
+        }
+        // SFT layout: one <image> per frame before the question.
+        let n = r["images"].as_array().unwrap().len();
+        let prompt = r["messages"][0]["content"].as_str().unwrap();
+        assert_eq!(prompt.matches("<image>").count(), n);
+        assert!(n <= 32);
+    }
+    assert!(per_video.values().all(|&c| c <= 8), "per-video cap broken: {:?}", per_video.values().max());
+    // A different seed draws a different baseline.
+    let mut other = job(&pool, &dir.path().join("c"), &["temp_plus"]);
+    other.settings = vec![("seed".into(), "7".into())];
+    let c = run_select(&other).await.unwrap();
+    let uni_c = read_jsonl(&Path::new(&c[0].folder).join("uni_10x.jsonl"));
+    let shared = uni_c.iter().filter(|r| uids.contains(r["id"].as_str().unwrap())).count();
+    assert!(shared < uni.len(), "seed 7 drew the same baseline as seed 42");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goal_files_run_through_sql_and_explain_shows_the_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    let p = pool.display().to_string();
+    let goal = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/goals/temp_plus.sql");
+    let out = run_ok(gdo().args(["sql", "--pool", &p, "--metrics", &metrics_path(), "--format", "json", "--file"]).arg(&goal));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let sql_uids: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["qa_uid"].as_str().unwrap().to_string())
+        .collect();
+    let reference: Vec<String> = gz_lines(&fixtures().join("gdo-reference/temp_plus/gdo_1x.jsonl.gz"))
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["qa_uid"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sql_uids.len(), 330);
+    assert_eq!(sql_uids.iter().collect::<HashSet<_>>(), reference.iter().collect::<HashSet<_>>());
+
+    let explain = run_ok(gdo().args([
+        "sql",
+        "EXPLAIN SELECT * FROM uni_sample('gdo_scored', named_struct('count', 100, 'seed', 9)) \
+         UNION ALL SELECT pool_index, qa_uid, selection_order, stage, score, base_score, vds3, metric_quality \
+         FROM goal_select('gdo_scored', 'gdo_strata', 'gdo_metric_vds3', named_struct('goal', 'x', 'min_count', 5, \
+         'max_count', 50, 'min_ratio', 0.001, 'max_ratio', 0.01, 'strata_mult', 1.0, 'coverage_mass', 0.9, \
+         'tail_target', 1.0, 'vds3_target_positive', 10, 'vds3_threshold', 0.0, 'vds3_max_mult', 1.0, \
+         'min_video_ratio', 0.2, 'max_video_ratio', 0.6, 'min_temporal_in_video_ratio', 0.1, \
+         'temporal_categories', 'Temporal', 'oversample', 1.1, 'video_oversample', 1.2, 'temporal_oversample', 1.3, \
+         'source_group_floor_topk', 3, 'min_source_group_ratio', 0.01, 'source_group_floor_frac_of_expected', 0.3, \
+         'seed', 123))",
+        "--pool",
+        &p,
+        "--metrics",
+        &metrics_path(),
+    ]));
+    let plan = String::from_utf8(out_text(explain)).unwrap();
+    assert!(plan.contains("GoalSelect: goal=x, seed=123"), "{plan}");
+    assert!(plan.contains("GoalSelectExec: goal=x, seed=123"), "{plan}");
+    assert!(plan.contains("\"temporal_oversample\":1.3"), "{plan}");
+    assert!(plan.contains("UniSample: count=100, seed=9"), "{plan}");
+    assert!(plan.contains("UniSampleExec: count=100, seed=9"), "{plan}");
+}
+
+fn out_text(o: std::process::Output) -> Vec<u8> {
+    o.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balanced_goal_tracks_source_groups_closer_than_temp_plus() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    let o = run_select(&job(&pool, &dir.path().join("s"), &["temp_plus", "balanced"])).await.unwrap();
+    let js = |i: usize| o[i].report["js_divergence"]["gdo_1x"]["source_group"].as_f64().unwrap();
+    let floors = |i: usize| o[i].report["constraints"]["source_group_floor_requirements"].as_object().unwrap().len();
+    println!("source_group JS: temp_plus {:.5}, balanced {:.5}; floors {} vs {}", js(0), js(1), floors(0), floors(1));
+    assert!(floors(1) > floors(0), "balanced should floor more source groups");
+    assert!(js(1) < js(0), "balanced's source mix should be closer to the pool's");
+    // Same temporal focus as Temp+.
+    assert_eq!(o[0].report["constraints"]["min_video_count"], o[1].report["constraints"]["min_video_count"]);
+}
+
+#[test]
+fn bad_selection_input_gives_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    tokio::runtime::Runtime::new().unwrap().block_on(ingest_reference_pool(&pool));
+    let p = pool.display().to_string();
+    let out = dir.path().join("o").display().to_string();
+    let fail = |args: &[&str]| {
+        let o = gdo().args(args).output().unwrap();
+        assert!(!o.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    };
+    let err = fail(&["select", "--pool", &p, "--metrics", "/nope/metrics.jsonl", "--goal", "temp_plus", "--out", &out]);
+    assert!(err.contains("/nope/metrics.jsonl"), "{err}");
+    let err = fail(&["select", "--pool", &p, "--metrics", &metrics_path(), "--goal", "temp_pluss", "--out", &out]);
+    assert!(err.contains("Did you mean temp_plus?"), "{err}");
+    // A goal file with a typo in a parameter name.
+    let typo = dir.path().join("typo.sql");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/goals/temp.sql")).unwrap();
+    std::fs::write(&typo, text.replace("'oversample'", "'oversampel'")).unwrap();
+    let err = fail(&["select", "--pool", &p, "--metrics", &metrics_path(), "--goal", typo.to_str().unwrap(), "--out", &out]);
+    assert!(err.contains("unknown parameter \"oversampel\" (did you mean oversample?)"), "{err}");
+    // A goal file that does not select.
+    let plain = dir.path().join("plain.sql");
+    std::fs::write(&plain, "SELECT 1 AS x").unwrap();
+    let err = fail(&["select", "--pool", &p, "--metrics", &metrics_path(), "--goal", plain.to_str().unwrap(), "--out", &out]);
+    assert!(err.contains("does not run goal_select"), "{err}");
+
+    // Messy metrics: duplicates (later wins), NaN, a broken line, unknown qa_uids.
+    let messy = dir.path().join("messy.jsonl");
+    std::fs::write(
+        &messy,
+        concat!(
+            "{\"qa_uid\": \"ov::ov-0::t0\", \"loss_video\": 1.0, \"loss_blind\": 2.0, \"frame_diversity\": 0.1, \"vds\": 1.0, \"quality_score\": 0.5}\n",
+            "{\"qa_uid\": \"ov::ov-0::t0\", \"loss_video\": 1.5, \"loss_blind\": 2.0, \"frame_diversity\": 0.1, \"vds\": 0.5, \"quality_score\": 0.4}\n",
+            "{\"qa_uid\": \"ov::ov-1::t0\", \"loss_video\": NaN, \"loss_blind\": 2.0, \"frame_diversity\": 0.1, \"vds\": 0.5, \"quality_score\": 0.4}\n",
+            "{\"qa_uid\": \"no-such-pair\", \"loss_video\": 1.0, \"vds\": 0.2}\n",
+            "{broken\n",
+        ),
+    )
+    .unwrap();
+    let o2 = dir.path().join("o2");
+    run_ok(gdo().args(["select", "--pool", &p, "--metrics", messy.to_str().unwrap(), "--goal", "minloss", "--count", "50000"]).arg("--out").arg(&o2));
+    let report: Value = serde_json::from_slice(&std::fs::read(o2.join("report.json")).unwrap()).unwrap();
+    let m = &report["metrics"];
+    assert_eq!(m["report"]["duplicates"], 1);
+    assert_eq!(m["report"]["bad_rows"]["invalid_json"], 1);
+    assert_eq!(m["report"]["non_finite"]["loss_video"], 1);
+    assert_eq!(m["unknown_qa_uids"], 1);
+    assert_eq!(m["pool_pairs_with_metrics"], 2);
+    // A count above the pool is capped at the pool, and said so.
+    assert_eq!(report["target_count"], 18358);
+    assert_eq!(report["budget"]["requested_count"], 50000);
+    // The video cap (32% for MinLoss) and the dedup rules leave it short: reported.
+    let selected = report["selected_count"].as_u64().unwrap();
+    assert!(selected < 18358);
+    assert_eq!(report["unmet"]["target_count"].as_u64().unwrap(), 18358 - selected);
+}
