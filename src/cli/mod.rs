@@ -4,4 +4,5 @@
 pub mod demo;
 pub mod gen_samples;
 pub mod ingest;
+pub mod merge;
 pub mod sql;
