@@ -21,6 +21,7 @@ use datafusion::prelude::SessionContext;
 use flate2::read::MultiGzDecoder;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -276,12 +277,25 @@ fn read_jsonl(loc: Location, chunk_rows: usize, tx: mpsc::Sender<Result<RowChunk
     };
     let mut reader: Box<dyn BufRead> =
         if is_gzip { Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(raw))) } else { Box::new(raw) };
-    let mut line = Vec::new();
+    // Lines are gathered per chunk and parsed on the rayon pool (in order), so parsing
+    // is not bound to the one thread that decompresses.
+    let mut data: Vec<u8> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
+    let mut blank = 0u64;
     let mut line_no = 0u64;
-    let mut chunk = RowChunk::default();
+    let parse = |data: &[u8], ends: &[usize], blank: u64| -> RowChunk {
+        let parsed: Vec<_> = (0..ends.len())
+            .into_par_iter()
+            .map(|i| parse_json_line(&data[if i == 0 { 0 } else { ends[i - 1] }..ends[i]]))
+            .collect();
+        let mut chunk = RowChunk { rows: Vec::with_capacity(parsed.len()), counts: ReadCounts::default() };
+        chunk.counts.blank_lines = blank;
+        parsed.into_iter().for_each(|r| chunk.push(r));
+        chunk
+    };
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
+        let start = data.len();
+        match reader.read_until(b'\n', &mut data) {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
@@ -290,18 +304,23 @@ fn read_jsonl(loc: Location, chunk_rows: usize, tx: mpsc::Sender<Result<RowChunk
             }
         }
         line_no += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            chunk.counts.blank_lines += 1;
+        if data[start..].iter().all(u8::is_ascii_whitespace) {
+            data.truncate(start);
+            blank += 1;
             continue;
         }
-        chunk.push(parse_json_line(&line));
-        if chunk.rows.len() >= chunk_rows {
-            if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+        ends.push(data.len());
+        if ends.len() >= chunk_rows {
+            let chunk = parse(&data, &ends, blank);
+            data.clear();
+            ends.clear();
+            blank = 0;
+            if tx.blocking_send(Ok(chunk)).is_err() {
                 return; // the consumer stopped
             }
         }
     }
-    let _ = tx.blocking_send(Ok(chunk));
+    let _ = tx.blocking_send(Ok(parse(&data, &ends, blank)));
 }
 
 // ---------------------------------------------------------------------------------

@@ -19,20 +19,44 @@ pub type Point = [f64; FEATURE_DIM];
 /// Lloyd iterations on the first buffer (fewer when assignments stop changing).
 const LLOYD_MAX_ITER: usize = 30;
 
-pub fn sq_dist(a: &Point, b: &Point) -> f64 {
+/// The last five features (tnc, amm, frame_diversity, ppl, vds) are unbounded and
+/// carry most of the spread (the feature lists are normalised), so distances sum them
+/// first: a partial sum over them already rules out most centres in [`nearest`].
+const TAIL: usize = FEATURE_DIM - 5;
+
+fn tail_sq_dist(a: &Point, b: &Point) -> f64 {
     let mut s = 0.0;
-    for i in 0..FEATURE_DIM {
+    for i in TAIL..FEATURE_DIM {
         let d = a[i] - b[i];
         s += d * d;
     }
     s
 }
 
+fn add_head_sq_dist(mut s: f64, a: &Point, b: &Point) -> f64 {
+    for i in 0..TAIL {
+        let d = a[i] - b[i];
+        s += d * d;
+    }
+    s
+}
+
+/// Squared Euclidean distance, summed tail first (the one order used everywhere).
+pub fn sq_dist(a: &Point, b: &Point) -> f64 {
+    add_head_sq_dist(tail_sq_dist(a, b), a, b)
+}
+
 /// Index of the nearest centre (the lowest on ties) and the squared distance to it.
+/// A centre whose partial sum already reaches the best distance is skipped: the sum
+/// only grows, so the result is exactly the full search's.
 pub fn nearest(x: &Point, centres: &[Point]) -> (usize, f64) {
     let mut best = (0, f64::INFINITY);
     for (i, c) in centres.iter().enumerate() {
-        let d = sq_dist(x, c);
+        let partial = tail_sq_dist(x, c);
+        if partial >= best.1 {
+            continue;
+        }
+        let d = add_head_sq_dist(partial, x, c);
         if d < best.1 {
             best = (i, d);
         }
@@ -262,6 +286,24 @@ mod tests {
             assert_eq!(c.k(), 3);
             // Each point within its blob's half-width (0.5*sqrt 2) of its centre.
             assert!(mean_dist(&xs, &c) < 0.71, "batch {batch}: {}", mean_dist(&xs, &c));
+        }
+    }
+
+    #[test]
+    fn pruned_search_equals_full_search() {
+        // Random points over every dimension, tail ones wider (as in real descriptors).
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let xs: Vec<Point> = (0..300)
+            .map(|_| std::array::from_fn(|d| rng.random::<f64>() * if d >= TAIL { 5.0 } else { 1.0 }))
+            .collect();
+        let centres: Vec<Point> = xs[..40].to_vec();
+        for x in &xs {
+            let full = centres
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i, sq_dist(x, c)))
+                .fold((0, f64::INFINITY), |b, (i, d)| if d < b.1 { (i, d) } else { b });
+            assert_eq!(nearest(x, &centres), full);
         }
     }
 
