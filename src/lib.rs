@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod merge;
 pub mod pool;
 pub mod queries;
 pub mod samples;

@@ -4,5 +4,6 @@
 pub mod demo;
 pub mod gen_samples;
 pub mod ingest;
+pub mod merge;
 pub mod select;
 pub mod sql;
