@@ -31,7 +31,8 @@ pub struct Args {
     /// Merged descriptors (gdo merge table, Parquet, or the reference's JSONL), loaded as
     /// `metrics`; with --pool this also creates the scoring views (`gdo_scored`, ...)
     /// that the goal files in queries/goals/ read.
-    #[arg(long, num_args = 1.., value_name = "PATH")]
+    /// (Repeat the flag for several sources.)
+    #[arg(long, value_name = "PATH")]
     pub metrics: Vec<String>,
     /// Register another table: NAME=PATH (gdo table folder, Parquet folder or file; local or URI).
     #[arg(long = "table", value_name = "NAME=PATH")]

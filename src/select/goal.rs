@@ -415,6 +415,19 @@ impl Candidates {
         self.caps[stratum as usize] > 0
     }
 
+    /// Whether a pair with this (score, tie) would enter its stratum's heap.
+    pub fn would_take(&self, stratum: u32, score: f64, tie: u64) -> bool {
+        let s = stratum as usize;
+        let heap = &self.heaps[s];
+        if heap.len() < self.caps[s] {
+            return true;
+        }
+        match heap.peek() {
+            Some(worst) => score > worst.0.score || (score == worst.0.score && tie > worst.0.tie),
+            None => false,
+        }
+    }
+
     pub fn offer(&mut self, pair: Pair) {
         let s = pair.stratum as usize;
         let cap = self.caps[s];
@@ -462,11 +475,11 @@ impl Reservoir {
         Reservoir { size, heap: BinaryHeap::new() }
     }
 
-    pub fn offer(&mut self, seed: u64, pair: &Pair) {
+    pub fn offer(&mut self, seed: u64, pair: &super::goal_select::PairRef<'_>) {
         if self.size == 0 {
             return;
         }
-        let prio = pair_random(seed, RESERVOIR, &pair.qa_uid);
+        let prio = pair_random(seed, RESERVOIR, pair.qa_uid);
         if self.heap.len() >= self.size {
             match self.heap.peek() {
                 Some(top) if (prio, pair.pool_index) < (top.0, top.1) => {
@@ -476,9 +489,9 @@ impl Reservoir {
             }
         }
         let item = ReservoirItem(
-            pair.qa_uid.clone(),
-            pair.video_uid.clone(),
-            pair.text_hash.clone(),
+            pair.qa_uid.to_string(),
+            pair.video_uid.to_string(),
+            pair.text_hash.to_string(),
             pair.stratum,
             [pair.score.to_bits(), pair.base_score.to_bits(), pair.vds3.to_bits(), pair.metric_quality.to_bits()],
         );

@@ -331,13 +331,44 @@ pub struct Skipped {
     pub non_finite_score: u64,
 }
 
-/// One pass over the scored pairs: hand each to `visit` as a [`Pair`] without a tie.
+/// A scored row as `scan_pairs` offers it: borrowed, so rows nobody keeps cost no
+/// allocation.
+pub struct PairRef<'a> {
+    pub pool_index: i64,
+    pub qa_uid: &'a str,
+    pub video_uid: &'a str,
+    pub text_hash: &'a str,
+    pub stratum: u32,
+    pub score: f64,
+    pub base_score: f64,
+    pub vds3: f64,
+    pub metric_quality: f64,
+}
+
+impl PairRef<'_> {
+    pub fn to_pair(&self, tie: u64) -> Pair {
+        Pair {
+            pool_index: self.pool_index,
+            qa_uid: self.qa_uid.to_string(),
+            video_uid: self.video_uid.to_string(),
+            text_hash: self.text_hash.to_string(),
+            stratum: self.stratum,
+            score: self.score,
+            base_score: self.base_score,
+            vds3: self.vds3,
+            metric_quality: self.metric_quality,
+            tie,
+        }
+    }
+}
+
+/// One pass over the scored pairs: hand each to `visit`.
 pub async fn scan_pairs(
     plan: Arc<dyn ExecutionPlan>,
     ctx: Arc<TaskContext>,
     prof: &Profile,
     skipped: &mut Skipped,
-    mut visit: impl FnMut(Pair),
+    mut visit: impl FnMut(&PairRef<'_>),
 ) -> Result<u64> {
     let mut stream = execute_stream(plan, ctx)?;
     let mut rows = 0u64;
@@ -352,6 +383,8 @@ pub async fn scan_pairs(
         let bs = f64s(&batch, "base_score")?;
         let v3 = f64s(&batch, "vds3")?;
         let mq = f64s(&batch, "metric_quality")?;
+        // Consecutive rows often share a stratum; skip the hash lookup then.
+        let mut last: Option<(&str, u32)> = None;
         for i in 0..batch.num_rows() {
             rows += 1;
             let Some(score) = f64_at(&sc, i) else {
@@ -363,20 +396,29 @@ pub async fn scan_pairs(
                 continue;
             }
             let key = str_at(&st, i);
-            let Some(&stratum) = prof.index.get(key) else {
-                return exec_err!("{NAME}: pair {} has stratum {key:?}, which the strata table lacks", str_at(&uid, i));
+            let stratum = match last {
+                Some((k, id)) if k == key => id,
+                _ => {
+                    let Some(&id) = prof.index.get(key) else {
+                        return exec_err!(
+                            "{NAME}: pair {} has stratum {key:?}, which the strata table lacks",
+                            str_at(&uid, i)
+                        );
+                    };
+                    last = Some((key, id));
+                    id
+                }
             };
-            visit(Pair {
+            visit(&PairRef {
                 pool_index: i64_at(&pi, i).unwrap_or(-1),
-                qa_uid: str_at(&uid, i).to_string(),
-                video_uid: str_at(&vid, i).to_string(),
-                text_hash: str_at(&th, i).to_string(),
+                qa_uid: str_at(&uid, i),
+                video_uid: str_at(&vid, i),
+                text_hash: str_at(&th, i),
                 stratum,
                 score,
                 base_score: f64_at(&bs, i).unwrap_or(0.0),
                 vds3: f64_at(&v3, i).unwrap_or(0.0),
                 metric_quality: f64_at(&mq, i).unwrap_or(0.0),
-                tie: 0,
             });
         }
     }
@@ -418,11 +460,13 @@ async fn run(
     let mut reservoir = Reservoir::new(reservoir_size as usize);
     let mut skipped = Skipped::default();
     let seed = p.seed;
-    let rows = scan_pairs(Arc::clone(&inputs[0]), Arc::clone(&ctx), &prof, &mut skipped, |mut pair| {
-        reservoir.offer(seed, &pair);
+    let rows = scan_pairs(Arc::clone(&inputs[0]), Arc::clone(&ctx), &prof, &mut skipped, |pair| {
+        reservoir.offer(seed, pair);
         if candidates.wants(pair.stratum) {
-            pair.tie = pair_random(seed, TIE, &pair.qa_uid);
-            candidates.offer(pair);
+            let tie = pair_random(seed, TIE, pair.qa_uid);
+            if candidates.would_take(pair.stratum, pair.score, tie) {
+                candidates.offer(pair.to_pair(tie));
+            }
         }
     })
     .await?;

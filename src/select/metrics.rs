@@ -15,6 +15,7 @@ use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -48,40 +49,28 @@ pub struct MetricsReport {
 type Row = [Option<f64>; 5];
 
 struct Collector {
-    order: Vec<String>,
-    rows: HashMap<String, Row>,
+    /// Rows in first-seen order of their qa_uid; a later duplicate overwrites in place.
+    rows: Vec<(String, Row)>,
+    index: HashMap<String, usize>,
     report: MetricsReport,
 }
 
 impl Collector {
     fn push(&mut self, uid: String, row: Row) {
         self.report.rows_read += 1;
-        if self.rows.insert(uid.clone(), row).is_some() {
-            self.report.duplicates += 1;
-        } else {
-            self.order.push(uid);
+        match self.index.get(&uid) {
+            Some(&i) => {
+                self.rows[i].1 = row;
+                self.report.duplicates += 1;
+            }
+            None => {
+                self.index.insert(uid.clone(), self.rows.len());
+                self.rows.push((uid, row));
+            }
         }
     }
     fn bad(&mut self, reason: &str) {
         *self.report.bad_rows.entry(reason.to_string()).or_insert(0) += 1;
-    }
-    fn value(&mut self, field: &str, v: Option<&Value>) -> Option<f64> {
-        match v {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(x) if x.is_finite() => Some(x),
-                _ => {
-                    *self.report.non_finite.entry(field.to_string()).or_insert(0) += 1;
-                    None
-                }
-            },
-            Some(_) => {
-                // "NaN"/"Infinity" strings (Python's json.dumps writes bare NaN, which is
-                // not JSON and lands in bad_rows) or any other non-number.
-                *self.report.non_finite.entry(field.to_string()).or_insert(0) += 1;
-                None
-            }
-        }
     }
 }
 
@@ -120,36 +109,89 @@ async fn load_jsonl(c: &mut Collector, path: &str) -> Result<()> {
     } else {
         String::from_utf8(raw.to_vec()).map_err(|_| GdoError::Table(format!("{path}: not UTF-8 text")))?
     };
-    for line in text.lines() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let Ok(v) = parse_line(line) else {
-            c.bad("invalid_json");
-            continue;
-        };
-        let Value::Object(obj) = v else {
-            c.bad("not_object");
-            continue;
-        };
-        let uid = match obj.get("qa_uid").or_else(|| obj.get("id")) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => {
-                c.bad("no_qa_uid");
-                continue;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    // Parse in parallel, keep input order (later duplicates must win).
+    let parsed: Vec<Vec<Parsed>> =
+        lines.par_chunks(4096).map(|chunk| chunk.iter().map(|l| parse_metric_line(l)).collect()).collect();
+    for p in parsed.into_iter().flatten() {
+        match p {
+            Parsed::Row(uid, row, non_finite) => {
+                for f in non_finite {
+                    *c.report.non_finite.entry(f.to_string()).or_insert(0) += 1;
+                }
+                c.push(uid, row);
             }
-        };
-        let fields = match obj.get("data_quality_metrics") {
-            Some(Value::Object(m)) => m,
-            _ => &obj,
-        };
-        let mut row: Row = [None; 5];
-        for (i, f) in METRIC_FIELDS.iter().enumerate() {
-            row[i] = c.value(f, fields.get(*f));
+            Parsed::Bad(reason) => c.bad(reason),
         }
-        c.push(uid, row);
     }
     Ok(())
+}
+
+enum Parsed {
+    Row(String, Row, Vec<&'static str>),
+    Bad(&'static str),
+}
+
+/// The common shape, parsed without building a JSON tree; anything else (string
+/// values, bare NaN, numeric ids) takes the general path.
+#[derive(serde::Deserialize)]
+struct TypedLine<'a> {
+    #[serde(borrow)]
+    qa_uid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    data_quality_metrics: Option<TypedMetrics>,
+    loss_video: Option<f64>,
+    loss_blind: Option<f64>,
+    frame_diversity: Option<f64>,
+    vds: Option<f64>,
+    quality_score: Option<f64>,
+}
+
+#[derive(serde::Deserialize)]
+struct TypedMetrics {
+    loss_video: Option<f64>,
+    loss_blind: Option<f64>,
+    frame_diversity: Option<f64>,
+    vds: Option<f64>,
+    quality_score: Option<f64>,
+}
+
+fn parse_metric_line(line: &str) -> Parsed {
+    if let Ok(t) = serde_json::from_str::<TypedLine>(line) {
+        let uid = t.qa_uid.filter(|u| !u.is_empty()).or(t.id.filter(|u| !u.is_empty()));
+        let Some(uid) = uid else { return Parsed::Bad("no_qa_uid") };
+        let row = match t.data_quality_metrics {
+            Some(m) => [m.loss_video, m.loss_blind, m.frame_diversity, m.vds, m.quality_score],
+            None => [t.loss_video, t.loss_blind, t.frame_diversity, t.vds, t.quality_score],
+        };
+        return Parsed::Row(uid.into_owned(), row, Vec::new());
+    }
+    let Ok(v) = parse_line(line) else { return Parsed::Bad("invalid_json") };
+    let Value::Object(obj) = v else { return Parsed::Bad("not_object") };
+    let uid = match obj.get("qa_uid").or_else(|| obj.get("id")) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Parsed::Bad("no_qa_uid"),
+    };
+    let fields = match obj.get("data_quality_metrics") {
+        Some(Value::Object(m)) => m,
+        _ => &obj,
+    };
+    let mut row: Row = [None; 5];
+    let mut non_finite = Vec::new();
+    for (i, f) in METRIC_FIELDS.iter().enumerate() {
+        row[i] = match fields.get(*f) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_f64().is_some_and(f64::is_finite) => n.as_f64(),
+            Some(_) => {
+                // NaN/Infinity (Python writes them bare) or any other non-number.
+                non_finite.push(*f);
+                None
+            }
+        };
+    }
+    Parsed::Row(uid, row, non_finite)
 }
 
 async fn load_table(c: &mut Collector, path: &str) -> Result<()> {
@@ -200,7 +242,7 @@ async fn load_table(c: &mut Collector, path: &str) -> Result<()> {
 /// Load every source (in order; later duplicates win) and register the result as
 /// `metrics` in `ctx`.
 pub async fn load_metrics(ctx: &SessionContext, paths: &[String]) -> Result<MetricsReport> {
-    let mut c = Collector { order: Vec::new(), rows: HashMap::new(), report: MetricsReport::default() };
+    let mut c = Collector { rows: Vec::new(), index: HashMap::new(), report: MetricsReport::default() };
     for path in paths {
         c.report.sources.push(path.clone());
         if is_jsonl(path) {
@@ -209,11 +251,12 @@ pub async fn load_metrics(ctx: &SessionContext, paths: &[String]) -> Result<Metr
             load_table(&mut c, path).await?;
         }
     }
-    c.report.loaded = c.order.len() as u64;
-    let uids = StringArray::from_iter_values(c.order.iter());
+    c.report.loaded = c.rows.len() as u64;
+    drop(std::mem::take(&mut c.index));
+    let uids = StringArray::from_iter_values(c.rows.iter().map(|r| r.0.as_str()));
     let mut columns: Vec<datafusion::arrow::array::ArrayRef> = vec![Arc::new(uids)];
     for j in 0..METRIC_FIELDS.len() {
-        columns.push(Arc::new(c.order.iter().map(|u| c.rows[u][j]).collect::<Float64Array>()));
+        columns.push(Arc::new(c.rows.iter().map(|r| r.1[j]).collect::<Float64Array>()));
     }
     let batch = RecordBatch::try_new(Arc::clone(&METRICS_SCHEMA), columns)?;
     let table = MemTable::try_new(Arc::clone(&METRICS_SCHEMA), vec![vec![batch]])?;

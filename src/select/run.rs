@@ -40,6 +40,9 @@ pub const GOALS: &[(&str, &str)] = &[
 /// The paper's four presets (`--all-goals`).
 pub const PAPER_GOALS: &[&str] = &["minloss", "diverse", "temp", "temp_plus"];
 
+/// Pools up to this size are scored once and kept in memory (see `run_select`).
+pub const MATERIALISE_MAX_PAIRS: u64 = 4_000_000;
+
 pub const UNI_SQL: &str = include_str!("../../queries/select/uni_10x.sql");
 
 /// A goal: a shipped name or a SQL file.
@@ -248,6 +251,14 @@ fn jsonl_bytes(batches: &[RecordBatch], target_frames: usize) -> Result<Vec<u8>>
     Ok(out)
 }
 
+/// Peak resident memory of this process so far (Linux; None elsewhere).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 async fn count_sql(ctx: &SessionContext, sql: &str) -> Result<u64> {
     let b = ctx.sql(sql).await?.collect().await?;
     let Some(first) = b.first() else { return Ok(0) };
@@ -280,6 +291,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         return Err(GdoError::Usage("no goal given (--goal NAME|FILE.sql or --all-goals)".into()));
     }
     let (ctx, metrics_report) = open_scored_session(&job.pool, &job.metrics, &job.settings).await?;
+    tracing::info!(secs = started.elapsed().as_secs_f64(), "session, metrics and scoring views ready");
     let total = count_sql(&ctx, "SELECT count(*) FROM pool").await?;
     if total == 0 {
         return Err(GdoError::Usage(format!("{}: the pool is empty; nothing to select", job.pool)));
@@ -288,13 +300,18 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         count_sql(&ctx, "SELECT count(*) FROM metrics m LEFT ANTI JOIN pool p ON p.qa_uid = m.qa_uid").await?;
     let covered =
         count_sql(&ctx, "SELECT count(*) FROM pool p LEFT SEMI JOIN metrics m ON p.qa_uid = m.qa_uid").await?;
-    if job.goals.len() > 1 {
-        // Share the scan and the scoring between goals.
+    tracing::info!(secs = started.elapsed().as_secs_f64(), "metric coverage counted");
+    // The goal and its Uni-10x baseline (and every further goal) read the same scored
+    // pairs: score once and keep the narrow result when it fits comfortably (about
+    // 250 bytes a pair); above the limit each operator streams the scoring again, so
+    // memory stays bounded by the candidates.
+    if job.goals.len() > 1 || total <= MATERIALISE_MAX_PAIRS {
         for v in ["gdo_scored", "gdo_strata", "gdo_metric_vds3"] {
             materialise(&ctx, v).await?;
         }
     }
     let prof = profile(&ctx).await?;
+    tracing::info!(secs = started.elapsed().as_secs_f64(), "pool profile read");
     let out_root = Location::parse(&job.out)?;
     let mut outcomes = Vec::new();
     for goal in &job.goals {
@@ -306,6 +323,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
             object_store::ObjectStoreExt::delete(report_loc.store.as_ref(), &report_loc.path).await?;
         }
         let (subset, report) = run_goal_sql(&ctx, &goal.sql, &goal.name).await?;
+        tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "goal subset selected");
         let Some(mut report) = report else {
             return Err(GdoError::Usage(format!(
                 "goal {}: the goal file's last statement does not run goal_select(...)",
@@ -320,6 +338,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         set(&ctx, "seed", &seed.to_string()).await?;
         set(&ctx, "max_qa_per_video", &per_video.to_string()).await?;
         let (uni, _) = run_goal_sql(&ctx, UNI_SQL, "uni_10x").await?;
+        tracing::info!(secs = started.elapsed().as_secs_f64(), "uni baseline drawn");
 
         let a: HashSet<String> = uids(&subset)?.into_iter().collect();
         let b: HashSet<String> = uids(&uni)?.into_iter().collect();
@@ -356,6 +375,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         );
         obj.insert("goal_seconds".into(), json!(goal_started.elapsed().as_secs_f64()));
         obj.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
+        obj.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
 
         let subset_schema = subset.first().map(|b| b.schema());
         let uni_schema = uni.first().map(|b| b.schema());
@@ -373,6 +393,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
                 folder.child("uni_10x.jsonl").write_all(jsonl_bytes(&uni, job.target_frames)?).await?;
             }
         }
+        tracing::info!(secs = started.elapsed().as_secs_f64(), "outputs written");
         report_loc.write_all(serde_json::to_vec_pretty(&report)?).await?;
         outcomes.push(GoalOutcome { goal: goal.name.clone(), folder: folder.to_string(), report });
     }

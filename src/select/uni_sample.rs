@@ -37,8 +37,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::common::{f64_at, f64s, i64_at, i64s, require_columns, str_at, strings, table_arg_plan};
-use super::goal::{Pair, Reservoir, uni_draw};
-use super::goal_select::ExtensionTable;
+use super::goal::{Reservoir, uni_draw};
+use super::goal_select::{ExtensionTable, PairRef};
 use super::params::{closest, named_struct_args};
 use gdo_udfs::options::gdo_options;
 
@@ -309,17 +309,16 @@ async fn run(input: Arc<dyn ExecutionPlan>, p: UniParams, ctx: Arc<TaskContext>)
             let Some(pool_index) = i64_at(&pi, i) else {
                 return exec_err!("{NAME}: NULL pool_index");
             };
-            let pair = Pair {
+            let pair = PairRef {
                 pool_index,
-                qa_uid: str_at(&uid, i).to_string(),
-                video_uid: str_at(&vid, i).to_string(),
-                text_hash: str_at(&th, i).to_string(),
+                qa_uid: str_at(&uid, i),
+                video_uid: str_at(&vid, i),
+                text_hash: str_at(&th, i),
                 stratum: 0,
                 score: f64_at(&sc, i).unwrap_or(0.0),
                 base_score: f64_at(&bs, i).unwrap_or(0.0),
                 vds3: f64_at(&v3, i).unwrap_or(0.0),
                 metric_quality: f64_at(&mq, i).unwrap_or(0.0),
-                tie: 0,
             };
             reservoir.offer(p.seed, &pair);
         }

@@ -60,20 +60,25 @@ impl ScalarUDFImpl for DistinctTokenCount {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let array = single_array(&args.args, args.number_rows, self.name())?;
-        // One set reused across rows: answers are short, allocation would dominate.
-        let mut seen: HashSet<String> = HashSet::new();
-        let values = map_strings(&array, self.name(), |t| {
-            seen.clear();
-            for tok in crate::method::tokens(t) {
-                seen.insert(tok);
-            }
-            seen.len() as i64
-        })?;
+        let values = map_strings(&array, self.name(), distinct_tokens)?;
         Ok(ColumnarValue::Array(Arc::new(Int64Array::from(values))))
     }
     fn documentation(&self) -> Option<&Documentation> {
         Some(&DOC)
     }
+}
+
+/// Distinct tokens without allocating per token: borrow slices of the lower-cased text.
+fn distinct_tokens(text: &str) -> i64 {
+    let lower: std::borrow::Cow<str> =
+        if text.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) { text.to_lowercase().into() } else { text.into() };
+    let mut seen: HashSet<&str> = HashSet::new();
+    for tok in lower.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if !tok.is_empty() {
+            seen.insert(tok);
+        }
+    }
+    seen.len() as i64
 }
 
 #[cfg(test)]
