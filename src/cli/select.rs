@@ -2,6 +2,7 @@
 //! merged descriptors.
 
 use crate::error::{GdoError, Result};
+use crate::select::exclude::ExcludeMode;
 use crate::select::run::{GoalSource, PAPER_GOALS, SelectJob, run_select};
 
 /// Select the goal-driven 1x subset and the Uni-10x baseline (method spec section 4).
@@ -57,6 +58,13 @@ pub struct Args {
     /// Ablation: skip the VDS3 budget adjustment.
     #[arg(long)]
     pub no_vds3_budget: bool,
+    /// Exclusion lists (e.g. benchmark questions, JSONL with question/answer or
+    /// messages): matching pairs are removed before profiling and selection.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub exclude: Vec<String>,
+    /// How exclusion rows match pool pairs.
+    #[arg(long, value_enum, default_value = "both")]
+    pub exclude_mode: ExcludeMode,
     /// Skip the JSONL exports (Parquet and report only).
     #[arg(long)]
     pub no_jsonl: bool,
@@ -106,6 +114,8 @@ pub async fn run(args: Args) -> Result<()> {
         settings,
         target_frames: args.target_frames,
         write_jsonl: !args.no_jsonl,
+        exclude: args.exclude,
+        exclude_mode: args.exclude_mode,
     };
     for o in run_select(&job).await? {
         if let Some(short) = o.report.get("unmet").and_then(|u| u.get("target_count")).and_then(|v| v.as_u64()) {

@@ -2,6 +2,7 @@
 //! `uni_sample` operators, metrics loading and the `gdo select` job.
 
 pub mod common;
+pub mod exclude;
 pub mod goal;
 pub mod goal_select;
 pub mod metrics;

@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 use super::common::{f64_at, f64s, i64_at, i64s, str_at, strings};
 use super::goal::{Profile, js_to_profile};
 use super::goal_select::GoalSelectExec;
+use super::exclude::{ExcludeMode, ExclusionReport, apply_exclusions};
 use super::metrics::{MetricsReport, load_metrics};
 use crate::error::{GdoError, Result};
 use crate::session::{create_score_views, new_context, register_table};
@@ -90,6 +91,9 @@ pub struct SelectJob {
     pub settings: Vec<(String, String)>,
     pub target_frames: usize,
     pub write_jsonl: bool,
+    /// Exclusion files (decontamination, spec 4.9) and how they match.
+    pub exclude: Vec<String>,
+    pub exclude_mode: ExcludeMode,
 }
 
 /// One goal's outcome.
@@ -271,9 +275,12 @@ pub async fn open_scored_session(
     pool: &str,
     metrics: &[String],
     settings: &[(String, String)],
-) -> Result<(SessionContext, MetricsReport)> {
+    exclude: &[String],
+    exclude_mode: ExcludeMode,
+) -> Result<(SessionContext, MetricsReport, Option<ExclusionReport>)> {
     let ctx = new_context();
     register_table(&ctx, "pool", pool).await?;
+    let exclusion = if exclude.is_empty() { None } else { Some(apply_exclusions(&ctx, exclude, exclude_mode).await?) };
     if metrics.is_empty() {
         return Err(GdoError::Usage("no --metrics given: selection needs the merged descriptors".into()));
     }
@@ -282,7 +289,7 @@ pub async fn open_scored_session(
         set(&ctx, k, v).await?;
     }
     create_score_views(&ctx).await?;
-    Ok((ctx, report))
+    Ok((ctx, report, exclusion))
 }
 
 pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
@@ -290,7 +297,8 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     if job.goals.is_empty() {
         return Err(GdoError::Usage("no goal given (--goal NAME|FILE.sql or --all-goals)".into()));
     }
-    let (ctx, metrics_report) = open_scored_session(&job.pool, &job.metrics, &job.settings).await?;
+    let (ctx, metrics_report, exclusion) =
+        open_scored_session(&job.pool, &job.metrics, &job.settings, &job.exclude, job.exclude_mode).await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), "session, metrics and scoring views ready");
     let total = count_sql(&ctx, "SELECT count(*) FROM pool").await?;
     if total == 0 {
@@ -373,6 +381,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
                 "coverage_ratio": covered as f64 / total as f64,
             }),
         );
+        obj.insert("exclusion".into(), json!(exclusion));
         obj.insert("goal_seconds".into(), json!(goal_started.elapsed().as_secs_f64()));
         obj.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
         obj.insert("peak_rss_mib".into(), json!(peak_rss_mib()));

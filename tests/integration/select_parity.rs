@@ -32,6 +32,8 @@ fn job(pool: &Path, out: &Path, goals: &[&str]) -> SelectJob {
         settings: vec![],
         target_frames: 32,
         write_jsonl: true,
+        exclude: vec![],
+        exclude_mode: gdo::select::exclude::ExcludeMode::Both,
     }
 }
 
@@ -300,4 +302,41 @@ fn bad_selection_input_gives_clear_errors() {
     let selected = report["selected_count"].as_u64().unwrap();
     assert!(selected < 18358);
     assert_eq!(report["unmet"]["target_count"].as_u64().unwrap(), 18358 - selected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusion_list_removes_pairs_before_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    // Take the reference's first three Temp+ picks as "benchmark questions".
+    let picks: Vec<Value> = gz_lines(&fixtures().join("gdo-reference/temp_plus/gdo_1x.jsonl.gz"))
+        .iter()
+        .take(3)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let list = dir.path().join("bench.jsonl");
+    let mut text = String::new();
+    for p in &picks {
+        // Extra whitespace: matching is on normalised text.
+        text.push_str(&serde_json::json!({"question": format!("  {}  ", p["question"].as_str().unwrap()), "answer": p["answer"]}).to_string());
+        text.push('\n');
+    }
+    text.push_str("not json\n");
+    std::fs::write(&list, text).unwrap();
+    let mut j = job(&pool, &dir.path().join("s"), &["temp_plus"]);
+    j.exclude = vec![list.display().to_string()];
+    let o = run_select(&j).await.unwrap();
+    let r = &o[0].report;
+    let ex = &r["exclusion"];
+    assert_eq!(ex["rows_seen"], 4);
+    assert_eq!(ex["rows_bad"], 1);
+    let removed = ex["excluded"].as_u64().unwrap();
+    assert!(removed >= 3, "each benchmark question matches at least its own pair");
+    assert_eq!(r["total_pairs"].as_u64().unwrap(), 18358 - removed);
+    let rows = read_jsonl(&Path::new(&o[0].folder).join("gdo_1x.jsonl"));
+    let picked: HashSet<&str> = picks.iter().map(|p| p["qa_uid"].as_str().unwrap()).collect();
+    assert!(rows.iter().all(|r| !picked.contains(r["id"].as_str().unwrap())), "an excluded pair was selected");
+    let uni = read_jsonl(&Path::new(&o[0].folder).join("uni_10x.jsonl"));
+    assert!(uni.iter().all(|r| !picked.contains(r["id"].as_str().unwrap())), "an excluded pair entered Uni-10x");
 }
