@@ -154,6 +154,17 @@ async fn uni_baseline_follows_the_dedup_rules_and_is_deterministic() {
         let y = std::fs::read(Path::new(&b[0].folder).join(file)).unwrap();
         assert!(x == y, "{file} differs between two runs with the same seed");
     }
+    // Metrics as Parquet (the shape `gdo merge` writes) select the same pairs.
+    let parquet = dir.path().join("metrics.parquet");
+    run_ok(gdo().args(["sql", "SELECT * FROM metrics", "--metrics", &metrics_path(), "--format", "parquet", "--out"]).arg(&parquet));
+    let mut from_parquet = job(&pool, &dir.path().join("pq"), &["temp_plus"]);
+    from_parquet.metrics = vec![parquet.display().to_string()];
+    let p = run_select(&from_parquet).await.unwrap();
+    for file in ["gdo_1x.jsonl", "uni_10x.jsonl"] {
+        let x = std::fs::read(Path::new(&a[0].folder).join(file)).unwrap();
+        let y = std::fs::read(Path::new(&p[0].folder).join(file)).unwrap();
+        assert!(x == y, "{file}: Parquet metrics select differently from the same metrics as JSONL");
+    }
     let uni = read_jsonl(&Path::new(&a[0].folder).join("uni_10x.jsonl"));
     assert_eq!(uni.len(), 3300);
     let mut uids = HashSet::new();
