@@ -7,6 +7,7 @@
 
 pub mod common;
 pub mod method;
+pub mod motion;
 
 mod gdo_norm;
 mod source_group;
