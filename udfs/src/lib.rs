@@ -7,6 +7,7 @@
 
 pub mod common;
 pub mod method;
+pub mod motion;
 pub mod options;
 
 mod distinct_token_count;
