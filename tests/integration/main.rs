@@ -4,6 +4,7 @@ mod atomic;
 mod bad_input;
 mod common;
 mod ingest_parity;
+mod motion_parity;
 mod merge_parity;
 mod outside_reader;
 mod s3;
