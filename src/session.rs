@@ -15,7 +15,10 @@ use crate::table::{TableFolder, inspect_folder};
 /// A fresh session: information schema on, every gdo function, table function and
 /// operator registered (the one place; the CLI, tests and benchmarks all use it).
 pub fn new_context() -> SessionContext {
-    let config = SessionConfig::new().with_information_schema(true);
+    let mut config = SessionConfig::new().with_information_schema(true);
+    // Plain Utf8 strings from Parquet: with view strings, a hash join over millions of
+    // pairs (scoring joins pool to metrics) spent its time re-measuring shared buffers.
+    config.options_mut().execution.parquet.schema_force_view_types = false;
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
