@@ -363,10 +363,11 @@ impl PairRef<'_> {
 }
 
 /// One pass over the scored pairs: hand each to `visit`.
+/// Without a profile (`uni_sample`), every pair gets stratum 0.
 pub async fn scan_pairs(
     plan: Arc<dyn ExecutionPlan>,
     ctx: Arc<TaskContext>,
-    prof: &Profile,
+    prof: Option<&Profile>,
     skipped: &mut Skipped,
     mut visit: impl FnMut(&PairRef<'_>),
 ) -> Result<u64> {
@@ -377,7 +378,7 @@ pub async fn scan_pairs(
         let pi = i64s(&batch, "pool_index")?;
         let uid = strings(&batch, "qa_uid")?;
         let vid = strings(&batch, "video_uid")?;
-        let st = strings(&batch, "stratum")?;
+        let st = if prof.is_some() { Some(strings(&batch, "stratum")?) } else { None };
         let th = strings(&batch, "text_hash")?;
         let sc = f64s(&batch, "score")?;
         let bs = f64s(&batch, "base_score")?;
@@ -395,10 +396,11 @@ pub async fn scan_pairs(
                 skipped.non_finite_score += 1;
                 continue;
             }
-            let key = str_at(&st, i);
-            let stratum = match last {
-                Some((k, id)) if k == key => id,
-                _ => {
+            let key = st.as_ref().map_or("", |st| str_at(st, i));
+            let stratum = match (prof, last) {
+                (None, _) => 0,
+                (Some(_), Some((k, id))) if k == key => id,
+                (Some(prof), _) => {
                     let Some(&id) = prof.index.get(key) else {
                         return exec_err!(
                             "{NAME}: pair {} has stratum {key:?}, which the strata table lacks",
@@ -460,7 +462,7 @@ async fn run(
     let mut reservoir = Reservoir::new(reservoir_size as usize);
     let mut skipped = Skipped::default();
     let seed = p.seed;
-    let rows = scan_pairs(Arc::clone(&inputs[0]), Arc::clone(&ctx), &prof, &mut skipped, |pair| {
+    let rows = scan_pairs(Arc::clone(&inputs[0]), Arc::clone(&ctx), Some(&prof), &mut skipped, |pair| {
         reservoir.offer(seed, pair);
         if candidates.wants(pair.stratum) {
             let tie = pair_random(seed, TIE, pair.qa_uid);

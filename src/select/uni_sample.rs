@@ -23,22 +23,21 @@ use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArra
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DFSchema, DFSchemaRef, Result, exec_err, internal_err, plan_err};
+use datafusion::common::{DFSchema, DFSchemaRef, Result, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions, execute_stream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions,
 };
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::common::{f64_at, f64s, i64_at, i64s, require_columns, str_at, strings, table_arg_plan};
+use super::common::{require_columns, table_arg_plan};
 use super::goal::{Reservoir, uni_draw};
-use super::goal_select::{ExtensionTable, PairRef};
+use super::goal_select::{ExtensionTable, Skipped, scan_pairs};
 use super::params::{closest, named_struct_args};
 use gdo_udfs::options::gdo_options;
 
@@ -294,35 +293,9 @@ impl ExecutionPlan for UniSampleExec {
 async fn run(input: Arc<dyn ExecutionPlan>, p: UniParams, ctx: Arc<TaskContext>) -> Result<RecordBatch> {
     let size = p.count.max((p.count as f64 * p.oversample).ceil() as u64) as usize;
     let mut reservoir = Reservoir::new(size);
-    let mut stream = execute_stream(input, ctx)?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        let pi = i64s(&batch, "pool_index")?;
-        let uid = strings(&batch, "qa_uid")?;
-        let vid = strings(&batch, "video_uid")?;
-        let th = strings(&batch, "text_hash")?;
-        let sc = f64s(&batch, "score")?;
-        let bs = f64s(&batch, "base_score")?;
-        let v3 = f64s(&batch, "vds3")?;
-        let mq = f64s(&batch, "metric_quality")?;
-        for i in 0..batch.num_rows() {
-            let Some(pool_index) = i64_at(&pi, i) else {
-                return exec_err!("{NAME}: NULL pool_index");
-            };
-            let pair = PairRef {
-                pool_index,
-                qa_uid: str_at(&uid, i),
-                video_uid: str_at(&vid, i),
-                text_hash: str_at(&th, i),
-                stratum: 0,
-                score: f64_at(&sc, i).unwrap_or(0.0),
-                base_score: f64_at(&bs, i).unwrap_or(0.0),
-                vds3: f64_at(&v3, i).unwrap_or(0.0),
-                metric_quality: f64_at(&mq, i).unwrap_or(0.0),
-            };
-            reservoir.offer(p.seed, &pair);
-        }
-    }
+    // Rows without a finite score are skipped here exactly as goal_select skips them.
+    let mut skipped = Skipped::default();
+    scan_pairs(input, ctx, None, &mut skipped, |pair| reservoir.offer(p.seed, pair)).await?;
     let sample = reservoir.into_pairs();
     let drawn = uni_draw(&sample, p.count, p.max_qa_per_video);
     let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
