@@ -3,6 +3,8 @@
 //! `../shared/spec/gdo-method.md` for the method.
 
 pub mod cli;
+pub mod describe;
+pub mod device;
 pub mod error;
 pub mod merge;
 pub mod pool;

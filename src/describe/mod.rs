@@ -1,0 +1,7 @@
+//! The descriptor job (`gdo describe`) and the model side of the descriptors: the
+//! [`Scorer`] trait that loss-based descriptors (VDS, PPL, TNC-llm, SC) are computed
+//! through.
+
+pub mod scorer;
+
+pub use scorer::{AnswerLosses, ScoreItem, Scorer};
