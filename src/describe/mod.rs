@@ -2,6 +2,7 @@
 //! [`Scorer`] trait that loss-based descriptors (VDS, PPL, TNC-llm, SC) are computed
 //! through.
 
+pub mod qwen3_vl;
 pub mod scorer;
 
 pub use scorer::{AnswerLosses, ScoreItem, Scorer};
