@@ -399,3 +399,34 @@ fn one_adamw_step_lowers_the_loss() {
     let after = loss().to_scalar::<f32>().unwrap() as f64;
     assert!(after < before_v - 1e-3, "loss {before_v} -> {after}");
 }
+
+#[test]
+fn long_prompts_attend_in_query_blocks_without_changing_logits() {
+    let dir = checkpoint(31);
+    let model = Qwen3VlModel::load(dir.path(), DType::F32, &CPU).unwrap();
+    let proc = Processor::load(dir.path(), &model.config).unwrap();
+    let seq = proc.prompt(&"the ball rolls left. ".repeat(32), vec![]).unwrap();
+    let n = seq.ids.len();
+    assert!(n > 600, "{n} tokens");
+    let (input, _) = proc.collate(&[&seq], Padding::Right, &CPU).unwrap();
+    let full = model.forward(&input).unwrap().i(0).unwrap();
+    // Reference: one block of 512 positions, then one token at a time through the cache.
+    let part = |r: std::ops::Range<usize>| ModelInput {
+        input_ids: vec![seq.ids[r.clone()].to_vec()],
+        attention_mask: vec![vec![true; r.end]],
+        positions: vec![seq.positions[r].to_vec()],
+        pixel_values: None,
+        image_grids: Vec::new(),
+        bias_override: None,
+    };
+    let mut cache = KvCache::new();
+    let head = model.text.lm_head(&model.forward_hidden(&part(0..512), Some(&mut cache)).unwrap()).unwrap();
+    let mut worst = max_abs_diff(&head.i(0).unwrap(), &full.narrow(0, 0, 512).unwrap());
+    for p in 512..n {
+        let h = model.forward_hidden(&part(p..p + 1), Some(&mut cache)).unwrap();
+        let step = model.text.lm_head(&h).unwrap().i((0, 0)).unwrap();
+        worst = worst.max(max_abs_diff(&step, &full.i(p).unwrap()));
+    }
+    assert_eq!(cache.len(), n);
+    assert!(worst < 1e-4, "max |blocked - incremental| = {worst}");
+}

@@ -9,6 +9,9 @@ use candle_nn::{Activation, Embedding, Linear, VarBuilder, embedding, linear_b, 
 use super::config::TextConfig;
 use super::nn::{Mode, Norm, rope, softmax_last};
 
+/// Queries attended to at once (bounds the score matrix of long prompts).
+const QUERY_BLOCK: usize = 512;
+
 /// Position of one token on the (time, height, width) axes. Text tokens have three equal
 /// coordinates; image tokens share the time coordinate and spread over height and width.
 pub type Position = [i64; 3];
@@ -187,9 +190,24 @@ impl Attention {
         let k = repeat_kv(&k, self.heads / self.kv_heads)?;
         let v = repeat_kv(&v, self.heads / self.kv_heads)?;
         let scale = 1.0 / (d as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?.broadcast_add(bias)?;
-        let probs = softmax_last(&scores, v.dtype(), self.mode)?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, self.heads * d))?;
+        let kt = k.t()?;
+        let attend = |q: &Tensor, bias: &Tensor| -> Result<Tensor> {
+            let scores = (q.matmul(&kt)? * scale)?.to_dtype(DType::F32)?.broadcast_add(bias)?;
+            softmax_last(&scores, v.dtype(), self.mode)?.matmul(&v)
+        };
+        // Long prompts (many frames) attend in blocks of queries, so the f32 score matrix
+        // stays at `QUERY_BLOCK x keys` per head.
+        let out = if l <= QUERY_BLOCK {
+            attend(&q, bias)?
+        } else {
+            let mut parts = Vec::with_capacity(l.div_ceil(QUERY_BLOCK));
+            for s in (0..l).step_by(QUERY_BLOCK) {
+                let n = QUERY_BLOCK.min(l - s);
+                parts.push(attend(&q.narrow(2, s, n)?.contiguous()?, &bias.narrow(2, s, n)?)?);
+            }
+            Tensor::cat(&parts, 2)?
+        };
+        let out = out.transpose(1, 2)?.reshape((b, l, self.heads * d))?;
         self.o.forward(&out)
     }
 }

@@ -54,6 +54,9 @@ impl VisionMlp {
     }
 }
 
+/// At most this many frames share one batched attention call (bounds the score tensor).
+const MAX_RUN_FRAMES: usize = 16;
+
 /// Frames of equal token count that follow each other are attended to as one batch.
 #[derive(Debug, Clone, Copy)]
 struct FrameRun {
@@ -349,7 +352,7 @@ fn frame_runs(grids: &[Grid]) -> Vec<FrameRun> {
         let len = h * w;
         for _ in 0..t {
             match runs.last_mut() {
-                Some(r) if r.len == len => r.frames += 1,
+                Some(r) if r.len == len && r.frames < MAX_RUN_FRAMES => r.frames += 1,
                 _ => runs.push(FrameRun { start, frames: 1, len }),
             }
             start += len;
