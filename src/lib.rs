@@ -9,6 +9,7 @@ pub mod error;
 pub mod merge;
 pub mod pool;
 pub mod queries;
+pub mod report;
 pub mod samples;
 pub mod select;
 pub mod session;
