@@ -66,6 +66,7 @@ fn text_logits_equal_candle_transformers_at_every_position() {
         let last = theirs.forward(&ids, None, None, None, None, vec![1], vec![vec![]], vec![vec![]], &[i]).unwrap();
         worst = worst.max(max_abs_diff(&last.i(0).unwrap(), &logits.i(i).unwrap()));
     }
+    eprintln!("text parity: max |ours - candle-transformers| = {worst:e} over {} positions", seq.ids.len());
     assert!(worst < 1e-4, "max |ours - candle-transformers| = {worst}");
     assert!(max_abs(&logits) > 0.1, "logits should not be trivially small");
 }
@@ -116,6 +117,7 @@ fn image_logits_equal_candle_transformers_at_the_last_position() {
         .i(0)
         .unwrap();
     let d = max_abs_diff(&ours_last, &their_last);
+    eprintln!("image parity: max |ours - candle-transformers| = {d:e} ({l} tokens, 4 frames)");
     assert!(d < 1e-4, "max |ours - candle-transformers| = {d}");
 
     // Not vacuous: other pixels move the logits.
@@ -200,8 +202,9 @@ fn blind_and_sighted_losses_differ() {
     let out = scorer.answer_losses(&items).unwrap();
     assert!((out[0].loss_video - out[0].loss_blind).abs() > 1e-4, "{:?}", out[0]);
     assert!(out.iter().all(|l| l.loss_video.is_finite() && l.loss_blind.is_finite() && l.loss_video > 0.0));
-    // Without frames both passes see the same input.
-    assert_eq!(out[1].loss_video, out[1].loss_blind);
+    // Without frames both passes see the same input (padded to other lengths in the
+    // two batches, hence float rounding only).
+    assert!((out[1].loss_video - out[1].loss_blind).abs() < 1e-5, "{:?}", out[1]);
 }
 
 fn eight_items(frames: &[Vec<RgbImage>]) -> Vec<ScoreItem<'_>> {
@@ -242,6 +245,7 @@ fn a_batch_of_eight_equals_eight_single_calls() {
         let single = scorer.answer_losses(std::slice::from_ref(item)).unwrap()[0];
         worst = worst.max((single.loss_video - b.loss_video).abs()).max((single.loss_blind - b.loss_blind).abs());
     }
+    eprintln!("batch of 8 vs 8 singles: max |diff| = {worst:e}");
     assert!(worst < 1e-5, "batch vs single: max |diff| = {worst}");
 
     // Generation is batch-independent too (left padding, per-item seeds).
