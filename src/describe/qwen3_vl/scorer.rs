@@ -34,7 +34,12 @@ impl Qwen3VlScorer {
     /// Loads `config.json`, `tokenizer.json`, `*.safetensors` (and
     /// `preprocessor_config.json` if present) from `dir`, in bf16 on a GPU and f32 on CPU.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let dtype = crate::device::model_dtype(device);
+        Self::load_with_dtype(dir, device, crate::device::model_dtype(device))
+    }
+
+    /// As [`Self::load`] with an explicit dtype (e.g. f32 on a GPU for exactness, or bf16
+    /// on CPU to exercise the GPU numerics).
+    pub fn load_with_dtype(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let model = Qwen3VlModel::load(dir, dtype, device)?;
         let processor = Processor::load(dir, &model.config)?;
         Ok(Self { model, processor })

@@ -434,3 +434,35 @@ fn long_prompts_attend_in_query_blocks_without_changing_logits() {
     assert_eq!(cache.len(), n);
     assert!(worst < 1e-4, "max |blocked - incremental| = {worst}");
 }
+
+#[test]
+fn sharded_checkpoints_and_bf16_load_through_the_same_path() {
+    let dir = checkpoint(37);
+    let frames = vec![frame(24, 16, 1), frame(16, 16, 2)];
+    let items = [
+        ScoreItem { question: "Which way does it move?", answer: "to the left", frames: &frames },
+        ScoreItem { question: "What is two plus two?", answer: "four", frames: &[] },
+    ];
+    let single = Qwen3VlScorer::load(dir.path(), &CPU).unwrap().answer_losses(&items).unwrap();
+
+    // The same tensors split over two shards, as large checkpoints are published.
+    let all = candle_core::safetensors::load(dir.path().join("model.safetensors"), &CPU).unwrap();
+    let (a, b): (Vec<_>, Vec<_>) = all.into_iter().partition(|(name, _)| name.contains("visual"));
+    let a: std::collections::HashMap<_, _> = a.into_iter().collect();
+    let b: std::collections::HashMap<_, _> = b.into_iter().collect();
+    candle_core::safetensors::save(&a, dir.path().join("model-00001-of-00002.safetensors")).unwrap();
+    candle_core::safetensors::save(&b, dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let sharded = Qwen3VlScorer::load(dir.path(), &CPU).unwrap().answer_losses(&items).unwrap();
+    assert_eq!(single, sharded);
+
+    // bf16 (the GPU dtype) runs end to end and stays near f32.
+    let bf16 = Qwen3VlScorer::load_with_dtype(dir.path(), &CPU, DType::BF16).unwrap();
+    assert_eq!(bf16.model().dtype(), DType::BF16);
+    let low = bf16.answer_losses(&items).unwrap();
+    for (x, y) in low.iter().zip(&single) {
+        assert!((x.loss_video - y.loss_video).abs() < 0.1 && (x.loss_blind - y.loss_blind).abs() < 0.1, "{x:?} {y:?}");
+    }
+    assert_eq!(bf16.tnc_llm(&["Does the ball move?"]).unwrap().len(), 1);
+    assert_eq!(bf16.sample_answers(&items, 2, 1).unwrap()[0].len(), 2);
+}
