@@ -13,6 +13,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Ingest(cli::ingest::Args),
+    Describe(cli::describe::Args),
     Merge(cli::merge::Args),
     Sql(cli::sql::Args),
     Select(cli::select::Args),
@@ -39,6 +40,7 @@ fn main() -> std::process::ExitCode {
     let result: anyhow::Result<()> = runtime.block_on(async {
         match cli.command {
             Command::Ingest(a) => cli::ingest::run(a).await?,
+            Command::Describe(a) => cli::describe::run(a).await?,
             Command::Merge(a) => cli::merge::run(a).await?,
             Command::Sql(a) => cli::sql::run(a).await?,
             Command::Select(a) => cli::select::run(a).await?,

@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use object_store::ObjectStore;
+use url::Url;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{GdoError, Result};
-use crate::store::{Location, store_key};
+use crate::store::{Location, store_for, store_key};
 use crate::table::{TableFolder, inspect_folder};
 
 /// A fresh session: information schema on, every gdo function, table function and
@@ -19,8 +23,13 @@ pub fn new_context() -> SessionContext {
     // Plain Utf8 strings from Parquet: with view strings, a hash join over millions of
     // pairs (scoring joins pool to metrics) spent its time re-measuring shared buffers.
     config.options_mut().execution.parquet.schema_force_view_types = false;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(LazyStoreRegistry::default()))
+        .build_arc()
+        .expect("a runtime environment with default settings builds");
     let state = SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime)
         .with_default_features()
         .with_query_planner(Arc::new(crate::select::GdoQueryPlanner))
         .build();
@@ -28,6 +37,40 @@ pub fn new_context() -> SessionContext {
     gdo_udfs::register_all(&ctx);
     crate::select::register_table_functions(&ctx);
     ctx
+}
+
+/// The session's object stores: those registered explicitly, plus any `s3://`, `gs://`
+/// or `az://` bucket resolved on first use with [`crate::store::store_for`] and kept
+/// per bucket, so frames in any bucket can be read without registering it first.
+/// Owned by one session (no process-global cache).
+#[derive(Debug, Default)]
+pub struct LazyStoreRegistry {
+    inner: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for LazyStoreRegistry {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.inner.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::common::Result<Arc<dyn ObjectStore>> {
+        self.inner.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::common::Result<Arc<dyn ObjectStore>> {
+        match self.inner.get_store(url) {
+            Ok(store) => Ok(store),
+            Err(missing) => match url.scheme() {
+                "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl" => {
+                    let store = store_for(url).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                    // Two threads may race here; the later registration wins and both stores work.
+                    self.inner.register_store(&store_key(url), Arc::clone(&store));
+                    Ok(store)
+                }
+                _ => Err(missing),
+            },
+        }
+    }
 }
 
 /// Create gdo's scoring views (`gdo_scored`, `gdo_strata`, `gdo_metric_vds3`, ...) when

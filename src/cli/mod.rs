@@ -2,6 +2,7 @@
 //! `src/main.rs` only parses and dispatches.
 
 pub mod demo;
+pub mod describe;
 pub mod gen_samples;
 pub mod ingest;
 pub mod merge;

@@ -3,8 +3,10 @@
 mod atomic;
 mod bad_input;
 mod common;
+mod describe;
 mod ingest_parity;
 mod motion_parity;
+mod media_sql;
 mod merge_parity;
 mod outside_reader;
 mod s3;

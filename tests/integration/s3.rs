@@ -12,17 +12,17 @@ use crate::common::{gdo, image_row, run_ok, video_row};
 
 const ACCESS: &str = "gdo-test-access";
 const SECRET: &str = "gdo-test-secret";
-const BUCKET: &str = "gdo-bucket";
+pub(crate) const BUCKET: &str = "gdo-bucket";
 
 /// An s3s-fs server on 127.0.0.1 with one bucket, served from a temp folder by a
 /// background thread; it stops when the test process ends.
-struct S3Server {
+pub(crate) struct S3Server {
     addr: SocketAddr,
     _root: tempfile::TempDir,
 }
 
 impl S3Server {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join(BUCKET)).unwrap();
         let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
@@ -49,11 +49,11 @@ impl S3Server {
         Self { addr, _root: root }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn env(&self, cmd: &mut Command) {
+    pub(crate) fn env(&self, cmd: &mut Command) {
         cmd.env("AWS_ACCESS_KEY_ID", ACCESS)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .env("AWS_ENDPOINT_URL", self.endpoint())
@@ -62,7 +62,7 @@ impl S3Server {
             .env_remove("AWS_PROFILE");
     }
 
-    fn store(&self) -> impl ObjectStore {
+    pub(crate) fn store(&self) -> impl ObjectStore {
         AmazonS3Builder::new()
             .with_bucket_name(BUCKET)
             .with_access_key_id(ACCESS)

@@ -10,6 +10,12 @@ pub mod media;
 pub mod method;
 pub mod motion;
 pub mod options;
+pub mod media_descriptors;
+
+mod amm;
+mod frame_diversity;
+mod text_feat;
+mod vis_feat;
 
 mod distinct_token_count;
 mod gdo_flag;
@@ -20,6 +26,7 @@ mod token_count;
 
 use std::sync::Arc;
 
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 
@@ -30,6 +37,8 @@ pub use options::GdoOptions;
 pub use source_group::SourceGroup;
 pub use tnc_regex::TncRegex;
 pub use token_count::TokenCount;
+pub use media_descriptors::{MediaDescriptors, MediaField};
+pub use text_feat::TextFeat;
 
 /// Every scalar function of this crate.
 pub fn all_scalar_udfs() -> Vec<Arc<ScalarUDF>> {
@@ -38,6 +47,7 @@ pub fn all_scalar_udfs() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(GdoFlag::default())),
         Arc::new(ScalarUDF::from(GdoNorm::default())),
         Arc::new(ScalarUDF::from(SourceGroup::default())),
+        Arc::new(ScalarUDF::from(TextFeat::default())),
         Arc::new(ScalarUDF::from(TncRegex::default())),
         Arc::new(ScalarUDF::from(TokenCount::default())),
     ]
@@ -56,4 +66,19 @@ pub fn register_all(ctx: &SessionContext) {
     for udf in all_scalar_udfs() {
         ctx.register_udf(udf.as_ref().clone());
     }
+    // The frame functions fetch through this session's object stores; the projections
+    // hold the very `media_descriptors` instance they rewrite to (so its decode count
+    // covers them).
+    let fetcher = media::FrameFetcher::new(Arc::clone(&ctx.runtime_env().object_store_registry));
+    let media = Arc::new(ScalarUDF::from(MediaDescriptors::new(fetcher)));
+    ctx.register_udf(media.as_ref().clone());
+    ctx.register_udf(ScalarUDF::from(amm::amm_udf(Arc::clone(&media))));
+    ctx.register_udf(ScalarUDF::from(frame_diversity::frame_diversity_udf(Arc::clone(&media))));
+    ctx.register_udf(ScalarUDF::from(vis_feat::vis_feat_udf(Arc::clone(&media))));
+}
+
+/// Frames decoded so far by the session's `media_descriptors` (None if not gdo's).
+pub fn media_decode_count(ctx: &SessionContext) -> Option<u64> {
+    let udf = ctx.udf("media_descriptors").ok()?;
+    (udf.inner().as_ref() as &dyn std::any::Any).downcast_ref::<MediaDescriptors>().map(MediaDescriptors::decode_count)
 }

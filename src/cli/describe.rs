@@ -1,0 +1,114 @@
+//! `gdo describe`: the descriptor table of a pool (spec section 2), resumable.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use std::io::IsTerminal;
+
+use crate::describe::{DescribeOptions, TncMode, load_scorer, run_describe};
+use crate::error::{GdoError, Result};
+
+/// Compute one descriptor row per pair: media (amm, frame_diversity, vis_feat), text
+/// features, TNC, lengths, and with a scorer the model descriptors (loss_video,
+/// loss_blind, vds, ppl, LLM TNC, self-consistency). Killed and rerun with the same
+/// arguments, it resumes from the last finished chunk; with different arguments it
+/// discards the unfinished run and starts afresh.
+///
+/// Example: gdo describe --pool pool/ --out descriptors/ --cheap-only
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The pool table (from `gdo ingest`).
+    #[arg(long, value_name = "DIR")]
+    pub pool: String,
+    /// Output descriptor table folder (local or s3://, gs://, az://).
+    #[arg(long, value_name = "DIR")]
+    pub out: String,
+    /// Media, text and keyword TNC only: model columns NULL, self_consistency -1.
+    #[arg(long)]
+    pub cheap_only: bool,
+    /// A scorer model folder (config.json with model_type, tokenizer, safetensors).
+    #[arg(long, value_name = "PATH")]
+    pub scorer: Option<String>,
+    /// TNC mode; default llm with a scorer, regex without.
+    #[arg(long, value_enum)]
+    pub tnc: Option<TncMode>,
+    /// Sampled answers per pair for self-consistency; default 5 with a scorer; 0 = not computed (-1).
+    #[arg(long)]
+    pub sc_samples: Option<usize>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Shard I/N: pool row i goes to shard i mod N.
+    #[arg(long, default_value = "0/1", value_name = "I/N")]
+    pub shard: String,
+    /// Pairs per scorer call.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Rows per resumable chunk.
+    #[arg(long, default_value_t = 256)]
+    pub chunk_size: usize,
+    /// Seed of the sampled answers.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Test hook: stop after computing this many chunks (as if killed).
+    #[arg(long, hide = true)]
+    pub stop_after_chunks: Option<usize>,
+}
+
+fn parse_shard(s: &str) -> Result<(u64, u64)> {
+    let bad = || GdoError::Usage(format!("--shard {s}: expected I/N with 0 <= I < N"));
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n) = (i.trim().parse::<u64>().map_err(|_| bad())?, n.trim().parse::<u64>().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let shard = parse_shard(&args.shard)?;
+    let scorer = match (&args.scorer, args.cheap_only) {
+        (Some(path), false) => {
+            let device = crate::device::select(&args.device)?;
+            Some(Arc::from(load_scorer(Path::new(path), &device)?))
+        }
+        _ => None,
+    };
+    let has_scorer = scorer.is_some();
+    let tnc = args.tnc.unwrap_or(if has_scorer { TncMode::Llm } else { TncMode::Regex });
+    if tnc == TncMode::Llm && !has_scorer {
+        return Err(GdoError::Usage("--tnc llm needs --scorer (and no --cheap-only)".into()));
+    }
+    let opts = DescribeOptions {
+        pool: args.pool,
+        out: args.out,
+        cheap_only: !has_scorer,
+        scorer,
+        scorer_id: args.scorer.filter(|_| has_scorer),
+        tnc,
+        sc_samples: if has_scorer { args.sc_samples.unwrap_or(5) } else { 0 },
+        shard,
+        batch_size: args.batch_size,
+        chunk_size: args.chunk_size,
+        seed: args.seed,
+        progress: std::io::stderr().is_terminal(),
+        stop_after_chunks: args.stop_after_chunks,
+    };
+    let r = run_describe(&opts).await?;
+    if !r.complete {
+        println!("stopped after {} new chunk(s) of {}; rerun to finish", r.chunks_computed, r.chunks);
+        return Ok(());
+    }
+    let errors: Vec<String> = r.errors_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!(
+        "described {} rows into {} ({} chunks, {} resumed; {} row(s) with errors{}) in {:.2}s",
+        r.rows,
+        r.out,
+        r.chunks,
+        r.chunks_resumed,
+        r.rows_with_error,
+        if errors.is_empty() { String::new() } else { format!(": {}", errors.join(", ")) },
+        r.seconds
+    );
+    Ok(())
+}

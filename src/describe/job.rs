@@ -1,0 +1,464 @@
+//! `gdo describe`: one descriptor row per pair of the pool (spec section 2), in
+//! resumable chunks.
+//!
+//! The cheap part is SQL (`queries/describe/cheap.sql`, gdo's descriptor functions);
+//! the model part goes through a [`Scorer`] in batches. Each chunk of rows (in
+//! pool_index order, this shard's rows only) is written as one complete Parquet file
+//! under `<out>/_describe_chunks/` in one atomic put, so a killed run loses at most the
+//! chunk in progress; rerun with the same arguments, it skips the finished chunks.
+//! When every chunk is there, the chunks are copied into the gdo table at `<out>` and
+//! committed (manifest last), then the chunk folder is removed. If the arguments (or
+//! the pool's size) differ from the unfinished run's, that run's chunks are discarded
+//! and the job starts afresh (said on stderr and in the report).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::describe::{ScoreItem, Scorer};
+use crate::error::{GdoError, Result};
+use crate::session::{new_context, register_table};
+use crate::store::Location;
+use crate::table::{TableWriter, writer_properties};
+
+const CHEAP_SQL: &str = include_str!("../../queries/describe/cheap.sql");
+const CHUNK_DIR: &str = "_describe_chunks";
+const ARGS_FILE: &str = "args.json";
+/// Columns of the SQL result that are inputs, not output.
+const INPUT_COLUMNS: usize = 3;
+
+/// TNC mode (spec section 2, item 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TncMode {
+    Regex,
+    Llm,
+}
+
+/// What `gdo describe` computes, and where.
+#[derive(Clone)]
+pub struct DescribeOptions {
+    pub pool: String,
+    pub out: String,
+    /// Media, text and TNC-regex only; model columns NULL, self_consistency -1.
+    pub cheap_only: bool,
+    /// The scorer for the model descriptors (None: cheap only).
+    pub scorer: Option<Arc<dyn Scorer>>,
+    /// Names the scorer in the resume fingerprint (e.g. its folder).
+    pub scorer_id: Option<String>,
+    pub tnc: TncMode,
+    /// Sampled answers per pair for SC; 0 = not computed (-1).
+    pub sc_samples: usize,
+    /// Shard `i` of `n`: pool row i goes to shard i mod n.
+    pub shard: (u64, u64),
+    /// Pairs per scorer call.
+    pub batch_size: usize,
+    /// Rows per resumable chunk.
+    pub chunk_size: usize,
+    pub seed: u64,
+    pub progress: bool,
+    /// Test hook: stop (without committing) after this many new chunks.
+    pub stop_after_chunks: Option<usize>,
+}
+
+impl Default for DescribeOptions {
+    fn default() -> Self {
+        Self {
+            pool: String::new(),
+            out: String::new(),
+            cheap_only: true,
+            scorer: None,
+            scorer_id: None,
+            tnc: TncMode::Regex,
+            sc_samples: 0,
+            shard: (0, 1),
+            batch_size: 8,
+            chunk_size: 256,
+            seed: 42,
+            progress: false,
+            stop_after_chunks: None,
+        }
+    }
+}
+
+/// `describe_report.json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DescribeReport {
+    pub out: String,
+    /// False when stopped early (test hook); rerun to finish.
+    pub complete: bool,
+    pub rows: u64,
+    pub chunks: usize,
+    pub chunks_resumed: usize,
+    pub chunks_computed: usize,
+    /// Why an earlier unfinished run's chunks were discarded, if they were.
+    pub fresh_start_reason: Option<String>,
+    pub rows_with_error: u64,
+    /// Rows per error kind (`frame_missing`, `frame_undecodable`, `model`, ...).
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub scorer: Option<String>,
+    pub shard: String,
+    pub seconds: f64,
+}
+
+/// The descriptor table's columns (what `gdo merge --descriptors` reads, plus more).
+pub static DESCRIPTOR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let f64n = |n: &str| Field::new(n, DataType::Float64, true);
+    let list = |n: &str| Field::new(n, DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))), true);
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    let i = |n: &str| Field::new(n, DataType::Int32, true);
+    Arc::new(Schema::new(vec![
+        s("qa_uid"),
+        s("video_uid"),
+        s("bucket"),
+        f64n("loss_video"),
+        f64n("loss_blind"),
+        f64n("vds"),
+        f64n("ppl"),
+        f64n("amm"),
+        f64n("frame_diversity"),
+        f64n("tnc_score"),
+        f64n("self_consistency"),
+        list("text_feat"),
+        list("vis_feat"),
+        i("n_frames"),
+        i("question_len"),
+        i("answer_len"),
+        s("error"),
+    ]))
+});
+
+fn fingerprint(opts: &DescribeOptions, pool_rows: usize) -> serde_json::Value {
+    serde_json::json!({
+        "pool": opts.pool,
+        "pool_rows": pool_rows,
+        "cheap_only": opts.cheap_only || opts.scorer.is_none(),
+        "scorer": opts.scorer_id,
+        "tnc": opts.tnc,
+        "sc_samples": opts.sc_samples,
+        "shard": [opts.shard.0, opts.shard.1],
+        "chunk_size": opts.chunk_size,
+        "seed": opts.seed,
+    })
+}
+
+fn bar(enabled: bool, len: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("describe {bar:30} {pos}/{len} rows [{elapsed} < {eta}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Run the descriptor job; see the module docs.
+pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
+    let started = Instant::now();
+    let (shard, shards) = opts.shard;
+    if shards == 0 || shard >= shards {
+        return Err(GdoError::Usage(format!("--shard {shard}/{shards}: need 0 <= I < N")));
+    }
+    if opts.chunk_size == 0 || opts.batch_size == 0 {
+        return Err(GdoError::Usage("--batch-size and the chunk size must be at least 1".into()));
+    }
+    let ctx = new_context();
+    register_table(&ctx, "pool", &opts.pool).await?;
+    let out = Location::parse(&opts.out)?;
+    let chunks_dir = out.child(CHUNK_DIR);
+
+    // This shard's rows in pool order, cut into chunks of pool_index ranges.
+    let ids = crate::sql::run_statements(
+        &ctx,
+        &format!("SELECT pool_index FROM pool WHERE pool_index % {shards} = {shard} ORDER BY pool_index"),
+    )
+    .await?
+    .pop()
+    .map(|r| r.batches)
+    .unwrap_or_default();
+    let mut index: Vec<i64> = Vec::new();
+    for b in &ids {
+        let col = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)?;
+        index.extend(col.as_primitive::<datafusion::arrow::datatypes::Int64Type>().iter().flatten());
+    }
+    let ranges: Vec<(i64, i64)> = index.chunks(opts.chunk_size).map(|c| (c[0], c[c.len() - 1])).collect();
+
+    let mut report = DescribeReport {
+        out: out.to_string(),
+        chunks: ranges.len(),
+        scorer: opts.scorer.as_ref().filter(|_| !opts.cheap_only).map(|s| s.name().to_owned()),
+        shard: format!("{shard}/{shards}"),
+        ..DescribeReport::default()
+    };
+
+    // Resume only a run with the same arguments.
+    let fp = fingerprint(opts, index.len());
+    let args_loc = chunks_dir.child(ARGS_FILE);
+    if args_loc.exists().await? {
+        let old: serde_json::Value = serde_json::from_slice(&args_loc.read_all().await?).unwrap_or_default();
+        if old != fp {
+            let reason = format!("arguments differ from the unfinished run's ({old} vs {fp})");
+            eprintln!("gdo describe: {reason}; discarding its chunks and starting afresh");
+            report.fresh_start_reason = Some(reason);
+            delete_prefix(&chunks_dir).await?;
+        }
+    }
+    args_loc.write_all(serde_json::to_vec_pretty(&fp)?).await?;
+
+    let bar = bar(opts.progress, index.len() as u64);
+    let mut computed = 0usize;
+    for (k, &(lo, hi)) in ranges.iter().enumerate() {
+        let chunk_loc = chunks_dir.child(&format!("chunk-{k:06}.parquet"));
+        let rows_in_chunk = index.len().min((k + 1) * opts.chunk_size) - k * opts.chunk_size;
+        if chunk_loc.exists().await? {
+            report.chunks_resumed += 1;
+            bar.inc(rows_in_chunk as u64);
+            continue;
+        }
+        if opts.stop_after_chunks.is_some_and(|n| computed >= n) {
+            bar.finish_and_clear();
+            report.chunks_computed = computed;
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+        let sql = CHEAP_SQL
+            .replace("{lo}", &lo.to_string())
+            .replace("{hi}", &hi.to_string())
+            .replace("{shards}", &shards.to_string())
+            .replace("{shard}", &shard.to_string());
+        let batches = crate::sql::run_statements(&ctx, &sql).await?.pop().map(|r| r.batches).unwrap_or_default();
+        let Some(first) = batches.first() else { continue };
+        let batch = concat_batches(&first.schema(), &batches)?;
+        let batch = match (&opts.scorer, opts.cheap_only) {
+            (Some(scorer), false) => score_chunk(&ctx, scorer.as_ref(), opts, batch).await?,
+            _ => batch,
+        };
+        let batch = finish_chunk(batch)?;
+        let mut bytes = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut bytes, Arc::clone(&DESCRIPTOR_SCHEMA), Some(writer_properties()))?;
+        w.write(&batch)?;
+        w.close()?;
+        chunk_loc.write_all(bytes).await?;
+        computed += 1;
+        bar.inc(rows_in_chunk as u64);
+    }
+    bar.finish_and_clear();
+    report.chunks_computed = computed;
+
+    // Every chunk is there: copy them, in order, into the table and commit.
+    let mut table = TableWriter::new(out.clone(), "descriptors");
+    let mut part = table.open_part(None, Arc::clone(&DESCRIPTOR_SCHEMA))?;
+    let kind_names = ["frame_bad_uri", "frame_missing", "frame_io", "frame_undecodable", "model"];
+    for k in 0..ranges.len() {
+        let bytes = chunks_dir.child(&format!("chunk-{k:06}.parquet")).read_all().await?;
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
+            let batch = batch?;
+            let errors = batch.column(DESCRIPTOR_SCHEMA.fields().len() - 1).as_string::<i32>();
+            for e in errors.iter().flatten() {
+                report.rows_with_error += 1;
+                for kind in kind_names {
+                    if e.contains(kind) {
+                        *report.errors_by_kind.entry(kind.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            report.rows += batch.num_rows() as u64;
+            part.write(&batch).await?;
+        }
+    }
+    table.add_part(None, part.finish().await?);
+    report.complete = true;
+    report.seconds = started.elapsed().as_secs_f64();
+    let json = serde_json::to_value(&report)?;
+    out.child("describe_report.json").write_all(serde_json::to_vec_pretty(&json)?).await?;
+    table.commit(json).await?;
+    delete_prefix(&chunks_dir).await?;
+    Ok(report)
+}
+
+async fn delete_prefix(loc: &Location) -> Result<()> {
+    use futures::TryStreamExt;
+    let paths: Vec<_> = loc.store.list(Some(&loc.path)).map_ok(|m| m.location).try_collect().await?;
+    for p in paths {
+        match loc.store.delete(&p).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Drop the input columns and store non-finite numbers as NULL.
+fn finish_chunk(batch: RecordBatch) -> Result<RecordBatch> {
+    let n = DESCRIPTOR_SCHEMA.fields().len();
+    let columns: Vec<ArrayRef> = batch.columns()[..n]
+        .iter()
+        .zip(DESCRIPTOR_SCHEMA.fields())
+        .map(|(c, f)| {
+            let c = datafusion::arrow::compute::cast(c, f.data_type())?;
+            Ok(match f.data_type() {
+                DataType::Float64 => Arc::new(
+                    c.as_primitive::<Float64Type>()
+                        .iter()
+                        .map(|v| v.filter(|x| x.is_finite()))
+                        .collect::<Float64Array>(),
+                ) as ArrayRef,
+                _ => c,
+            })
+        })
+        .collect::<Result<_>>()?;
+    debug_assert_eq!(batch.num_columns(), n + INPUT_COLUMNS);
+    Ok(RecordBatch::try_new(Arc::clone(&DESCRIPTOR_SCHEMA), columns)?)
+}
+
+/// Column index in the cheap SQL's result.
+fn col(name: &str) -> usize {
+    match name {
+        "question" => DESCRIPTOR_SCHEMA.fields().len(),
+        "answer" => DESCRIPTOR_SCHEMA.fields().len() + 1,
+        "frames" => DESCRIPTOR_SCHEMA.fields().len() + 2,
+        other => DESCRIPTOR_SCHEMA.index_of(other).unwrap_or(usize::MAX),
+    }
+}
+
+/// Mean pairwise Jaccard similarity of the answers' token sets (two empty sets: 1.0).
+pub fn self_consistency(answers: &[String]) -> f64 {
+    let sets: Vec<std::collections::BTreeSet<String>> =
+        answers.iter().map(|a| gdo_udfs::method::tokens(a).into_iter().collect()).collect();
+    let (mut sum, mut pairs) = (0.0, 0usize);
+    for i in 0..sets.len() {
+        for j in i + 1..sets.len() {
+            let inter = sets[i].intersection(&sets[j]).count();
+            let union = sets[i].union(&sets[j]).count();
+            sum += if union == 0 { 1.0 } else { inter as f64 / union as f64 };
+            pairs += 1;
+        }
+    }
+    if pairs == 0 { -1.0 } else { sum / pairs as f64 }
+}
+
+/// Fill the model columns of one chunk through the scorer, in batches. A row whose
+/// frames cannot be read, or whose batch fails, keeps NULL model columns and says why
+/// in `error`; the cheap columns stay.
+async fn score_chunk(
+    ctx: &datafusion::prelude::SessionContext,
+    scorer: &dyn Scorer,
+    opts: &DescribeOptions,
+    batch: RecordBatch,
+) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let q = batch.column(col("question")).as_string::<i32>().clone();
+    let a = batch.column(col("answer")).as_string::<i32>().clone();
+    let frames_col = batch.column(col("frames")).clone();
+    let lists = gdo_udfs::media_descriptors::frames_lists(&frames_col, "describe")?;
+    let fetcher = gdo_udfs::media::FrameFetcher::new(Arc::clone(&ctx.runtime_env().object_store_registry));
+    // The scorer sees the same up-to-8 uniformly resampled frames as motion.
+    let mut images: Vec<Option<Vec<image::RgbImage>>> = Vec::with_capacity(n);
+    for l in &lists {
+        let uris: Vec<String> = match l {
+            Some(f) => gdo_udfs::method::uniform_indices(f.len(), gdo_udfs::motion::FLOW_FRAMES)
+                .into_iter()
+                .map(|i| f[i].clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        let got = fetcher.fetch_all(&uris).await;
+        let decoded: std::result::Result<Vec<_>, _> =
+            uris.iter().zip(got).map(|(u, b)| b.and_then(|b| gdo_udfs::media::decode_rgb(u, &b))).collect();
+        images.push(decoded.ok());
+    }
+    let mut out: Vec<[Option<f64>; 4]> = vec![[None; 4]; n];
+    let mut tnc: Vec<Option<f64>> = vec![None; n];
+    let mut sc: Vec<f64> = vec![-1.0; n];
+    let mut model_err: Vec<Option<String>> = vec![None; n];
+    let ok_rows: Vec<usize> = (0..n).filter(|&i| images[i].is_some()).collect();
+    for i in (0..n).filter(|i| images[*i].is_none()) {
+        model_err[i] = Some("model: skipped, frames unreadable".into());
+    }
+    // The scorer is synchronous and CPU/GPU bound; the job is a long batch job, so it
+    // runs on this task between fetches.
+    for rows in ok_rows.chunks(opts.batch_size) {
+        let items: Vec<ScoreItem<'_>> = rows
+            .iter()
+            .map(|&i| ScoreItem {
+                question: q.value(i),
+                answer: a.value(i),
+                frames: images[i].as_deref().unwrap_or(&[]),
+            })
+            .collect();
+        match scorer.answer_losses(&items) {
+            Ok(losses) => {
+                for (&i, l) in rows.iter().zip(losses) {
+                    out[i] = [
+                        Some(l.loss_video),
+                        Some(l.loss_blind),
+                        Some(l.loss_blind - l.loss_video),
+                        Some(l.loss_video.clamp(-30.0, 30.0).exp()),
+                    ];
+                }
+            }
+            Err(e) => rows.iter().for_each(|&i| model_err[i] = Some(format!("model: {e}"))),
+        }
+        if opts.tnc == TncMode::Llm {
+            let qs: Vec<&str> = items.iter().map(|it| it.question).collect();
+            match scorer.tnc_llm(&qs) {
+                Ok(v) => rows.iter().zip(v).for_each(|(&i, t)| tnc[i] = Some(t)),
+                Err(e) => rows.iter().for_each(|&i| model_err[i] = Some(format!("model: tnc_llm: {e}"))),
+            }
+        }
+        if opts.sc_samples > 0 {
+            match scorer.sample_answers(&items, opts.sc_samples, opts.seed) {
+                Ok(v) => rows.iter().zip(v).for_each(|(&i, s)| sc[i] = self_consistency(&s)),
+                Err(e) => rows.iter().for_each(|&i| model_err[i] = Some(format!("model: sample_answers: {e}"))),
+            }
+        }
+    }
+    let mut columns = batch.columns().to_vec();
+    for (j, name) in ["loss_video", "loss_blind", "vds", "ppl"].iter().enumerate() {
+        columns[col(name)] = Arc::new(out.iter().map(|r| r[j]).collect::<Float64Array>());
+    }
+    let regex_tnc = batch.column(col("tnc_score")).as_primitive::<Float64Type>().clone();
+    // A failed llm TNC keeps the regex value (spec).
+    columns[col("tnc_score")] = Arc::new(
+        (0..n).map(|i| tnc[i].or((!regex_tnc.is_null(i)).then(|| regex_tnc.value(i)))).collect::<Float64Array>(),
+    );
+    columns[col("self_consistency")] = Arc::new(Float64Array::from(sc));
+    let media_err = batch.column(col("error")).as_string::<i32>().clone();
+    columns[col("error")] = Arc::new(
+        (0..n)
+            .map(|i| {
+                let m = (!media_err.is_null(i)).then(|| media_err.value(i).to_owned());
+                match (m, model_err[i].take()) {
+                    (Some(m), Some(e)) => Some(format!("{m}; {e}")),
+                    (m, e) => m.or(e),
+                }
+            })
+            .collect::<StringArray>(),
+    );
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_consistency_is_mean_pairwise_jaccard() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(self_consistency(&s(&["a b", "a b", "a b"])), 1.0);
+        // {a,b} vs {b,c}: 1/3; vs {a,b}: 1; {b,c} vs {a,b}: 1/3 -> mean 5/9.
+        assert!((self_consistency(&s(&["a b", "b c", "A, b"])) - 5.0 / 9.0).abs() < 1e-15);
+        assert_eq!(self_consistency(&s(&["", ""])), 1.0);
+        assert_eq!(self_consistency(&s(&["x"])), -1.0);
+    }
+}

@@ -1,0 +1,44 @@
+//! Load a scorer model folder by its `config.json` `model_type`.
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use crate::describe::Scorer;
+use crate::error::{GdoError, Result};
+
+/// The model types [`load_scorer`] knows.
+pub const KNOWN_MODEL_TYPES: &[&str] = &["qwen3_vl"];
+
+/// Load the scorer in `path` (a folder with `config.json`) onto `device`.
+pub fn load_scorer(path: &Path, device: &Device) -> Result<Box<dyn Scorer>> {
+    let config = path.join("config.json");
+    let text = std::fs::read_to_string(&config)
+        .map_err(|e| GdoError::Usage(format!("--scorer {}: cannot read config.json: {e}", path.display())))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| GdoError::Usage(format!("--scorer {}: config.json is not JSON: {e}", config.display())))?;
+    let model_type = json.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+    match model_type {
+        "qwen3_vl" => Ok(Box::new(crate::describe::qwen3_vl::Qwen3VlScorer::load(path, device)?)),
+        other => Err(GdoError::Usage(format!(
+            "--scorer {}: unknown model_type \"{other}\" in config.json (known: {})",
+            path.display(),
+            KNOWN_MODEL_TYPES.join(", ")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_model_type_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), r#"{"model_type":"llama"}"#).unwrap();
+        let err = load_scorer(dir.path(), &Device::Cpu).err().expect("unknown type fails").to_string();
+        assert!(err.contains("unknown model_type \"llama\"") && err.contains("qwen3_vl"), "{err}");
+        let err = load_scorer(&dir.path().join("absent"), &Device::Cpu).err().expect("missing fails").to_string();
+        assert!(err.contains("cannot read config.json"), "{err}");
+    }
+}
