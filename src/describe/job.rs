@@ -288,6 +288,7 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
 
 async fn delete_prefix(loc: &Location) -> Result<()> {
     use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
     let paths: Vec<_> = loc.store.list(Some(&loc.path)).map_ok(|m| m.location).try_collect().await?;
     for p in paths {
         match loc.store.delete(&p).await {

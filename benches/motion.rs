@@ -1,0 +1,112 @@
+//! Motion throughput: clips per second (8 frames each, 224x224 gray) for gdo's kernel
+//! (decode + gray + resize + Farneback + frame diversity) against OpenCV's Farneback
+//! from Python (`benches/motion_opencv.py`, cv2.imread + calcOpticalFlowFarneback with
+//! the spec's parameters), same clips, same thread count, in the same run.
+//!
+//! Run: `cargo bench --profile dev --bench motion`. Threads: `GDO_BENCH_THREADS`
+//! (default: all cores). Python: `GDO_BENCH_PYTHON` (default
+//! `~/.cache/gdo/venv/bin/python`, then `python3`); without cv2 OpenCV is skipped with
+//! a note.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use gdo_udfs::method::uniform_indices;
+use gdo_udfs::motion::{FLOW_FRAMES, motion_descriptors, prepare_gray};
+use rayon::prelude::*;
+
+const REPS: usize = 5;
+
+fn clips() -> Vec<Vec<PathBuf>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/motion-reference");
+    let text = std::fs::read_to_string(dir.join("clips.jsonl")).expect("motion-reference clips.jsonl");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("clip line");
+            let images: Vec<&str> = v["images"].as_array().expect("images").iter().filter_map(|x| x.as_str()).collect();
+            uniform_indices(images.len(), FLOW_FRAMES).into_iter().map(|i| dir.join(images[i])).collect()
+        })
+        .collect()
+}
+
+fn gdo_clip(paths: &[PathBuf]) -> (f64, f64) {
+    let planes: Vec<_> = paths
+        .par_iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).expect("frame file");
+            let rgb = image::load_from_memory(&bytes).expect("frame decodes").into_rgb8();
+            prepare_gray(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize)
+        })
+        .collect();
+    motion_descriptors(&planes)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn python() -> Option<String> {
+    if let Ok(p) = std::env::var("GDO_BENCH_PYTHON") {
+        return Some(p);
+    }
+    let venv = std::env::var("HOME").map(|h| format!("{h}/.cache/gdo/venv/bin/python")).unwrap_or_default();
+    [venv, "python3".to_owned()]
+        .into_iter()
+        .find(|p| Command::new(p).args(["-c", "import cv2"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success()))
+}
+
+fn opencv(clips: &[Vec<PathBuf>], threads: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+    let Some(py) = python() else {
+        println!("note: OpenCV skipped: no Python with cv2 (set GDO_BENCH_PYTHON)");
+        return None;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/motion_opencv.py");
+    let req = serde_json::json!({
+        "threads": threads,
+        "reps": REPS,
+        "clips": clips.iter().map(|c| c.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()).collect::<Vec<_>>(),
+    });
+    let mut child =
+        Command::new(py).arg(script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("python starts");
+    child.stdin.take().expect("stdin").write_all(req.to_string().as_bytes()).expect("request written");
+    let out = child.wait_with_output().expect("python runs");
+    if !out.status.success() {
+        println!("note: OpenCV run failed; skipped");
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("python prints JSON");
+    let f = |k: &str| v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
+    Some((f("clips_per_s"), f("amm")))
+}
+
+fn main() {
+    let threads: usize = std::env::var("GDO_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let clips = clips();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+    let mut rates = Vec::new();
+    let mut amm = Vec::new();
+    for _ in 0..REPS {
+        let t0 = Instant::now();
+        amm = pool.install(|| clips.par_iter().map(|c| gdo_clip(c).0).collect::<Vec<f64>>());
+        rates.push(clips.len() as f64 / t0.elapsed().as_secs_f64());
+    }
+    let ours = median(rates.clone());
+    println!("motion: {} clips x {} frames (224x224), {threads} thread(s), {REPS} reps", clips.len(), clips[0].len());
+    println!("gdo kernel (decode + motion): median {ours:.1} clips/s (reps: {rates:.1?})");
+    if let Some((cv_rates, cv_amm)) = opencv(&clips, threads) {
+        let theirs = median(cv_rates.clone());
+        println!(
+            "OpenCV Farneback (cv2.imread + calcOpticalFlowFarneback): median {theirs:.1} clips/s (reps: {cv_rates:.1?})"
+        );
+        let rel: Vec<f64> = amm.iter().zip(&cv_amm).map(|(a, b)| (a - b).abs() / b.abs().max(1e-12)).collect();
+        println!("AMM agreement on these clips: median relative difference {:.2e}", median(rel));
+        println!("ratio gdo / OpenCV: {:.2}x (target >= 2x)", ours / theirs);
+    }
+}
