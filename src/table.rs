@@ -196,7 +196,11 @@ async fn remove_other_runs(root: &Location, keep: &str) -> Result<()> {
 }
 
 async fn delete_prefix(root: &Location, rel: &str) -> Result<()> {
-    let loc = root.child(rel);
+    delete_under(&root.child(rel)).await
+}
+
+/// Delete every object under `loc` (already-missing objects are fine).
+pub async fn delete_under(loc: &Location) -> Result<()> {
     let paths: Vec<_> = loc.store.list(Some(&loc.path)).map_ok(|m| m.location).try_collect().await?;
     for p in paths {
         match loc.store.delete(&p).await {

@@ -210,7 +210,7 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
             let reason = format!("arguments differ from the unfinished run's ({old} vs {fp})");
             eprintln!("gdo describe: {reason}; discarding its chunks and starting afresh");
             report.fresh_start_reason = Some(reason);
-            delete_prefix(&chunks_dir).await?;
+            crate::table::delete_under(&chunks_dir).await?;
         }
     }
     args_loc.write_all(serde_json::to_vec_pretty(&fp)?).await?;
@@ -282,22 +282,10 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     let json = serde_json::to_value(&report)?;
     out.child("describe_report.json").write_all(serde_json::to_vec_pretty(&json)?).await?;
     table.commit(json).await?;
-    delete_prefix(&chunks_dir).await?;
+    crate::table::delete_under(&chunks_dir).await?;
     Ok(report)
 }
 
-async fn delete_prefix(loc: &Location) -> Result<()> {
-    use futures::TryStreamExt;
-    use object_store::ObjectStoreExt;
-    let paths: Vec<_> = loc.store.list(Some(&loc.path)).map_ok(|m| m.location).try_collect().await?;
-    for p in paths {
-        match loc.store.delete(&p).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
 
 /// Drop the input columns and store non-finite numbers as NULL.
 fn finish_chunk(batch: RecordBatch) -> Result<RecordBatch> {
