@@ -16,5 +16,6 @@ pub mod session;
 pub mod sql;
 pub mod store;
 pub mod table;
+pub mod train;
 
 pub use error::{GdoError, Result};

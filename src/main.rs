@@ -19,6 +19,7 @@ enum Command {
     Select(cli::select::Args),
     Demo(cli::demo::Args),
     GenSamples(cli::gen_samples::Args),
+    Train(cli::train::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +47,7 @@ fn main() -> std::process::ExitCode {
             Command::Select(a) => cli::select::run(a).await?,
             Command::Demo(a) => cli::demo::run(a).await?,
             Command::GenSamples(a) => cli::gen_samples::run(a).await?,
+            Command::Train(a) => cli::train::run(a).await?,
         }
         Ok(())
     });

@@ -8,3 +8,4 @@ pub mod ingest;
 pub mod merge;
 pub mod select;
 pub mod sql;
+pub mod train;

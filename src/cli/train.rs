@@ -1,0 +1,165 @@
+//! `gdo train`: train `tiny-vlm` on a table or SQL query.
+
+use crate::error::{GdoError, Result};
+use crate::session::{new_context, register_table};
+use crate::train::{EvalSplit, TinyVlmConfig, TrainConfig, train};
+
+/// Train a model on a subset table (or any table / query with qa_uid, question, answer, frames).
+///
+/// Examples:
+///   gdo train --table subsets/temp_plus/ --out runs/temp_plus --eval temporal=bench/video_temporal/
+///   gdo train --pool pool/ --sql "SELECT * FROM pool WHERE bucket = 'video'" --out runs/video
+///   gdo train --table subsets/temp_plus/ --out runs/temp_plus --resume
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The training table (PATH), or NAME=PATH to register a table for --sql. Repeatable.
+    #[arg(long = "table", value_name = "PATH|NAME=PATH")]
+    pub tables: Vec<String>,
+    /// A pool table folder, registered as `pool` (for --sql).
+    #[arg(long, value_name = "DIR")]
+    pub pool: Option<String>,
+    /// SQL whose result is the training table.
+    #[arg(long, value_name = "QUERY")]
+    pub sql: Option<String>,
+    /// The model (only tiny-vlm is supported by `gdo train`).
+    #[arg(long, default_value = "tiny-vlm")]
+    pub model: String,
+    /// Output folder: checkpoints/, metrics.parquet, tokenizer.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: String,
+    /// Benchmark split to evaluate at each checkpoint: NAME=PATH (a pool table). Repeatable.
+    #[arg(long, value_name = "NAME=PATH")]
+    pub eval: Vec<String>,
+    /// Reuse a tokenizer.json (models compared with each other must share one).
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue from the last checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+    /// Warm-up steps.
+    #[arg(long, default_value_t = 10)]
+    pub warmup: u64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f64,
+    /// Checkpoint and evaluate every N samples (and at the end).
+    #[arg(long, default_value_t = 256)]
+    pub checkpoint_every: u64,
+    /// Fraction of pairs trained without frames.
+    #[arg(long, default_value_t = 0.25)]
+    pub blind_fraction: f64,
+    #[arg(long, default_value_t = 64)]
+    pub d_model: usize,
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[arg(long, hide = true)]
+    pub stop_after_steps: Option<u64>,
+}
+
+fn is_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn name_path<'a>(flag: &str, spec: &'a str) -> Result<(&'a str, &'a str)> {
+    spec.split_once('=')
+        .filter(|(n, p)| is_name(n) && !p.is_empty())
+        .ok_or_else(|| GdoError::Usage(format!("{flag} expects NAME=PATH, got '{spec}'")))
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    if args.model != "tiny-vlm" {
+        return Err(GdoError::Usage(format!(
+            "--model {}: only tiny-vlm is supported by gdo train (Qwen3-VL training is not implemented)",
+            args.model
+        )));
+    }
+    let ctx = new_context();
+    if let Some(pool) = &args.pool {
+        register_table(&ctx, "pool", pool).await?;
+    }
+    let mut input_path = None;
+    for spec in &args.tables {
+        match spec.split_once('=') {
+            Some((n, p)) if is_name(n) && !p.is_empty() => {
+                register_table(&ctx, n, p).await?;
+            }
+            _ if input_path.is_none() => input_path = Some(spec.clone()),
+            _ => return Err(GdoError::Usage("give one training --table PATH (others as NAME=PATH)".into())),
+        }
+    }
+    let input = match (&args.sql, input_path) {
+        (Some(_), Some(_)) => return Err(GdoError::Usage("give --sql or a training --table PATH, not both".into())),
+        (Some(sql), None) => ctx.sql(sql).await?,
+        (None, Some(path)) => {
+            register_table(&ctx, "train_input", &path).await?;
+            ctx.table("train_input").await?
+        }
+        (None, None) => return Err(GdoError::Usage("give the training data: --table PATH or --sql QUERY".into())),
+    };
+    let mut evals = Vec::new();
+    for spec in &args.eval {
+        let (name, path) = name_path("--eval", spec)?;
+        let reg = format!("eval_{name}");
+        register_table(&ctx, &reg, path).await?;
+        evals.push(EvalSplit { name: name.to_owned(), table: ctx.table(reg.as_str()).await? });
+    }
+    let cfg = TrainConfig {
+        seed: args.seed,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        warmup: args.warmup,
+        weight_decay: args.weight_decay,
+        grad_clip: args.grad_clip,
+        checkpoint_every: args.checkpoint_every,
+        blind_fraction: args.blind_fraction,
+        model: TinyVlmConfig {
+            d_model: args.d_model,
+            n_layers: args.layers,
+            max_frames: args.frames,
+            ..Default::default()
+        },
+        tokenizer: args.tokenizer.clone(),
+        device: crate::device::select(&args.device)?,
+        progress: !args.quiet,
+        stop_after_steps: args.stop_after_steps,
+        ..TrainConfig::default()
+    };
+    let summary = train(&ctx, input, &cfg, &evals, &args.out, args.resume).await?;
+    println!(
+        "trained {} samples in {} steps; final train loss {:.4}; checkpoint {}",
+        summary.samples_seen,
+        summary.steps,
+        summary.final_train_loss,
+        summary.checkpoint.display()
+    );
+    for e in summary.evals.iter().filter(|e| e.step == summary.steps) {
+        println!("  {}: accuracy {:.3} on {} questions", e.split, e.accuracy, e.n);
+    }
+    if !summary.frame_skips.is_empty() {
+        println!("  unreadable frames skipped: {:?}", summary.frame_skips);
+    }
+    if summary.stopped_early {
+        println!("  stopped early at step {} (resume with --resume)", summary.steps);
+    }
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! Accuracy on a held-out benchmark split, by ranking candidate answers.
+//!
+//! Rule: the candidates of a split are its distinct answers (normalised: trimmed,
+//! lower-cased), the `max_candidates` most frequent, ties by text. For each question
+//! the model scores every candidate by its answer-only mean token loss given the
+//! question and frames; the lowest loss is the prediction (ties: the first candidate).
+//! A question whose answer is not among the candidates counts as wrong. At most
+//! `max_questions` questions per split, the first ones in table order.
+
+use std::collections::BTreeMap;
+
+use candle_core::Device;
+use image::RgbImage;
+
+use crate::error::Result;
+use crate::train::batcher::{Row, build_batch, encode_pair};
+use crate::train::tiny_vlm::{TinyVlm, row_mean_nll, token_nll};
+use crate::train::tokenizer::TextTokenizer;
+
+/// A split prepared once: rows, their frames (decoded and resized) and candidates.
+pub struct PreparedSplit {
+    pub name: String,
+    pub rows: Vec<Row>,
+    pub frames: Vec<Vec<RgbImage>>,
+    pub candidates: Vec<String>,
+}
+
+fn norm(a: &str) -> String {
+    a.trim().to_lowercase()
+}
+
+pub fn candidates(rows: &[Row], max_candidates: usize) -> Vec<String> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for r in rows {
+        *counts.entry(norm(&r.answer)).or_default() += 1;
+    }
+    let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.into_iter().take(max_candidates).map(|(a, _)| a).collect()
+}
+
+/// Answer losses of `(question, answer, frames)` triples, in batches of `batch`.
+pub fn answer_losses(
+    model: &TinyVlm,
+    tok: &TextTokenizer,
+    items: &[(&str, &str, &[RgbImage])],
+    blind: bool,
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<f64>> {
+    let cfg = model.config();
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(batch.max(1)) {
+        let texts = chunk.iter().map(|(q, a, _)| encode_pair(tok, cfg, q, a)).collect::<Result<Vec<_>>>()?;
+        let frames: Vec<&[RgbImage]> = chunk.iter().map(|(_, _, f)| *f).collect();
+        let b = build_batch(&texts, &frames, &vec![blind; chunk.len()], cfg, device)?;
+        let logits = model.forward(&b.frames, &b.frame_mask, &b.tokens, &b.text_mask)?;
+        let losses = row_mean_nll(&token_nll(&logits, &b.targets)?, &b.loss_mask)?;
+        out.extend(losses.to_vec1::<f32>()?.into_iter().map(f64::from));
+    }
+    Ok(out)
+}
+
+/// (accuracy, questions evaluated) of the model on a prepared split.
+pub fn accuracy(model: &TinyVlm, tok: &TextTokenizer, split: &PreparedSplit, device: &Device) -> Result<(f64, u64)> {
+    if split.rows.is_empty() || split.candidates.is_empty() {
+        return Ok((0.0, 0));
+    }
+    let mut correct = 0u64;
+    for (row, frames) in split.rows.iter().zip(&split.frames) {
+        let items: Vec<(&str, &str, &[RgbImage])> =
+            split.candidates.iter().map(|c| (row.question.as_str(), c.as_str(), frames.as_slice())).collect();
+        let losses = answer_losses(model, tok, &items, false, 32, device)?;
+        let mut best = 0;
+        for (i, l) in losses.iter().enumerate() {
+            if *l < losses[best] {
+                best = i;
+            }
+        }
+        if split.candidates[best] == norm(&row.answer) {
+            correct += 1;
+        }
+    }
+    let n = split.rows.len() as u64;
+    Ok((correct as f64 / n as f64, n))
+}

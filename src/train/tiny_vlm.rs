@@ -1,0 +1,243 @@
+//! `tiny-vlm`: a vision-language model small enough to train on two CPU cores in
+//! seconds per few hundred pairs.
+//!
+//! Vision: each frame (`image_size`² RGB) is cut into `patch_size`² patches, embedded
+//! linearly with learned patch positions, passed through `vision_layers` transformer
+//! blocks and mean-pooled to one token per frame; a learned temporal position (the
+//! frame's slot after uniform resampling) is added. Decoder: a causal transformer over
+//! `[frame tokens, text tokens]`; absent frames and text padding are masked as keys, so
+//! a pair without frames (blind) sees exactly nothing of the frame slots.
+//!
+//! Defaults (d_model 64, 4 heads, 2 decoder layers, 1 vision layer, 32x32 frames, 8x8
+//! patches, 8 frames, 48 text tokens): about 0.2 M parameters plus the embeddings.
+
+use candle_core::{D, Module, Result, Tensor};
+use candle_nn::{Embedding, Linear, VarBuilder, embedding, linear};
+use serde::{Deserialize, Serialize};
+
+pub const MODEL_TYPE: &str = "tiny-vlm";
+
+/// Hyper-parameters, saved as the checkpoint's `config.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TinyVlmConfig {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+    pub vision_layers: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub max_frames: usize,
+    pub max_text: usize,
+}
+
+impl Default for TinyVlmConfig {
+    fn default() -> Self {
+        Self {
+            model_type: MODEL_TYPE.to_owned(),
+            vocab_size: 0,
+            d_model: 64,
+            n_heads: 4,
+            n_layers: 2,
+            vision_layers: 1,
+            image_size: 32,
+            patch_size: 8,
+            max_frames: 8,
+            max_text: 48,
+        }
+    }
+}
+
+impl TinyVlmConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.model_type != MODEL_TYPE {
+            return Err(format!("model_type '{}' is not '{MODEL_TYPE}'", self.model_type));
+        }
+        if self.d_model == 0 || self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+            return Err(format!("d_model {} must be a positive multiple of n_heads {}", self.d_model, self.n_heads));
+        }
+        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+            return Err(format!("image_size {} must be a multiple of patch_size {}", self.image_size, self.patch_size));
+        }
+        if self.max_frames == 0 || self.max_text < 4 || self.vocab_size < 6 {
+            return Err("max_frames >= 1, max_text >= 4 and a vocabulary are needed".into());
+        }
+        Ok(())
+    }
+}
+
+/// Layer norm from primitive ops (candle-nn's fused kernel has no backward pass).
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Norm {
+    fn new(d: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { weight: vb.get(d, "weight")?, bias: vb.get(d, "bias")? })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+        xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+struct Block {
+    ln1: Norm,
+    qkv: Linear,
+    proj: Linear,
+    ln2: Norm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: usize,
+}
+
+impl Block {
+    fn new(d: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            ln1: Norm::new(d, vb.pp("ln1"))?,
+            qkv: linear(d, 3 * d, vb.pp("qkv"))?,
+            proj: linear(d, d, vb.pp("proj"))?,
+            ln2: Norm::new(d, vb.pp("ln2"))?,
+            fc1: linear(d, 4 * d, vb.pp("fc1"))?,
+            fc2: linear(4 * d, d, vb.pp("fc2"))?,
+            heads,
+        })
+    }
+
+    /// `mask`: additive, broadcastable to `[B, heads, L, L]`.
+    fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let dh = d / self.heads;
+        let qkv = self.qkv.forward(&self.ln1.forward(x)?)?.reshape((b, l, 3, self.heads, dh))?;
+        let qkv = qkv.permute((2, 0, 3, 1, 4))?;
+        let q = qkv.get(0)?.contiguous()?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let att = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?.broadcast_add(mask)?;
+        let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+        let y = att.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, l, d))?;
+        let x = (x + self.proj.forward(&y)?)?;
+        let h = self.fc2.forward(&self.fc1.forward(&self.ln2.forward(&x)?)?.gelu()?)?;
+        x + h
+    }
+}
+
+/// The model. Build with [`TinyVlm::new`] from a `VarBuilder`.
+pub struct TinyVlm {
+    cfg: TinyVlmConfig,
+    patch: Linear,
+    patch_pos: Tensor,
+    vision: Vec<Block>,
+    ln_vision: Norm,
+    temporal_pos: Tensor,
+    tok_emb: Embedding,
+    text_pos: Tensor,
+    decoder: Vec<Block>,
+    ln_f: Norm,
+    lm_head: Linear,
+}
+
+impl TinyVlm {
+    pub fn new(cfg: &TinyVlmConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate().map_err(candle_core::Error::Msg)?;
+        let d = cfg.d_model;
+        let g = cfg.image_size / cfg.patch_size;
+        let vv = vb.pp("vision");
+        let vision = (0..cfg.vision_layers)
+            .map(|i| Block::new(d, cfg.n_heads, vv.pp(format!("block{i}"))))
+            .collect::<Result<_>>()?;
+        let dv = vb.pp("decoder");
+        let decoder =
+            (0..cfg.n_layers).map(|i| Block::new(d, cfg.n_heads, dv.pp(format!("block{i}")))).collect::<Result<_>>()?;
+        Ok(Self {
+            patch: linear(3 * cfg.patch_size * cfg.patch_size, d, vv.pp("patch"))?,
+            patch_pos: vv.get((g * g, d), "patch_pos")?,
+            vision,
+            ln_vision: Norm::new(d, vv.pp("ln_out"))?,
+            temporal_pos: vv.get((cfg.max_frames, d), "temporal_pos")?,
+            tok_emb: embedding(cfg.vocab_size, d, dv.pp("tok_emb"))?,
+            text_pos: dv.get((cfg.max_text, d), "text_pos")?,
+            decoder,
+            ln_f: Norm::new(d, dv.pp("ln_f"))?,
+            lm_head: linear(d, cfg.vocab_size, dv.pp("lm_head"))?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &TinyVlmConfig {
+        &self.cfg
+    }
+
+    /// `[B, F, 3, S, S]` frames -> `[B, F, d]` frame tokens.
+    fn encode_frames(&self, frames: &Tensor) -> Result<Tensor> {
+        let (b, f, c, s, _) = frames.dims5()?;
+        let p = self.cfg.patch_size;
+        let g = s / p;
+        let x = frames.reshape((b * f, c, g, p, g, p))?.permute((0, 2, 4, 1, 3, 5))?.contiguous()?.reshape((
+            b * f,
+            g * g,
+            c * p * p,
+        ))?;
+        let mut x = self.patch.forward(&x)?.broadcast_add(&self.patch_pos)?;
+        let no_mask = Tensor::zeros((1, 1, g * g, g * g), x.dtype(), x.device())?;
+        for blk in &self.vision {
+            x = blk.forward(&x, &no_mask)?;
+        }
+        let x = self.ln_vision.forward(&x)?.mean(1)?;
+        x.reshape((b, f, self.cfg.d_model))?.broadcast_add(&self.temporal_pos.narrow(0, 0, f)?)
+    }
+
+    /// Logits `[B, T, vocab]` for the text positions.
+    /// `frames [B, F, 3, S, S]` f32, `frame_mask [B, F]` (1 = present), `tokens [B, T]`
+    /// u32, `text_mask [B, T]` (1 = real token). F and T must not exceed the config's.
+    pub fn forward(&self, frames: &Tensor, frame_mask: &Tensor, tokens: &Tensor, text_mask: &Tensor) -> Result<Tensor> {
+        let (b, f) = frame_mask.dims2()?;
+        let t = tokens.dim(1)?;
+        if f > self.cfg.max_frames || t > self.cfg.max_text {
+            candle_core::bail!(
+                "{f} frames / {t} tokens exceed the model's {} / {}",
+                self.cfg.max_frames,
+                self.cfg.max_text
+            );
+        }
+        let v = self.encode_frames(frames)?;
+        let txt = self.tok_emb.forward(tokens)?.broadcast_add(&self.text_pos.narrow(0, 0, t)?)?;
+        let mut x = Tensor::cat(&[&v, &txt], 1)?;
+        let l = f + t;
+        let causal: Vec<f32> = (0..l).flat_map(|i| (0..l).map(move |j| if j <= i { 0.0 } else { -1e9 })).collect();
+        let causal = Tensor::from_vec(causal, (1, 1, l, l), x.device())?;
+        let keys = Tensor::cat(&[frame_mask, text_mask], 1)?;
+        let key_add = ((keys - 1.0)? * 1e9)?.reshape((b, 1, 1, l))?;
+        let mask = causal.broadcast_add(&key_add)?;
+        for blk in &self.decoder {
+            x = blk.forward(&x, &mask)?;
+        }
+        let x = self.ln_f.forward(&x)?.narrow(1, f, t)?;
+        self.lm_head.forward(&x)
+    }
+}
+
+/// Per-token negative log-likelihood `[B, T]` of `targets [B, T]` (u32).
+pub fn token_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    lp.gather(&targets.unsqueeze(D::Minus1)?.contiguous()?, D::Minus1)?.squeeze(D::Minus1)?.neg()
+}
+
+/// Mean NLL over masked tokens, per row `[B]`.
+pub fn row_mean_nll(nll: &Tensor, loss_mask: &Tensor) -> Result<Tensor> {
+    let num = (nll * loss_mask)?.sum(1)?;
+    let den = loss_mask.sum(1)?.clamp(1.0, f64::MAX)?;
+    num / den
+}
+
+/// Mean NLL over all masked tokens of the batch (the training loss).
+pub fn batch_mean_nll(nll: &Tensor, loss_mask: &Tensor) -> Result<Tensor> {
+    let num = (nll * loss_mask)?.sum_all()?;
+    let den = loss_mask.sum_all()?.clamp(1.0, f64::MAX)?;
+    num / den
+}

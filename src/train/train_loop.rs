@@ -1,0 +1,323 @@
+//! [`train`]: the training loop, its evaluation cadence and the Parquet metrics log.
+//!
+//! Order and randomness: each epoch visits the rows in a permutation drawn from the
+//! seed and the epoch number; whether a pair is shown blind is drawn from the seed, the
+//! epoch and its position. A step's inputs therefore depend only on (seed, step), and
+//! a resumed run (weights, AdamW moments and step restored from the last checkpoint)
+//! performs exactly the updates an uninterrupted run would: bit-identical weights.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::DType;
+use candle_nn::{VarBuilder, VarMap};
+use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::{DataFrame, SessionContext};
+use gdo_udfs::media::FrameFetcher;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GdoError, Result};
+use crate::train::batcher::{Row, build_batch, encode_pair, fetch_frames, read_rows};
+use crate::train::checkpoint::{self, CheckpointParts, TrainState};
+use crate::train::eval::{PreparedSplit, accuracy, candidates};
+use crate::train::optimizer::{AdamW, lr_at};
+use crate::train::tiny_vlm::{TinyVlm, batch_mean_nll, token_nll};
+use crate::train::tokenizer::TextTokenizer;
+use crate::train::{EvalRecord, EvalSplit, TrainConfig, TrainSummary};
+
+/// One row of `metrics.parquet`: one per evaluated split per checkpoint (split null
+/// when no split is evaluated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub step: u64,
+    pub samples_seen: u64,
+    pub train_loss: f64,
+    pub lr: f64,
+    pub split: Option<String>,
+    pub accuracy: Option<f64>,
+    pub n: Option<u64>,
+}
+
+fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("step", DataType::UInt64, false),
+        Field::new("samples_seen", DataType::UInt64, false),
+        Field::new("train_loss", DataType::Float64, false),
+        Field::new("lr", DataType::Float64, false),
+        Field::new("split", DataType::Utf8, true),
+        Field::new("accuracy", DataType::Float64, true),
+        Field::new("n", DataType::UInt64, true),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.step))),
+        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.samples_seen))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.train_loss))),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.lr))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.split.as_deref()))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.accuracy))),
+        Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.n))),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), cols)?;
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+    let file = std::fs::File::create(&tmp).map_err(|e| GdoError::io(tmp.display().to_string(), e))?;
+    let mut w = ArrowWriter::try_new(file, schema, Some(crate::table::writer_properties()))?;
+    w.write(&batch)?;
+    w.close()?;
+    std::fs::rename(&tmp, path).map_err(|e| GdoError::io(path.display().to_string(), e))
+}
+
+fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0000_0000 ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    order.shuffle(&mut rng);
+    order
+}
+
+fn epoch_blind(n: usize, seed: u64, epoch: u64, fraction: f64) -> Vec<bool> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb11d_0000_0000 ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    (0..n).map(|_| rng.random::<f64>() < fraction).collect()
+}
+
+async fn prepare_split(
+    fetcher: &FrameFetcher,
+    split: &EvalSplit,
+    cfg: &TrainConfig,
+    mcfg: &crate::train::TinyVlmConfig,
+    skips: &mut BTreeMap<String, u64>,
+) -> Result<PreparedSplit> {
+    let mut rows = read_rows(split.table.clone().execute_stream().await?)
+        .await
+        .map_err(|e| GdoError::Usage(format!("--eval {}: {e}", split.name)))?;
+    let cands = candidates(&rows, cfg.eval_max_candidates);
+    rows.truncate(cfg.eval_max_questions);
+    let refs: Vec<&Row> = rows.iter().collect();
+    let mut split_skips = BTreeMap::new();
+    let frames = fetch_frames(fetcher, &refs, mcfg, &mut split_skips).await;
+    for (k, v) in split_skips {
+        *skips.entry(format!("eval:{k}")).or_default() += v;
+    }
+    Ok(PreparedSplit { name: split.name.clone(), rows, frames, candidates: cands })
+}
+
+/// Train `tiny-vlm` on the pairs of `input` (columns qa_uid, question, answer, frames),
+/// writing checkpoints, `metrics.parquet` and `tokenizer.json` under `out_dir` (a local
+/// folder). With `resume`, continue from the last checkpoint there.
+pub async fn train(
+    ctx: &SessionContext,
+    input: DataFrame,
+    cfg: &TrainConfig,
+    evals: &[EvalSplit],
+    out_dir: &str,
+    resume: bool,
+) -> Result<TrainSummary> {
+    if cfg.batch_size == 0 || cfg.epochs == 0 || cfg.checkpoint_every == 0 {
+        return Err(GdoError::Usage("batch size, epochs and --checkpoint-every must be positive".into()));
+    }
+    let out = PathBuf::from(out_dir);
+    std::fs::create_dir_all(&out).map_err(|e| GdoError::io(out_dir, e))?;
+    let rows = read_rows(input.execute_stream().await?).await?;
+    if rows.is_empty() {
+        return Err(GdoError::Usage("the training table is empty: nothing to train on".into()));
+    }
+    let latest = if resume {
+        Some(checkpoint::latest(&out)?.ok_or_else(|| {
+            GdoError::Usage(format!("--resume: no checkpoint under {}", checkpoint::checkpoints_dir(&out).display()))
+        })?)
+    } else {
+        None
+    };
+    let tok = match (&latest, &cfg.tokenizer) {
+        (Some(dir), _) => TextTokenizer::load(&dir.join("tokenizer.json"))?,
+        (None, Some(path)) => TextTokenizer::load(Path::new(path))?,
+        (None, None) => {
+            let tok = TextTokenizer::build(
+                rows.iter().flat_map(|r| [r.question.as_str(), r.answer.as_str()]),
+                cfg.max_vocab,
+            )?;
+            tok.save(&out.join("tokenizer.json"))?;
+            tok
+        }
+    };
+    let mut mcfg = cfg.model.clone();
+    mcfg.vocab_size = tok.vocab_size();
+    mcfg.validate().map_err(GdoError::Usage)?;
+
+    let varmap = VarMap::new();
+    let model = TinyVlm::new(&mcfg, VarBuilder::from_varmap(&varmap, DType::F32, &cfg.device))?;
+    checkpoint::init_weights(&varmap, cfg.seed)?;
+    let named: Vec<(String, candle_core::Var)> = {
+        let data = varmap.data().lock().map_err(|_| GdoError::Usage("weights lock poisoned".into()))?;
+        data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let mut opt = AdamW::new(named, cfg.weight_decay)?;
+    let mut state = TrainState {
+        step: 0,
+        samples_seen: 0,
+        seed: cfg.seed,
+        rows: rows.len() as u64,
+        last_loss: f64::NAN,
+        evals: Vec::new(),
+        frame_skips: BTreeMap::new(),
+        metrics: Vec::new(),
+    };
+    if let Some(dir) = &latest {
+        let saved = checkpoint::read_config(dir)?;
+        if saved != mcfg {
+            return Err(GdoError::Usage(format!(
+                "--resume: {} holds a checkpoint of another model shape ({saved:?}, this run: {mcfg:?})",
+                dir.display()
+            )));
+        }
+        checkpoint::load_weights(&varmap, dir, &cfg.device)?;
+        let (saved_state, moments) = checkpoint::load_state(dir)?;
+        if saved_state.seed != cfg.seed || saved_state.rows != rows.len() as u64 {
+            return Err(GdoError::Usage(format!(
+                "--resume: {} was trained with seed {} on {} rows; this run has seed {} and {} rows",
+                dir.display(),
+                saved_state.seed,
+                saved_state.rows,
+                cfg.seed,
+                rows.len()
+            )));
+        }
+        opt.load_state(moments, saved_state.step)?;
+        state = saved_state;
+    }
+
+    let fetcher = FrameFetcher::new(ctx.runtime_env().object_store_registry.clone());
+    let mut eval_skips = BTreeMap::new();
+    let mut splits = Vec::new();
+    for s in evals {
+        splits.push(prepare_split(&fetcher, s, cfg, &mcfg, &mut eval_skips).await?);
+    }
+
+    let n = rows.len();
+    let bs = cfg.batch_size;
+    let steps_per_epoch = n.div_ceil(bs) as u64;
+    let total = steps_per_epoch * cfg.epochs as u64;
+    let pb =
+        if cfg.progress { indicatif::ProgressBar::new(total * bs as u64) } else { indicatif::ProgressBar::hidden() };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} samples {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.set_position(state.samples_seen);
+    let started = Instant::now();
+    let start_samples = state.samples_seen;
+    let mut window = (0f64, 0u64);
+    let mut order_cache: Option<(u64, Vec<usize>, Vec<bool>)> = None;
+    let mut last_dir = latest.clone();
+    let mut next_ckpt = (state.samples_seen / cfg.checkpoint_every + 1) * cfg.checkpoint_every;
+    let mut stopped_early = false;
+    while state.step < total {
+        let epoch = state.step / steps_per_epoch;
+        let bi = (state.step % steps_per_epoch) as usize;
+        if order_cache.as_ref().map(|c| c.0) != Some(epoch) {
+            order_cache =
+                Some((epoch, epoch_order(n, cfg.seed, epoch), epoch_blind(n, cfg.seed, epoch, cfg.blind_fraction)));
+        }
+        let (_, order, blind_all) = order_cache.as_ref().expect("set above");
+        let positions = bi * bs..((bi + 1) * bs).min(n);
+        let batch_rows: Vec<&Row> = positions.clone().map(|p| &rows[order[p]]).collect();
+        let blind: Vec<bool> = positions.map(|p| blind_all[p]).collect();
+        let frames = fetch_frames(&fetcher, &batch_rows, &mcfg, &mut state.frame_skips).await;
+        let texts =
+            batch_rows.iter().map(|r| encode_pair(&tok, &mcfg, &r.question, &r.answer)).collect::<Result<Vec<_>>>()?;
+        let frame_refs: Vec<&[image::RgbImage]> = frames.iter().map(|f| f.as_slice()).collect();
+        let b = build_batch(&texts, &frame_refs, &blind, &mcfg, &cfg.device)?;
+        let logits = model.forward(&b.frames, &b.frame_mask, &b.tokens, &b.text_mask)?;
+        let loss = batch_mean_nll(&token_nll(&logits, &b.targets)?, &b.loss_mask)?;
+        let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+        if !loss_value.is_finite() {
+            return Err(GdoError::Candle(candle_core::Error::Msg(format!(
+                "training loss became {loss_value} at step {}; stopped without updating. The last good checkpoint is {}",
+                state.step + 1,
+                last_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "none (no checkpoint yet)".into())
+            ))));
+        }
+        let lr = lr_at(state.step, total, cfg.warmup, cfg.lr);
+        let grads = loss.backward()?;
+        opt.step(&grads, lr, cfg.grad_clip)?;
+        state.step += 1;
+        state.samples_seen += batch_rows.len() as u64;
+        window.0 += loss_value;
+        window.1 += 1;
+        let rate = (state.samples_seen - start_samples) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        pb.set_position(state.samples_seen);
+        pb.set_message(format!("loss {loss_value:.4}  {rate:.1} samples/s"));
+
+        if state.samples_seen >= next_ckpt || state.step == total {
+            next_ckpt = (state.samples_seen / cfg.checkpoint_every + 1) * cfg.checkpoint_every;
+            let train_loss = window.0 / window.1.max(1) as f64;
+            window = (0.0, 0);
+            state.last_loss = train_loss;
+            if splits.is_empty() {
+                state.metrics.push(MetricRow {
+                    step: state.step,
+                    samples_seen: state.samples_seen,
+                    train_loss,
+                    lr,
+                    split: None,
+                    accuracy: None,
+                    n: None,
+                });
+            }
+            for s in &splits {
+                let (acc, count) = accuracy(&model, &tok, s, &cfg.device)?;
+                let rec = EvalRecord {
+                    step: state.step,
+                    samples_seen: state.samples_seen,
+                    split: s.name.clone(),
+                    accuracy: acc,
+                    n: count,
+                };
+                state.metrics.push(MetricRow {
+                    step: state.step,
+                    samples_seen: state.samples_seen,
+                    train_loss,
+                    lr,
+                    split: Some(s.name.clone()),
+                    accuracy: Some(acc),
+                    n: Some(count),
+                });
+                state.evals.push(rec);
+            }
+            let dir = checkpoint::save(
+                &out,
+                CheckpointParts {
+                    cfg: &mcfg,
+                    tokenizer_json: tok.json(),
+                    weights: checkpoint::weights(&varmap)?,
+                    optimizer: opt.state_tensors(),
+                    state: &state,
+                },
+            )?;
+            write_metrics(&out.join("metrics.parquet"), &state.metrics)?;
+            last_dir = Some(dir);
+        }
+        if cfg.stop_after_steps == Some(state.step) && state.step < total {
+            stopped_early = true;
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    let mut frame_skips = state.frame_skips.clone();
+    frame_skips.extend(eval_skips);
+    Ok(TrainSummary {
+        samples_seen: state.samples_seen,
+        steps: state.step,
+        final_train_loss: state.last_loss,
+        evals: state.evals,
+        frame_skips,
+        checkpoint: last_dir.unwrap_or_else(|| checkpoint::checkpoints_dir(&out)),
+        stopped_early,
+    })
+}
