@@ -3,6 +3,7 @@
 //! `../shared/spec/gdo-method.md` for the method.
 
 pub mod cli;
+pub mod demo;
 pub mod describe;
 pub mod device;
 pub mod error;

@@ -99,16 +99,38 @@ fn function_reference_and_errors() {
 }
 
 #[test]
-fn demo_runs_on_the_committed_sample_pool() {
+fn demo_quick_runs_the_whole_loop_on_the_committed_sample_pool() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let o = run_ok(gdo().arg("demo").arg("--out").arg(&out));
+    let o = run_ok(gdo().arg("demo").arg("--quick").arg("--out").arg(&out));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("report: "), "{stdout}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     // The committed sample pool: 900 pairs, its 10 broken lines counted by reason.
     assert!(report.contains("Ingest: 900 pairs from 710 rows, 10 rejected lines"), "{report}");
     for q in gdo::queries::AUDIT {
-        assert!(report.contains(&format!("## {}", q.name)), "{}", q.name);
+        assert!(report.contains(&format!("### {}", q.name)), "{}", q.name);
     }
+    // Table 2 has a row with a number per split for every goal and the baseline.
+    for run in ["minloss", "diverse", "temp", "temp_plus", "uni_10x"] {
+        let row = report.lines().find(|l| l.starts_with(&format!("| {run} |"))).unwrap_or_else(|| panic!("{run}: {report}"));
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        // run, size, samples, 3 splits + average
+        assert_eq!(cells.len(), 7, "{row}");
+        for c in &cells[1..] {
+            assert!(c.parse::<f64>().is_ok(), "{run}: '{c}' is not a number in {row}");
+        }
+    }
+    // Table 1: one row per split and the average.
+    for split in ["image_static", "video_temporal", "video_long", "average"] {
+        assert!(report.lines().any(|l| l.starts_with(&format!("| {split} |"))), "{split}: {report}");
+    }
+    let png = image::open(out.join("frontier.png")).expect("frontier.png decodes");
+    assert!(png.width() > 1000 && png.height() > 200);
+    let svg = std::fs::read_to_string(out.join("frontier.svg")).unwrap();
+    for run in ["minloss", "diverse", "temp", "temp_plus", "uni_10x"] {
+        assert!(svg.contains(&format!("{run} (")), "{run} missing from the plot legend");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<table>") && html.contains("frontier.svg"));
 }
