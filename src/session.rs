@@ -34,6 +34,12 @@ pub fn new_context() -> SessionContext {
         .with_query_planner(Arc::new(crate::select::GdoQueryPlanner))
         .build();
     let ctx = SessionContext::new_with_state(state);
+    // DataFusion 55's leaf-expression pushdown moves `m['amm']` below the projection
+    // that computes `m`, inlining `media_descriptors(frames)` once per field: each frame
+    // was then fetched, decoded and run through optical flow once per field. gdo's
+    // tables have no struct columns for it to prune, so it is off (decode once).
+    ctx.remove_optimizer_rule("extract_leaf_expressions");
+    ctx.remove_optimizer_rule("push_down_leaf_projections");
     gdo_udfs::register_all(&ctx);
     crate::select::register_table_functions(&ctx);
     ctx

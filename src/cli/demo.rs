@@ -16,15 +16,17 @@ pub struct Args {
     /// Sample data folder (onevision.jsonl, video.jsonl, benchmarks/) [default: the repository's data-samples/].
     #[arg(long, value_name = "DIR")]
     pub samples: Option<PathBuf>,
-    /// The small variant (about 2 minutes on 2 cores; the test suite runs it).
+    /// The small variant the test suite runs: every third pair of the selection pool,
+    /// 16-pair goals, shorter training and evaluation, no SC sampling.
     #[arg(long)]
     pub quick: bool,
     /// Seed of every random step (scorer slice training, k-means, selection ties, Uni-10x, training).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Pairs in each goal's 1x subset (Uni-10x is ten times that, capped at the pool).
-    #[arg(long, default_value_t = 40)]
-    pub count: u64,
+    /// Pairs in each goal's 1x subset (Uni-10x is ten times that, capped at the pool)
+    /// [default: 40; 16 with --quick].
+    #[arg(long)]
+    pub count: Option<u64>,
 }
 
 /// The sample pool committed with the sources.
@@ -38,7 +40,7 @@ pub async fn run(args: Args) -> Result<()> {
         samples: args.samples.unwrap_or_else(default_samples_dir),
         quick: args.quick,
         seed: args.seed,
-        count: args.count,
+        count: args.count.unwrap_or(if args.quick { 16 } else { 40 }),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let summary = run_demo(&opts).await?;

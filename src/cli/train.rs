@@ -63,6 +63,9 @@ pub struct Args {
     pub layers: usize,
     #[arg(long, default_value_t = 8)]
     pub frames: usize,
+    /// Tokens per frame side: each frame becomes N x N region tokens (1, 2 or 4).
+    #[arg(long, default_value_t = 2)]
+    pub frame_grid: usize,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -136,6 +139,7 @@ pub async fn run(args: Args) -> Result<()> {
             d_model: args.d_model,
             n_layers: args.layers,
             max_frames: args.frames,
+            frame_grid: args.frame_grid,
             ..Default::default()
         },
         tokenizer: args.tokenizer.clone(),

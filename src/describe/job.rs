@@ -346,8 +346,12 @@ async fn score_chunk(
     batch: RecordBatch,
 ) -> Result<RecordBatch> {
     let n = batch.num_rows();
-    let q = batch.column(col("question")).as_string::<i32>().clone();
-    let a = batch.column(col("answer")).as_string::<i32>().clone();
+    // Parquet strings may come back as Utf8View; read both through Utf8.
+    let utf8 = |name: &str| -> Result<datafusion::arrow::array::StringArray> {
+        let c = datafusion::arrow::compute::cast(batch.column(col(name)), &DataType::Utf8)?;
+        Ok(c.as_string::<i32>().clone())
+    };
+    let (q, a) = (utf8("question")?, utf8("answer")?);
     let frames_col = batch.column(col("frames")).clone();
     let lists = gdo_udfs::media_descriptors::frames_lists(&frames_col, "describe")?;
     let fetcher = gdo_udfs::media::FrameFetcher::new(Arc::clone(&ctx.runtime_env().object_store_registry));
@@ -422,7 +426,7 @@ async fn score_chunk(
         (0..n).map(|i| tnc[i].or((!regex_tnc.is_null(i)).then(|| regex_tnc.value(i)))).collect::<Float64Array>(),
     );
     columns[col("self_consistency")] = Arc::new(Float64Array::from(sc));
-    let media_err = batch.column(col("error")).as_string::<i32>().clone();
+    let media_err = utf8("error")?;
     columns[col("error")] = Arc::new(
         (0..n)
             .map(|i| {

@@ -8,7 +8,7 @@ use crate::describe::Scorer;
 use crate::error::{GdoError, Result};
 
 /// The model types [`load_scorer`] knows.
-pub const KNOWN_MODEL_TYPES: &[&str] = &["qwen3_vl"];
+pub const KNOWN_MODEL_TYPES: &[&str] = &["qwen3_vl", "tiny-vlm"];
 
 /// Load the scorer in `path` (a folder with `config.json`) onto `device`.
 pub fn load_scorer(path: &Path, device: &Device) -> Result<Box<dyn Scorer>> {
@@ -20,6 +20,8 @@ pub fn load_scorer(path: &Path, device: &Device) -> Result<Box<dyn Scorer>> {
     let model_type = json.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
     match model_type {
         "qwen3_vl" => Ok(Box::new(crate::describe::qwen3_vl::Qwen3VlScorer::load(path, device)?)),
+        // A `gdo train` checkpoint: the proxy scorer for machines without a large model.
+        "tiny-vlm" => Ok(Box::new(crate::train::TinyVlmScorer::load(path, device)?)),
         other => Err(GdoError::Usage(format!(
             "--scorer {}: unknown model_type \"{other}\" in config.json (known: {})",
             path.display(),

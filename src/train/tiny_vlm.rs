@@ -3,8 +3,9 @@
 //!
 //! Vision: each frame (`image_size`² RGB) is cut into `patch_size`² patches, embedded
 //! linearly with learned patch positions, passed through `vision_layers` transformer
-//! blocks and mean-pooled to one token per frame; a learned temporal position (the
-//! frame's slot after uniform resampling) is added. Decoder: a causal transformer over
+//! blocks and mean-pooled over a `frame_grid`² grid of regions (2x2 by default: four
+//! tokens per frame, each with a learned region position); a learned temporal position
+//! (the frame's slot after uniform resampling) is added. Decoder: a causal transformer over
 //! `[frame tokens, text tokens]`; absent frames and text padding are masked as keys, so
 //! a pair without frames (blind) sees exactly nothing of the frame slots.
 //!
@@ -30,6 +31,15 @@ pub struct TinyVlmConfig {
     pub patch_size: usize,
     pub max_frames: usize,
     pub max_text: usize,
+    /// Each frame becomes `frame_grid`² tokens (patch tokens mean-pooled over a
+    /// `frame_grid` x `frame_grid` grid of regions), so "leftmost" and "which way" keep
+    /// their spatial signal. 1 = one token per frame.
+    #[serde(default = "one")]
+    pub frame_grid: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for TinyVlmConfig {
@@ -45,6 +55,7 @@ impl Default for TinyVlmConfig {
             patch_size: 8,
             max_frames: 8,
             max_text: 48,
+            frame_grid: 2,
         }
     }
 }
@@ -59,6 +70,10 @@ impl TinyVlmConfig {
         }
         if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
             return Err(format!("image_size {} must be a multiple of patch_size {}", self.image_size, self.patch_size));
+        }
+        let g = self.image_size / self.patch_size.max(1);
+        if self.frame_grid == 0 || g % self.frame_grid != 0 {
+            return Err(format!("frame_grid {} must divide the {g}x{g} patch grid", self.frame_grid));
         }
         if self.max_frames == 0 || self.max_text < 4 || self.vocab_size < 6 {
             return Err("max_frames >= 1, max_text >= 4 and a vocabulary are needed".into());
@@ -135,6 +150,7 @@ pub struct TinyVlm {
     vision: Vec<Block>,
     ln_vision: Norm,
     temporal_pos: Tensor,
+    region_pos: Tensor,
     tok_emb: Embedding,
     text_pos: Tensor,
     decoder: Vec<Block>,
@@ -160,6 +176,7 @@ impl TinyVlm {
             vision,
             ln_vision: Norm::new(d, vv.pp("ln_out"))?,
             temporal_pos: vv.get((cfg.max_frames, d), "temporal_pos")?,
+            region_pos: vv.get((cfg.frame_grid * cfg.frame_grid, d), "region_pos")?,
             tok_emb: embedding(cfg.vocab_size, d, dv.pp("tok_emb"))?,
             text_pos: dv.get((cfg.max_text, d), "text_pos")?,
             decoder,
@@ -173,11 +190,13 @@ impl TinyVlm {
         &self.cfg
     }
 
-    /// `[B, F, 3, S, S]` frames -> `[B, F, d]` frame tokens.
+    /// `[B, F, 3, S, S]` frames -> `[B, F * r², d]` frame tokens (r = `frame_grid`).
     fn encode_frames(&self, frames: &Tensor) -> Result<Tensor> {
         let (b, f, c, s, _) = frames.dims5()?;
         let p = self.cfg.patch_size;
         let g = s / p;
+        let r = self.cfg.frame_grid;
+        let d = self.cfg.d_model;
         let x = frames.reshape((b * f, c, g, p, g, p))?.permute((0, 2, 4, 1, 3, 5))?.contiguous()?.reshape((
             b * f,
             g * g,
@@ -188,8 +207,12 @@ impl TinyVlm {
         for blk in &self.vision {
             x = blk.forward(&x, &no_mask)?;
         }
-        let x = self.ln_vision.forward(&x)?.mean(1)?;
-        x.reshape((b, f, self.cfg.d_model))?.broadcast_add(&self.temporal_pos.narrow(0, 0, f)?)
+        // Patch (gy, gx) = (ry * k + iy, rx * k + ix): mean over (iy, ix) per region (ry, rx).
+        let k = g / r;
+        let x = self.ln_vision.forward(&x)?.reshape((b * f, r, k, r, k, d))?.mean(4)?.mean(2)?;
+        let x = x.reshape((b, f, r * r, d))?.broadcast_add(&self.region_pos)?;
+        let x = x.broadcast_add(&self.temporal_pos.narrow(0, 0, f)?.unsqueeze(1)?)?;
+        x.reshape((b, f * r * r, d))
     }
 
     /// Logits `[B, T, vocab]` for the text positions.
@@ -206,12 +229,16 @@ impl TinyVlm {
             );
         }
         let v = self.encode_frames(frames)?;
+        let rr = self.cfg.frame_grid * self.cfg.frame_grid;
+        // Each frame's presence covers its rr region tokens.
+        let frame_mask = frame_mask.unsqueeze(2)?.repeat((1, 1, rr))?.reshape((b, f * rr))?;
+        let f = f * rr;
         let txt = self.tok_emb.forward(tokens)?.broadcast_add(&self.text_pos.narrow(0, 0, t)?)?;
         let mut x = Tensor::cat(&[&v, &txt], 1)?;
         let l = f + t;
         let causal: Vec<f32> = (0..l).flat_map(|i| (0..l).map(move |j| if j <= i { 0.0 } else { -1e9 })).collect();
         let causal = Tensor::from_vec(causal, (1, 1, l, l), x.device())?;
-        let keys = Tensor::cat(&[frame_mask, text_mask], 1)?;
+        let keys = Tensor::cat(&[&frame_mask, text_mask], 1)?;
         let key_add = ((keys - 1.0)? * 1e9)?.reshape((b, 1, 1, l))?;
         let mask = causal.broadcast_add(&key_add)?;
         for blk in &self.decoder {

@@ -127,6 +127,11 @@ pub async fn train(
     if rows.is_empty() {
         return Err(GdoError::Usage("the training table is empty: nothing to train on".into()));
     }
+    if !resume && checkpoint::latest(&out)?.is_some() {
+        return Err(GdoError::Usage(format!(
+            "{out_dir} already holds a training run: pass --resume to continue it, or choose another folder"
+        )));
+    }
     let latest = if resume {
         Some(checkpoint::latest(&out)?.ok_or_else(|| {
             GdoError::Usage(format!("--resume: no checkpoint under {}", checkpoint::checkpoints_dir(&out).display()))

@@ -51,6 +51,22 @@ pub async fn ingest_reference_pool(out: &Path) -> IngestReport {
     ingest(&opts).await.expect("reference pool ingests")
 }
 
+/// The committed sample data (`data-samples/`).
+pub fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples")
+}
+
+/// Ingest the committed sample pool (900 pairs) into `out`.
+pub async fn ingest_sample_pool(out: &Path) -> IngestReport {
+    let opts = IngestOptions {
+        onevision: vec![samples().join("onevision.jsonl").display().to_string()],
+        video: vec![samples().join("video.jsonl").display().to_string()],
+        out: out.display().to_string(),
+        ..IngestOptions::default()
+    };
+    ingest(&opts).await.expect("sample pool ingests")
+}
+
 /// Run SQL over the table at `pool` (registered as `pool`); the last statement's batches.
 pub async fn query(pool: &Path, sql: &str) -> Vec<RecordBatch> {
     let ctx = new_context();

@@ -5,20 +5,8 @@ use std::path::Path;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
-use gdo::pool::{IngestOptions, ingest};
 
-use crate::common::{gdo, query, run_ok};
-
-async fn sample_pool(out: &Path) {
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples");
-    let opts = IngestOptions {
-        onevision: vec![samples.join("onevision.jsonl").display().to_string()],
-        video: vec![samples.join("video.jsonl").display().to_string()],
-        out: out.display().to_string(),
-        ..IngestOptions::default()
-    };
-    ingest(&opts).await.expect("sample pool ingests");
-}
+use crate::common::{gdo, ingest_sample_pool, query, run_ok};
 
 fn describe(pool: &Path, out: &Path, extra: &[&str]) -> String {
     let mut cmd = gdo();
@@ -36,7 +24,7 @@ fn data_hashes(table: &Path) -> Vec<String> {
 async fn describe_cheap_only_then_merge_and_resume_after_a_stop() {
     let dir = tempfile::tempdir().unwrap();
     let pool = dir.path().join("pool");
-    sample_pool(&pool).await;
+    ingest_sample_pool(&pool).await;
 
     // Uninterrupted run.
     let full = dir.path().join("full");

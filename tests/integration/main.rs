@@ -12,3 +12,4 @@ mod outside_reader;
 mod s3;
 mod select_parity;
 mod sql_cli;
+mod train_tiny;
