@@ -50,11 +50,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn python() -> Option<String> {
-    if let Ok(p) = std::env::var("GDO_BENCH_PYTHON") {
-        return Some(p);
-    }
     let venv = std::env::var("HOME").map(|h| format!("{h}/.cache/gdo/venv/bin/python")).unwrap_or_default();
-    [venv, "python3".to_owned()]
+    // A given GDO_BENCH_PYTHON is the only candidate; it too must import cv2.
+    let candidates = match std::env::var("GDO_BENCH_PYTHON") {
+        Ok(p) => vec![p],
+        Err(_) => vec![venv, "python3".to_owned()],
+    };
+    candidates
         .into_iter()
         .find(|p| Command::new(p).args(["-c", "import cv2"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success()))
 }

@@ -12,12 +12,12 @@
 //! and the job starts afresh (said on stderr and in the report).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -28,6 +28,7 @@ use crate::error::{GdoError, Result};
 use crate::session::{new_context, register_table};
 use crate::store::Location;
 use crate::table::{TableWriter, writer_properties};
+use crate::merge::input::DESCRIPTOR_SCHEMA;
 
 const CHEAP_SQL: &str = include_str!("../../queries/describe/cheap.sql");
 const CHUNK_DIR: &str = "_describe_chunks";
@@ -109,32 +110,6 @@ pub struct DescribeReport {
     pub seconds: f64,
 }
 
-/// The descriptor table's columns (what `gdo merge --descriptors` reads, plus more).
-pub static DESCRIPTOR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let f64n = |n: &str| Field::new(n, DataType::Float64, true);
-    let list = |n: &str| Field::new(n, DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))), true);
-    let s = |n: &str| Field::new(n, DataType::Utf8, true);
-    let i = |n: &str| Field::new(n, DataType::Int32, true);
-    Arc::new(Schema::new(vec![
-        s("qa_uid"),
-        s("video_uid"),
-        s("bucket"),
-        f64n("loss_video"),
-        f64n("loss_blind"),
-        f64n("vds"),
-        f64n("ppl"),
-        f64n("amm"),
-        f64n("frame_diversity"),
-        f64n("tnc_score"),
-        f64n("self_consistency"),
-        list("text_feat"),
-        list("vis_feat"),
-        i("n_frames"),
-        i("question_len"),
-        i("answer_len"),
-        s("error"),
-    ]))
-});
 
 fn fingerprint(opts: &DescribeOptions, pool_rows: usize) -> serde_json::Value {
     serde_json::json!({
@@ -262,7 +237,10 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     for k in 0..ranges.len() {
         let bytes = chunks_dir.child(&format!("chunk-{k:06}.parquet")).read_all().await?;
         for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
+            // Re-labelled with the contract's schema so chunks left by older builds
+            // (qa_uid then declared nullable) still join the table.
             let batch = batch?;
+            let batch = RecordBatch::try_new(Arc::clone(&DESCRIPTOR_SCHEMA), batch.columns().to_vec())?;
             let errors = batch.column(DESCRIPTOR_SCHEMA.fields().len() - 1).as_string::<i32>();
             for e in errors.iter().flatten() {
                 report.rows_with_error += 1;

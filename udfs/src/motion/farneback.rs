@@ -86,64 +86,79 @@ impl ExpansionKernel {
 }
 
 /// Polynomial expansion of a float plane (replicated borders).
+///
+/// Separable: a vertical pass gives three planar rows (even, odd and squared moments),
+/// then a horizontal pass accumulates the six sums in double, as OpenCV does. Both
+/// passes run with `x` innermost over planar arrays so that the compiler vectorises
+/// them; the per-pixel operation order is OpenCV's, so the result does not change.
+#[inline(always)]
 fn poly_expand(src: &[f32], width: usize, height: usize, k: &ExpansionKernel) -> Vec<f32> {
     let n = POLY_N;
     let mut out = vec![0f32; width * height * 5];
-    // Vertical pass results for one row, padded by n pixels on both sides.
-    let mut row = vec![0f32; (width + 2 * n) * 3];
+    let padded = width + 2 * n;
+    let mut rows = [vec![0f32; padded], vec![0f32; padded], vec![0f32; padded]];
+    let mut b = [(); 6].map(|_| vec![0f64; width]);
     for y in 0..height {
         let s0 = &src[y * width..(y + 1) * width];
-        for x in 0..width {
-            let r = &mut row[(x + n) * 3..(x + n) * 3 + 3];
-            r[0] = s0[x] * k.g[n];
-            r[1] = 0.0;
-            r[2] = 0.0;
-        }
-        for kk in 1..=n {
-            let (g0, g1, g2) = (k.g[n + kk], k.xg[n + kk], k.xxg[n + kk]);
-            let up = &src[y.saturating_sub(kk) * width..][..width];
-            let dn = &src[(y + kk).min(height - 1) * width..][..width];
+        {
+            let [r0, r1, r2] = &mut rows;
+            let (r0, r1, r2) = (&mut r0[n..n + width], &mut r1[n..n + width], &mut r2[n..n + width]);
+            let g0 = k.g[n];
             for x in 0..width {
-                let r = &mut row[(x + n) * 3..(x + n) * 3 + 3];
-                let p = up[x] + dn[x];
-                r[0] += g0 * p;
-                r[1] += g1 * (dn[x] - up[x]);
-                r[2] += g2 * p;
+                r0[x] = s0[x] * g0;
+            }
+            r1.fill(0.0);
+            r2.fill(0.0);
+            for kk in 1..=n {
+                let (g0, g1, g2) = (k.g[n + kk], k.xg[n + kk], k.xxg[n + kk]);
+                let up = &src[y.saturating_sub(kk) * width..][..width];
+                let dn = &src[(y + kk).min(height - 1) * width..][..width];
+                for x in 0..width {
+                    let p = up[x] + dn[x];
+                    r0[x] += g0 * p;
+                    r1[x] += g1 * (dn[x] - up[x]);
+                    r2[x] += g2 * p;
+                }
             }
         }
-        for i in 0..n {
-            for c in 0..3 {
-                row[i * 3 + c] = row[n * 3 + c];
-                row[(width + n + i) * 3 + c] = row[(width + n - 1) * 3 + c];
+        for r in &mut rows {
+            let (left, right) = (r[n], r[n + width - 1]);
+            r[..n].fill(left);
+            r[n + width..].fill(right);
+        }
+        let [r0, r1, r2] = &rows;
+        let [b1, b2, b3, b4, b5, b6] = &mut b;
+        let g0 = k.g[n];
+        for x in 0..width {
+            b1[x] = (r0[x + n] * g0) as f64;
+            b3[x] = (r1[x + n] * g0) as f64;
+            b5[x] = (r2[x + n] * g0) as f64;
+        }
+        b2.fill(0.0);
+        b4.fill(0.0);
+        b6.fill(0.0);
+        for kk in 1..=n {
+            let (gk, xgk, xxgk) = (k.g[n + kk], k.xg[n + kk], k.xxg[n + kk]);
+            let (r0r, r0l) = (&r0[n + kk..n + kk + width], &r0[n - kk..n - kk + width]);
+            let (r1r, r1l) = (&r1[n + kk..n + kk + width], &r1[n - kk..n - kk + width]);
+            let (r2r, r2l) = (&r2[n + kk..n + kk + width], &r2[n - kk..n - kk + width]);
+            for x in 0..width {
+                let tg = (r0r[x] + r0l[x]) as f64;
+                b1[x] += tg * gk as f64;
+                b4[x] += tg * xxgk as f64;
+                b2[x] += ((r0r[x] - r0l[x]) * xgk) as f64;
+                b3[x] += ((r1r[x] + r1l[x]) * gk) as f64;
+                b6[x] += ((r1r[x] - r1l[x]) * xgk) as f64;
+                b5[x] += ((r2r[x] + r2l[x]) * gk) as f64;
             }
         }
         let orow = &mut out[y * width * 5..(y + 1) * width * 5];
-        for x in 0..width {
-            let c = (x + n) * 3;
-            let g0 = k.g[n];
-            let mut b1 = (row[c] * g0) as f64;
-            let mut b2 = 0f64;
-            let mut b3 = (row[c + 1] * g0) as f64;
-            let mut b4 = 0f64;
-            let mut b5 = (row[c + 2] * g0) as f64;
-            let mut b6 = 0f64;
-            for kk in 1..=n {
-                let (r, l) = (c + kk * 3, c - kk * 3);
-                let tg = (row[r] + row[l]) as f64;
-                let gk = k.g[n + kk];
-                b1 += tg * gk as f64;
-                b4 += tg * k.xxg[n + kk] as f64;
-                b2 += ((row[r] - row[l]) * k.xg[n + kk]) as f64;
-                b3 += ((row[r + 1] + row[l + 1]) * gk) as f64;
-                b6 += ((row[r + 1] - row[l + 1]) * k.xg[n + kk]) as f64;
-                b5 += ((row[r + 2] + row[l + 2]) * gk) as f64;
-            }
-            let o = &mut orow[x * 5..x * 5 + 5];
-            o[0] = (b3 * k.ig11) as f32;
-            o[1] = (b2 * k.ig11) as f32;
-            o[2] = (b1 * k.ig03 + b5 * k.ig33) as f32;
-            o[3] = (b1 * k.ig03 + b4 * k.ig33) as f32;
-            o[4] = (b6 * k.ig55) as f32;
+        for (x, o) in orow.chunks_exact_mut(5).enumerate() {
+            o[0] = (b3[x] * k.ig11) as f32;
+            o[1] = (b2[x] * k.ig11) as f32;
+            o[2] = (b1[x] * k.ig03 + b5[x] * k.ig33) as f32;
+            o[3] = (b1[x] * k.ig03 + b4[x] * k.ig33) as f32;
+            o[4] = (b6[x] * k.ig55) as f32;
         }
     }
     out
@@ -173,56 +188,119 @@ fn level_plan(width: usize, height: usize) -> Vec<(usize, usize, Vec<f32>)> {
         .collect()
 }
 
+/// Runs the kernel compiled for AVX2 when the CPU has it, else for baseline x86-64.
+/// The hot loops are written so the compiler vectorises them; with AVX2 they run 8
+/// floats (4 doubles) wide instead of 4 (2). Rust never fuses a multiply and an add on
+/// its own, so each element sees the same operations either way: bit-identical results.
+macro_rules! avx2_dispatch {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $body:ident, $fast:ident) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU was just checked to support AVX2.
+                return unsafe { $fast($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn $fast($($arg: $ty),*) -> $ret {
+            $body($($arg),*)
+        }
+    };
+}
+
 impl FlowPyramid {
     /// Expand an 8-bit gray frame at every level.
     pub fn new(gray: &Plane<u8>) -> Self {
-        let kernel = ExpansionKernel::new(POLY_N, POLY_SIGMA);
-        let f = Plane { width: gray.width, height: gray.height, data: gray.data.iter().map(|&v| v as f32).collect() };
-        let levels = level_plan(gray.width, gray.height)
-            .into_iter()
-            .map(|(w, h, blur)| {
-                let smooth = gaussian_blur_f32(&f, &blur);
-                let img = resize_linear_f32(&smooth.data, f.width, f.height, 1, w, h);
-                PolyLevel { width: w, height: h, coef: poly_expand(&img, w, h, &kernel) }
-            })
-            .collect();
-        FlowPyramid { levels }
+        expand(gray)
     }
+}
+
+avx2_dispatch! {
+    fn expand(gray: &Plane<u8>) -> FlowPyramid => expand_frame, expand_frame_avx2
+}
+
+// The kernels below are `inline(always)` so that they are compiled into each variant
+// of the dispatch above.
+#[inline(always)]
+fn expand_frame(gray: &Plane<u8>) -> FlowPyramid {
+    let kernel = ExpansionKernel::new(POLY_N, POLY_SIGMA);
+    let f = Plane { width: gray.width, height: gray.height, data: gray.data.iter().map(|&v| v as f32).collect() };
+    let levels = level_plan(gray.width, gray.height)
+        .into_iter()
+        .map(|(w, h, blur)| {
+            let smooth = gaussian_blur_f32(&f, &blur);
+            let img = resize_linear_f32(&smooth.data, f.width, f.height, 1, w, h);
+            PolyLevel { width: w, height: h, coef: poly_expand(&img, w, h, &kernel) }
+        })
+        .collect();
+    FlowPyramid { levels }
 }
 
 const BORDER: usize = 5;
 const BORDER_WEIGHT: [f32; BORDER] = [0.14, 0.14, 0.4472, 0.4472, 0.4472];
 
+/// Border damping of one axis: OpenCV's weights on the five outermost pixels, 1 inside.
+fn border_weights(len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            (if i < BORDER { BORDER_WEIGHT[i] } else { 1.0 })
+                * (if i + BORDER >= len { BORDER_WEIGHT[len - i - 1] } else { 1.0 })
+        })
+        .collect()
+}
+
+/// `floor` as an integer without a libm call (no SSE4.1 `roundps` on baseline x86-64);
+/// equal to `v.floor() as i32` for every finite `v` in range, 0 for NaN.
+#[inline(always)]
+fn floor_i32(v: f32) -> i32 {
+    let t = v as i32;
+    t - ((t as f32) > v) as i32
+}
+
 /// Per-pixel normal equations (G11, G12, G22, h1, h2) of the displacement update,
-/// from the two expansions and the current flow; rows `y0..y1`.
-fn update_matrices(r0: &PolyLevel, r1: &PolyLevel, flow: &[f32], m: &mut [f32], y0: usize, y1: usize) {
+/// from the two expansions and the current flow.
+#[inline(always)]
+fn update_matrices(r0: &PolyLevel, r1: &PolyLevel, flow: &[f32], m: &mut [f32]) {
     let (w, h) = (r0.width, r0.height);
     let c1 = &r1.coef;
-    for y in y0..y1 {
+    let s = w * 5;
+    let (col_w, row_w) = (border_weights(w), border_weights(h));
+    for y in 0..h {
+        let frow = &flow[y * w * 2..(y + 1) * w * 2];
+        let prow = &r0.coef[y * s..(y + 1) * s];
+        let mrow = &mut m[y * s..(y + 1) * s];
+        let wy = row_w[y];
         for x in 0..w {
-            let i = y * w + x;
-            let (dx, dy) = (flow[i * 2], flow[i * 2 + 1]);
+            let (dx, dy) = (frow[x * 2], frow[x * 2 + 1]);
             let mut fx = x as f32 + dx;
             let mut fy = y as f32 + dy;
-            let x1 = fx.floor() as i64;
-            let y1f = fy.floor() as i64;
+            let x1 = floor_i32(fx);
+            let y1 = floor_i32(fy);
             fx -= x1 as f32;
-            fy -= y1f as f32;
-            let p0 = &r0.coef[i * 5..i * 5 + 5];
-            let (mut r2, mut r3, mut r4, mut r5, mut r6);
-            if x1 >= 0 && y1f >= 0 && (x1 as usize) < w - 1 && (y1f as usize) < h - 1 {
+            fy -= y1 as f32;
+            let p0: &[f32; 5] = prow[x * 5..x * 5 + 5].try_into().expect("5 coefficients");
+            let (mut r2, mut r3, r4, r5, r6);
+            if (x1 as u32) < (w - 1) as u32 && (y1 as u32) < (h - 1) as u32 {
                 let a00 = (1.0 - fx) * (1.0 - fy);
                 let a01 = fx * (1.0 - fy);
                 let a10 = (1.0 - fx) * fy;
                 let a11 = fx * fy;
-                let b = (y1f as usize * w + x1 as usize) * 5;
-                let s = w * 5;
-                let bil = |c: usize| a00 * c1[b + c] + a01 * c1[b + 5 + c] + a10 * c1[b + s + c] + a11 * c1[b + s + 5 + c];
-                r2 = bil(0);
-                r3 = bil(1);
-                r4 = (p0[2] + bil(2)) * 0.5;
-                r5 = (p0[3] + bil(3)) * 0.5;
-                r6 = (p0[4] + bil(4)) * 0.25;
+                let b = (y1 as usize * w + x1 as usize) * 5;
+                let q0: &[f32; 10] = c1[b..b + 10].try_into().expect("two pixels");
+                let q1: &[f32; 10] = c1[b + s..b + s + 10].try_into().expect("two pixels");
+                let mut v = [0f32; 5];
+                for c in 0..5 {
+                    v[c] = a00 * q0[c] + a01 * q0[c + 5] + a10 * q1[c] + a11 * q1[c + 5];
+                }
+                r2 = v[0];
+                r3 = v[1];
+                r4 = (p0[2] + v[2]) * 0.5;
+                r5 = (p0[3] + v[3]) * 0.5;
+                r6 = (p0[4] + v[4]) * 0.25;
             } else {
                 // Displaced outside the next frame: no observation, keep frame 0's shape.
                 r2 = 0.0;
@@ -235,19 +313,11 @@ fn update_matrices(r0: &PolyLevel, r1: &PolyLevel, flow: &[f32], m: &mut [f32], 
             r3 = (p0[1] - r3) * 0.5;
             r2 += r4 * dy + r6 * dx;
             r3 += r6 * dy + r5 * dx;
-            if x < BORDER || x >= w - BORDER || y < BORDER || y >= h - BORDER {
-                // Damp the equations near the image border, where the expansion is poor.
-                let scale = (if x < BORDER { BORDER_WEIGHT[x] } else { 1.0 })
-                    * (if x >= w - BORDER { BORDER_WEIGHT[w - x - 1] } else { 1.0 })
-                    * (if y < BORDER { BORDER_WEIGHT[y] } else { 1.0 })
-                    * (if y >= h - BORDER { BORDER_WEIGHT[h - y - 1] } else { 1.0 });
-                r2 *= scale;
-                r3 *= scale;
-                r4 *= scale;
-                r5 *= scale;
-                r6 *= scale;
-            }
-            let o = &mut m[i * 5..i * 5 + 5];
+            // Damp the equations near the image border, where the expansion is poor
+            // (the weight is exactly 1 inside, so multiplying everywhere changes nothing).
+            let scale = col_w[x] * wy;
+            let (r2, r3, r4, r5, r6) = (r2 * scale, r3 * scale, r4 * scale, r5 * scale, r6 * scale);
+            let o = &mut mrow[x * 5..x * 5 + 5];
             o[0] = r4 * r4 + r6 * r6;
             o[1] = (r4 + r5) * r6;
             o[2] = r5 * r5 + r6 * r6;
@@ -259,44 +329,55 @@ fn update_matrices(r0: &PolyLevel, r1: &PolyLevel, flow: &[f32], m: &mut [f32], 
 
 /// Box-filter the equations over the window (replicated borders, double sums) and
 /// solve the 2x2 system per pixel for the new flow.
+#[inline(always)]
 fn update_flow_box(m: &[f32], flow: &mut [f32], w: usize, h: usize) {
     let r = WINSIZE / 2;
     let scale = 1.0 / (WINSIZE * WINSIZE) as f64;
-    // Vertical running sums per column and channel.
-    let mut vsum = vec![0f64; w * 5];
+    // Vertical running sums per column and channel, with r + 1 replicated columns on
+    // the left and r on the right so the horizontal window needs no clamping.
+    let (left, right) = (r + 1, r);
+    let mut padded = vec![0f64; (w + left + right) * 5];
     let row = |y: i64| -> &[f32] {
         let y = y.clamp(0, h as i64 - 1) as usize;
         &m[y * w * 5..(y + 1) * w * 5]
     };
-    for k in -(r as i64)..=(r as i64) {
-        for (v, &s) in vsum.iter_mut().zip(row(k)) {
-            *v += s as f64;
+    {
+        let vsum = &mut padded[left * 5..(left + w) * 5];
+        for k in -(r as i64)..=(r as i64) {
+            for (v, &s) in vsum.iter_mut().zip(row(k)) {
+                *v += s as f64;
+            }
         }
     }
-    let mut hs = [0f64; 5];
     for y in 0..h {
         if y > 0 {
             let add = row(y as i64 + r as i64);
             let sub = row(y as i64 - r as i64 - 1);
+            let vsum = &mut padded[left * 5..(left + w) * 5];
             for ((v, &a), &s) in vsum.iter_mut().zip(add).zip(sub) {
                 *v += a as f64 - s as f64;
             }
         }
-        let col = |x: i64| -> &[f64] {
-            let x = x.clamp(0, w as i64 - 1) as usize;
-            &vsum[x * 5..x * 5 + 5]
-        };
-        hs.iter_mut().for_each(|v| *v = 0.0);
-        for k in -(r as i64)..=(r as i64) {
-            for (hv, &c) in hs.iter_mut().zip(col(k)) {
-                *hv += c;
+        for i in 0..left {
+            padded.copy_within(left * 5..left * 5 + 5, i * 5);
+        }
+        for i in 0..right {
+            let last = (left + w - 1) * 5;
+            padded.copy_within(last..last + 5, (left + w + i) * 5);
+        }
+        // col(x) = padded[(x + left) * 5..]
+        let mut hs = [0f64; 5];
+        for j in (left - r)..=(left + r) {
+            for c in 0..5 {
+                hs[c] += padded[j * 5 + c];
             }
         }
+        let frow = &mut flow[y * w * 2..(y + 1) * w * 2];
         for x in 0..w {
             if x > 0 {
-                let (a, s) = (col(x as i64 + r as i64), col(x as i64 - r as i64 - 1));
+                let (a, s) = ((x + left + r) * 5, (x + left - r - 1) * 5);
                 for c in 0..5 {
-                    hs[c] += a[c] - s[c];
+                    hs[c] += padded[a + c] - padded[s + c];
                 }
             }
             let g11 = hs[0] * scale;
@@ -305,14 +386,19 @@ fn update_flow_box(m: &[f32], flow: &mut [f32], w: usize, h: usize) {
             let h1 = hs[3] * scale;
             let h2 = hs[4] * scale;
             let idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3);
-            flow[(y * w + x) * 2] = ((g11 * h2 - g12 * h1) * idet) as f32;
-            flow[(y * w + x) * 2 + 1] = ((g22 * h1 - g12 * h2) * idet) as f32;
+            frow[x * 2] = ((g11 * h2 - g12 * h1) * idet) as f32;
+            frow[x * 2 + 1] = ((g22 * h1 - g12 * h2) * idet) as f32;
         }
     }
 }
 
-/// Dense flow from `prev` to `next` (interleaved dx, dy per pixel at the finest level).
-pub fn flow(prev: &FlowPyramid, next: &FlowPyramid) -> Vec<f32> {
+avx2_dispatch! {
+    /// Dense flow from `prev` to `next` (interleaved dx, dy per pixel at the finest level).
+    pub fn flow(prev: &FlowPyramid, next: &FlowPyramid) -> Vec<f32> => solve_flow, solve_flow_avx2
+}
+
+#[inline(always)]
+fn solve_flow(prev: &FlowPyramid, next: &FlowPyramid) -> Vec<f32> {
     let mut flow: Vec<f32> = Vec::new();
     let mut prev_size = (0usize, 0usize);
     for (r0, r1) in prev.levels.iter().zip(&next.levels) {
@@ -326,11 +412,11 @@ pub fn flow(prev: &FlowPyramid, next: &FlowPyramid) -> Vec<f32> {
             f
         };
         let mut m = vec![0f32; w * h * 5];
-        update_matrices(r0, r1, &flow, &mut m, 0, h);
+        update_matrices(r0, r1, &flow, &mut m);
         for it in 0..ITERATIONS {
             update_flow_box(&m, &mut flow, w, h);
             if it + 1 < ITERATIONS {
-                update_matrices(r0, r1, &flow, &mut m, 0, h);
+                update_matrices(r0, r1, &flow, &mut m);
             }
         }
         prev_size = (w, h);
