@@ -104,7 +104,10 @@ pub struct Registered {
 }
 
 async fn listing_table(ctx: &SessionContext, urls: Vec<ListingTableUrl>) -> Result<Arc<ListingTable>> {
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    // The format takes the session's Parquet options (a bare `ParquetFormat::default()`
+    // would read strings as Utf8View whatever the session says).
+    let format = ParquetFormat::default().with_options(ctx.state().default_table_options().parquet);
+    let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .infer_schema(&ctx.state())
