@@ -464,15 +464,39 @@ impl Candidates {
 /// over the pool; unlike it, it does not depend on the order rows arrive in.
 pub struct Reservoir {
     size: usize,
-    heap: BinaryHeap<(u64, i64, ReservoirItem)>,
+    /// Max-heap of the kept (priority, pool_index, slot in `items`). The pair data sits
+    /// in `items`, so sifting moves 24 bytes instead of the strings, and a replaced
+    /// slot reuses its string buffers.
+    heap: BinaryHeap<(u64, i64, u32)>,
+    items: Vec<ReservoirItem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct ReservoirItem(String, String, String, u32, [u64; 4]);
+#[derive(Debug, Clone, Default)]
+struct ReservoirItem {
+    qa_uid: String,
+    video_uid: String,
+    text_hash: String,
+    stratum: u32,
+    /// score, base_score, vds3, metric_quality as bits.
+    bits: [u64; 4],
+}
+
+impl ReservoirItem {
+    fn set(&mut self, pair: &super::goal_select::PairRef<'_>) {
+        for (dst, src) in
+            [(&mut self.qa_uid, pair.qa_uid), (&mut self.video_uid, pair.video_uid), (&mut self.text_hash, pair.text_hash)]
+        {
+            dst.clear();
+            dst.push_str(src);
+        }
+        self.stratum = pair.stratum;
+        self.bits = [pair.score.to_bits(), pair.base_score.to_bits(), pair.vds3.to_bits(), pair.metric_quality.to_bits()];
+    }
+}
 
 impl Reservoir {
     pub fn new(size: usize) -> Self {
-        Reservoir { size, heap: BinaryHeap::new() }
+        Reservoir { size, heap: BinaryHeap::new(), items: Vec::new() }
     }
 
     pub fn offer(&mut self, seed: u64, pair: &super::goal_select::PairRef<'_>) {
@@ -480,40 +504,41 @@ impl Reservoir {
             return;
         }
         let prio = pair_random(seed, RESERVOIR, pair.qa_uid);
-        if self.heap.len() >= self.size {
+        let slot = if self.heap.len() >= self.size {
             match self.heap.peek() {
-                Some(top) if (prio, pair.pool_index) < (top.0, top.1) => {
-                    self.heap.pop();
+                Some(&(p, i, _)) if (prio, pair.pool_index) < (p, i) => {
+                    self.heap.pop().map_or(0, |(_, _, slot)| slot)
                 }
                 _ => return,
             }
-        }
-        let item = ReservoirItem(
-            pair.qa_uid.to_string(),
-            pair.video_uid.to_string(),
-            pair.text_hash.to_string(),
-            pair.stratum,
-            [pair.score.to_bits(), pair.base_score.to_bits(), pair.vds3.to_bits(), pair.metric_quality.to_bits()],
-        );
-        self.heap.push((prio, pair.pool_index, item));
+        } else {
+            self.items.push(ReservoirItem::default());
+            (self.items.len() - 1) as u32
+        };
+        self.items[slot as usize].set(pair);
+        self.heap.push((prio, pair.pool_index, slot));
     }
 
     /// The sample in its (random) priority order.
     pub fn into_pairs(self) -> Vec<Pair> {
-        let mut v = self.heap.into_vec();
-        v.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        v.into_iter()
-            .map(|(prio, pool_index, ReservoirItem(qa_uid, video_uid, text_hash, stratum, bits))| Pair {
-                pool_index,
-                qa_uid,
-                video_uid,
-                text_hash,
-                stratum,
-                score: f64::from_bits(bits[0]),
-                base_score: f64::from_bits(bits[1]),
-                vds3: f64::from_bits(bits[2]),
-                metric_quality: f64::from_bits(bits[3]),
-                tie: prio,
+        let mut keys = self.heap.into_vec();
+        keys.sort_unstable();
+        let mut items = self.items;
+        keys.into_iter()
+            .map(|(prio, pool_index, slot)| {
+                let item = std::mem::take(&mut items[slot as usize]);
+                Pair {
+                    pool_index,
+                    qa_uid: item.qa_uid,
+                    video_uid: item.video_uid,
+                    text_hash: item.text_hash,
+                    stratum: item.stratum,
+                    score: f64::from_bits(item.bits[0]),
+                    base_score: f64::from_bits(item.bits[1]),
+                    vds3: f64::from_bits(item.bits[2]),
+                    metric_quality: f64::from_bits(item.bits[3]),
+                    tie: prio,
+                }
             })
             .collect()
     }

@@ -351,3 +351,68 @@ async fn exclusion_list_removes_pairs_before_selection() {
     let uni = read_jsonl(&Path::new(&o[0].folder).join("uni_10x.jsonl"));
     assert!(uni.iter().all(|r| !picked.contains(r["id"].as_str().unwrap())), "an excluded pair entered Uni-10x");
 }
+
+/// Metrics read from a folder of Parquet files: file order decides which duplicate wins,
+/// and the metric statistics (means and standard deviations behind every z-score) are
+/// the same bits on every load. Both once depended on which partition finished first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_metrics_load_in_file_order_with_stable_statistics() {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use gdo::select::metrics::{METRICS_SCHEMA, load_metrics};
+
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("metrics");
+    std::fs::create_dir(&folder).unwrap();
+    for (file, dup_loss) in [("part-a.parquet", 1.0), ("part-b.parquet", 2.0)] {
+        let n = 30_000;
+        let mut uids: Vec<String> = (0..n).map(|i| format!("{file}-{i}")).collect();
+        uids[n / 2] = "dup".into();
+        // Values with many significant bits, so a different summation order shows.
+        let v = |k: f64| (0..n).map(|i| Some(((i as f64 + k) * 0.7390851332151607).sin() + 1.5)).collect::<Float64Array>();
+        let mut lv = v(0.1).values().to_vec();
+        lv[n / 2] = dup_loss;
+        let columns: Vec<Arc<dyn datafusion::arrow::array::Array>> = vec![
+            Arc::new(StringArray::from(uids)),
+            Arc::new(Float64Array::from(lv)),
+            Arc::new(v(0.2)),
+            Arc::new(v(0.3)),
+            Arc::new(v(0.4)),
+            Arc::new(v(0.5)),
+        ];
+        let batch = RecordBatch::try_new(Arc::clone(&METRICS_SCHEMA), columns).unwrap();
+        let props = datafusion::parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(4096)).build();
+        let mut w = ArrowWriter::try_new(std::fs::File::create(folder.join(file)).unwrap(), batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let ctx = gdo::session::new_context();
+        // As on a machine with 8 cores: partial aggregates from 8 partitions.
+        ctx.sql("SET datafusion.execution.target_partitions = 8").await.unwrap().collect().await.unwrap();
+        gdo::session::register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
+        let report = load_metrics(&ctx, &[folder.display().to_string()]).await.unwrap();
+        assert_eq!((report.loaded, report.duplicates), (59_999, 1));
+        gdo::session::create_score_views(&ctx).await.unwrap();
+        let b = ctx
+            .sql("SELECT (SELECT loss_video FROM metrics WHERE qa_uid = 'dup') AS dup, * FROM gdo_metric_stats")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let row: Vec<u64> = b[0]
+            .columns()
+            .iter()
+            .map(|c| c.as_any().downcast_ref::<Float64Array>().unwrap().value(0).to_bits())
+            .collect();
+        assert_eq!(f64::from_bits(row[0]), 2.0, "the later file's duplicate wins");
+        seen.push(row);
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "statistics differ between loads: {seen:?}");
+}
