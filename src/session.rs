@@ -13,7 +13,7 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::parser::DFParser;
 use object_store::ObjectStore;
 use url::Url;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 use crate::error::{GdoError, Result};
 use crate::store::{Location, store_for, store_key};
@@ -109,19 +109,26 @@ pub async fn create_score_views(ctx: &SessionContext) -> Result<bool> {
 /// score, changed from run to run (seen on a 10M-pair pool: 1.6000006424271862 vs
 /// ...864). One partition gives one summation order: same inputs, same bytes.
 async fn materialise_in_one_partition(ctx: &SessionContext, name: &str) -> Result<()> {
-    let state = ctx.state();
-    let mut config = state.config().clone();
-    config.options_mut().execution.target_partitions = 1;
-    // Share the catalog: building with this flag on would register a fresh, empty
-    // default catalog over the shared one.
-    config.options_mut().catalog.create_default_catalog_and_schema = false;
-    let one = SessionContext::new_with_state(SessionStateBuilder::new_from_existing(state).with_config(config).build());
-    let df = one.table(name).await?;
+    let df = in_table_order(ctx.table(name).await?);
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
     ctx.deregister_table(name)?;
     ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
     Ok(())
+}
+
+/// `df` planned in a single partition, so its rows stream in table order (files in
+/// manifest or path order, rows in file order) on every run. For the readers whose
+/// result depends on row order: duplicates where the later one wins, streaming
+/// k-means, the trainer's seeded shuffle, float sums.
+pub fn in_table_order(df: DataFrame) -> DataFrame {
+    let (state, plan) = df.into_parts();
+    let mut config = state.config().clone();
+    config.options_mut().execution.target_partitions = 1;
+    // Share the catalog: building with this flag on would register a fresh, empty
+    // default catalog over the shared one.
+    config.options_mut().catalog.create_default_catalog_and_schema = false;
+    DataFrame::new(SessionStateBuilder::new_from_existing(state).with_config(config).build(), plan)
 }
 
 /// Make the store of `loc` known to the session (idempotent).

@@ -78,7 +78,8 @@ pub async fn ingest_benchmarks(samples: &Path, out: &Path) -> Result<Vec<(String
 
 /// Write the rows of `sql` (over the session's tables) as a committed table folder.
 pub async fn write_query_table(ctx: &SessionContext, sql: &str, out: &Path, kind: &str) -> Result<u64> {
-    let df = ctx.sql(sql).await?;
+    // In table order: the same rows in the same order, so the same bytes, every run.
+    let df = crate::session::in_table_order(ctx.sql(sql).await?);
     let schema = df.schema().inner().clone();
     let mut stream = df.execute_stream().await?;
     let mut writer = TableWriter::new(Location::parse(&out.display().to_string())?, kind);

@@ -570,7 +570,9 @@ impl DescriptorStream {
             Input::Table(path) => {
                 let ctx = new_context();
                 register_table(&ctx, "descriptors", &path).await?;
-                let stream = ctx.table("descriptors").await?.execute_stream().await?;
+                // In table order: streaming k-means and "later duplicate wins" see the
+                // rows in one order on every run.
+                let stream = crate::session::in_table_order(ctx.table("descriptors").await?).execute_stream().await?;
                 Ok(Open::Table { stream, _ctx: ctx })
             }
         }

@@ -196,9 +196,6 @@ fn parse_metric_line(line: &str) -> Parsed {
 
 async fn load_table(c: &mut Collector, path: &str) -> Result<()> {
     let ctx = crate::session::new_context();
-    // One partition: rows arrive in file order, so a later duplicate wins the same way
-    // every run and the metrics table has one row order (its statistics are sums).
-    ctx.sql("SET datafusion.execution.target_partitions = 1").await?.collect().await?;
     register_table(&ctx, "m", path).await?;
     let schema = ctx.table("m").await?.schema().clone();
     let has = |f: &str| schema.fields().iter().any(|x| x.name() == f);
@@ -215,7 +212,10 @@ async fn load_table(c: &mut Collector, path: &str) -> Result<()> {
             }
         })
         .collect();
-    let batches = ctx.sql(&format!("SELECT qa_uid, {} FROM m", cols.join(", "))).await?.collect().await?;
+    // In table order: a later duplicate wins the same way every run, and the metrics
+    // table has one row order (its statistics are sums).
+    let df = crate::session::in_table_order(ctx.sql(&format!("SELECT qa_uid, {} FROM m", cols.join(", "))).await?);
+    let batches = df.collect().await?;
     for batch in batches {
         let uid = strings(&batch, "qa_uid")?;
         let vals: Vec<_> = METRIC_FIELDS.iter().map(|f| f64s(&batch, f)).collect::<datafusion::common::Result<_>>()?;

@@ -93,7 +93,7 @@ async fn prepare_split(
     mcfg: &crate::train::TinyVlmConfig,
     skips: &mut BTreeMap<String, u64>,
 ) -> Result<PreparedSplit> {
-    let mut rows = read_rows(split.table.clone().execute_stream().await?)
+    let mut rows = read_rows(crate::session::in_table_order(split.table.clone()).execute_stream().await?)
         .await
         .map_err(|e| GdoError::Usage(format!("--eval {}: {e}", split.name)))?;
     let cands = candidates(&rows, cfg.eval_max_candidates);
@@ -123,7 +123,8 @@ pub async fn train(
     }
     let out = PathBuf::from(out_dir);
     std::fs::create_dir_all(&out).map_err(|e| GdoError::io(out_dir, e))?;
-    let rows = read_rows(input.execute_stream().await?).await?;
+    // In table order, so the seeded shuffle starts from the same order every run.
+    let rows = read_rows(crate::session::in_table_order(input).execute_stream().await?).await?;
     if rows.is_empty() {
         return Err(GdoError::Usage("the training table is empty: nothing to train on".into()));
     }
