@@ -67,6 +67,15 @@ pub async fn ingest_sample_pool(out: &Path) -> IngestReport {
     ingest(&opts).await.expect("sample pool ingests")
 }
 
+/// Ingest the sample pool into `dir/pool` and open a session with it registered as `pool`.
+pub async fn sample_pool_session(dir: &Path) -> datafusion::prelude::SessionContext {
+    let pool = dir.join("pool");
+    ingest_sample_pool(&pool).await;
+    let ctx = new_context();
+    register_table(&ctx, "pool", &pool.display().to_string()).await.expect("sample pool registers");
+    ctx
+}
+
 /// Run SQL over the table at `pool` (registered as `pool`); the last statement's batches.
 pub async fn query(pool: &Path, sql: &str) -> Vec<RecordBatch> {
     let ctx = new_context();

@@ -11,7 +11,7 @@ use gdo::sql::run_statements;
 use gdo_udfs::method::uniform_indices;
 use gdo_udfs::motion::{FLOW_FRAMES, motion_descriptors, prepare_gray};
 
-use crate::common::{gdo, ingest_sample_pool, run_ok, video_row, write_lines};
+use crate::common::{gdo, ingest_sample_pool, run_ok, sample_pool_session, video_row, write_lines};
 use crate::s3::S3Server;
 
 async fn sql(ctx: &datafusion::prelude::SessionContext, text: &str) -> Vec<RecordBatch> {
@@ -34,10 +34,7 @@ fn kernel(frames: &[String]) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sql_descriptors_equal_the_kernel_and_decode_each_frame_once() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = dir.path().join("pool");
-    ingest_sample_pool(&pool).await;
-    let ctx = new_context();
-    register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
+    let ctx = sample_pool_session(dir.path()).await;
     // A fixed handful of video pairs and two image pairs (the filter runs before the projection).
     let picked = sql(&ctx, "SELECT qa_uid FROM pool WHERE bucket = 'short_video' ORDER BY qa_uid LIMIT 10").await;
     let mut uids = utf8(picked[0].column(0));

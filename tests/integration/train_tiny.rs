@@ -7,13 +7,13 @@ use std::path::Path;
 
 use candle_core::Device;
 use gdo::describe::scorer::{ScoreItem, Scorer};
-use gdo::session::{new_context, register_table};
+use gdo::session::new_context;
 use gdo::train::batcher::{build_batch, encode_pair, fetch_frames, read_rows};
 use gdo::train::tokenizer::{BOS, EOS, PAD, SEP, TextTokenizer};
 use gdo::train::{EvalSplit, TinyVlmConfig, TinyVlmScorer, TrainConfig, train};
 use gdo_udfs::media::FrameFetcher;
 
-use crate::common::{ingest_sample_pool, samples};
+use crate::common::{sample_pool_session, samples};
 
 fn solid(path: &Path, size: u32, rgb: [u8; 3]) -> String {
     image::RgbImage::from_pixel(size, size, image::Rgb(rgb)).save(path).unwrap();
@@ -99,10 +99,7 @@ fn weights(dir: &Path) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trains_deterministically_resumes_bit_identically_and_rejects_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
-    let pool = tmp.path().join("pool");
-    ingest_sample_pool(&pool).await;
-    let ctx = new_context();
-    register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
+    let ctx = sample_pool_session(tmp.path()).await;
     let input = || async { ctx.sql("SELECT * FROM pool ORDER BY qa_uid LIMIT 160").await.unwrap() };
     let evals = vec![EvalSplit {
         name: "held_out".into(),
@@ -200,10 +197,7 @@ async fn proxy_vds_is_positive_for_pairs_that_need_frames_and_near_zero_for_text
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{Int32Type, Int64Type};
     let tmp = tempfile::tempdir().unwrap();
-    let pool = tmp.path().join("pool");
-    ingest_sample_pool(&pool).await;
-    let ctx = new_context();
-    register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
+    let ctx = sample_pool_session(tmp.path()).await;
     let cfg = TrainConfig { epochs: 8, ..TrainConfig::default() };
     let run = tmp.path().join("scorer");
     let summary =
