@@ -1,4 +1,4 @@
-//! `gdo train`: train `tiny-vlm` on a table or SQL query.
+//! `gdo train`: train `tiny-vlm`, or fine-tune Qwen3-VL, on a table or SQL query.
 
 use crate::error::{GdoError, Result};
 use crate::session::{new_context, register_table};
@@ -10,6 +10,7 @@ use crate::train::{EvalSplit, TinyVlmConfig, TrainConfig, train};
 ///   gdo train --table subsets/temp_plus/ --out runs/temp_plus --eval temporal=bench/video_temporal/
 ///   gdo train --pool pool/ --sql "SELECT * FROM pool WHERE bucket = 'video'" --out runs/video
 ///   gdo train --table subsets/temp_plus/ --out runs/temp_plus --resume
+///   gdo train --table subsets/temp_plus/ --model models/Qwen3-VL-2B-Instruct --device cuda --lr 1e-5 --out runs/qwen
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The training table (PATH), or NAME=PATH to register a table for --sql. Repeatable.
@@ -21,8 +22,9 @@ pub struct Args {
     /// SQL whose result is the training table.
     #[arg(long, value_name = "QUERY")]
     pub sql: Option<String>,
-    /// The model (only tiny-vlm is supported by `gdo train`).
-    #[arg(long, default_value = "tiny-vlm")]
+    /// `tiny-vlm` (trained from a seeded initialisation), or a Qwen3-VL checkpoint folder
+    /// (config.json, tokenizer.json, *.safetensors) to fine-tune in f32.
+    #[arg(long, default_value = "tiny-vlm", value_name = "tiny-vlm|DIR")]
     pub model: String,
     /// Output folder: checkpoints/, metrics.parquet, tokenizer.json.
     #[arg(long, value_name = "DIR")]
@@ -57,10 +59,13 @@ pub struct Args {
     /// Fraction of pairs trained without frames.
     #[arg(long, default_value_t = 0.25)]
     pub blind_fraction: f64,
+    /// tiny-vlm width.
     #[arg(long, default_value_t = 64)]
     pub d_model: usize,
+    /// tiny-vlm decoder layers.
     #[arg(long, default_value_t = 2)]
     pub layers: usize,
+    /// Frames per pair (uniformly resampled).
     #[arg(long, default_value_t = 8)]
     pub frames: usize,
     /// Tokens per frame side: each frame becomes N x N region tokens (1, 2 or 4).
@@ -88,13 +93,30 @@ fn name_path<'a>(flag: &str, spec: &'a str) -> Result<(&'a str, &'a str)> {
         .ok_or_else(|| GdoError::Usage(format!("{flag} expects NAME=PATH, got '{spec}'")))
 }
 
-pub async fn run(args: Args) -> Result<()> {
-    if args.model != "tiny-vlm" {
-        return Err(GdoError::Usage(format!(
-            "--model {}: only tiny-vlm is supported by gdo train (Qwen3-VL training is not implemented)",
-            args.model
-        )));
+/// `--model`: None for tiny-vlm, else a Qwen3-VL folder.
+fn base_model(spec: &str) -> Result<Option<std::path::PathBuf>> {
+    if spec == crate::train::tiny_vlm::MODEL_TYPE {
+        return Ok(None);
     }
+    let dir = std::path::PathBuf::from(spec);
+    let config = dir.join("config.json");
+    let text = std::fs::read_to_string(&config).map_err(|e| {
+        GdoError::Usage(format!(
+            "--model {spec}: neither tiny-vlm nor a model folder with a readable config.json ({e})"
+        ))
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| GdoError::Usage(format!("--model {spec}: config.json is not JSON: {e}")))?;
+    match json.get("model_type").and_then(|v| v.as_str()) {
+        Some(crate::train::qwen3_vl::MODEL_TYPE) => Ok(Some(dir)),
+        other => Err(GdoError::Usage(format!(
+            "--model {spec}: model_type {other:?}; gdo train fine-tunes qwen3_vl folders (or trains tiny-vlm)"
+        ))),
+    }
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let base_model = base_model(&args.model)?;
     let ctx = new_context();
     if let Some(pool) = &args.pool {
         register_table(&ctx, "pool", pool).await?;
@@ -142,6 +164,7 @@ pub async fn run(args: Args) -> Result<()> {
             frame_grid: args.frame_grid,
             ..Default::default()
         },
+        base_model,
         tokenizer: args.tokenizer.clone(),
         device: crate::device::select(&args.device)?,
         progress: !args.quiet,

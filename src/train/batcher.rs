@@ -83,9 +83,27 @@ pub fn resample_indices(n: usize, max: usize) -> Vec<usize> {
     (0..max).map(|i| ((2 * i + 1) * n) / (2 * max)).collect()
 }
 
+/// Which frames of a pair a model sees: at most `max_frames`, uniformly resampled, and
+/// the square side they are resized to (`None`: as decoded, for a model whose own
+/// processor resizes, like Qwen3-VL's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramePrep {
+    pub max_frames: usize,
+    pub size: Option<u32>,
+}
+
+impl From<&TinyVlmConfig> for FramePrep {
+    fn from(cfg: &TinyVlmConfig) -> Self {
+        Self { max_frames: cfg.max_frames, size: Some(cfg.image_size as u32) }
+    }
+}
+
 /// Resize a decoded frame to the model's input size.
 pub fn prepare_frame(img: &RgbImage, cfg: &TinyVlmConfig) -> RgbImage {
-    let s = cfg.image_size as u32;
+    resize_square(img, cfg.image_size as u32)
+}
+
+fn resize_square(img: &RgbImage, s: u32) -> RgbImage {
     if img.width() == s && img.height() == s {
         img.clone()
     } else {
@@ -93,17 +111,18 @@ pub fn prepare_frame(img: &RgbImage, cfg: &TinyVlmConfig) -> RgbImage {
     }
 }
 
-/// Fetch, decode and resize the resampled frames of each row. Failures are skipped and
-/// counted in `skips` by kind.
+/// Fetch, decode and (per `prep`) resize the resampled frames of each row. Failures are
+/// skipped and counted in `skips` by kind.
 pub async fn fetch_frames(
     fetcher: &FrameFetcher,
     rows: &[&Row],
-    cfg: &TinyVlmConfig,
+    prep: impl Into<FramePrep>,
     skips: &mut BTreeMap<String, u64>,
 ) -> Vec<Vec<RgbImage>> {
+    let prep = prep.into();
     let chosen: Vec<Vec<&str>> = rows
         .iter()
-        .map(|r| resample_indices(r.frames.len(), cfg.max_frames).into_iter().map(|i| r.frames[i].as_str()).collect())
+        .map(|r| resample_indices(r.frames.len(), prep.max_frames).into_iter().map(|i| r.frames[i].as_str()).collect())
         .collect();
     let flat: Vec<&str> = chosen.iter().flatten().copied().collect();
     let fetched = fetcher.fetch_all(&flat).await;
@@ -114,7 +133,10 @@ pub async fn fetch_frames(
             let mut out = Vec::new();
             for (got, uri) in it.by_ref().take(uris.len()) {
                 match got.and_then(|bytes| decode_rgb(uri, &bytes)) {
-                    Ok(img) => out.push(prepare_frame(&img, cfg)),
+                    Ok(img) => out.push(match prep.size {
+                        Some(s) => resize_square(&img, s),
+                        None => img,
+                    }),
                     Err(e) => {
                         tracing::warn!("skipping frame: {e}");
                         *skips.entry(e.kind.as_str().to_owned()).or_default() += 1;

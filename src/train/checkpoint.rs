@@ -79,8 +79,14 @@ pub fn weights(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
 /// Load `model.safetensors` into `varmap`, checking every name and shape.
 pub fn load_weights(varmap: &VarMap, dir: &Path, device: &Device) -> Result<()> {
     let path = dir.join("model.safetensors");
-    let mut saved = candle_core::safetensors::load(&path, device)
+    let saved = candle_core::safetensors::load(&path, device)
         .map_err(|e| GdoError::Table(format!("{}: cannot read weights: {e}", path.display())))?;
+    set_weights(varmap, saved, &path, false)
+}
+
+/// Set every variable of `varmap` from `saved` (read from `path`), checking names and
+/// shapes; tensors `varmap` has no variable for are an error unless `allow_extra`.
+pub fn set_weights(varmap: &VarMap, mut saved: HashMap<String, Tensor>, path: &Path, allow_extra: bool) -> Result<()> {
     let data = varmap.data().lock().map_err(|_| GdoError::Usage("weights lock poisoned".into()))?;
     for (name, var) in data.iter() {
         let t = saved.remove(name).ok_or_else(|| {
@@ -96,7 +102,13 @@ pub fn load_weights(varmap: &VarMap, dir: &Path, device: &Device) -> Result<()> 
         }
         var.set(&t.to_dtype(var.dtype())?)?;
     }
-    if let Some(extra) = saved.keys().next() {
+    if allow_extra {
+        if !saved.is_empty() {
+            let mut names: Vec<&String> = saved.keys().collect();
+            names.sort();
+            tracing::warn!("{}: {} tensors not used by the model, e.g. {}", path.display(), names.len(), names[0]);
+        }
+    } else if let Some(extra) = saved.keys().next() {
         return Err(GdoError::Table(format!("{}: unexpected tensor '{extra}': another model shape", path.display())));
     }
     Ok(())
@@ -137,8 +149,8 @@ pub fn latest(out: &Path) -> Result<Option<PathBuf>> {
 
 /// Everything a checkpoint holds.
 pub struct CheckpointParts<'a> {
-    pub cfg: &'a TinyVlmConfig,
-    pub tokenizer_json: &'a str,
+    /// The model's own files (`config.json`, `tokenizer.json`, ...): name, bytes.
+    pub files: Vec<(String, Vec<u8>)>,
     pub weights: HashMap<String, Tensor>,
     pub optimizer: HashMap<String, Tensor>,
     pub state: &'a TrainState,
@@ -159,10 +171,9 @@ pub fn save(out: &Path, parts: CheckpointParts<'_>) -> Result<PathBuf> {
     candle_core::safetensors::save(&to_f32(parts.optimizer)?, tmp.join("optimizer.safetensors"))?;
     std::fs::write(tmp.join("state.json"), serde_json::to_vec_pretty(parts.state)?)
         .map_err(|e| GdoError::io(tmp.display().to_string(), e))?;
-    std::fs::write(tmp.join("config.json"), serde_json::to_vec_pretty(parts.cfg)?)
-        .map_err(|e| GdoError::io(tmp.display().to_string(), e))?;
-    std::fs::write(tmp.join("tokenizer.json"), parts.tokenizer_json)
-        .map_err(|e| GdoError::io(tmp.display().to_string(), e))?;
+    for (name, bytes) in &parts.files {
+        std::fs::write(tmp.join(name), bytes).map_err(|e| GdoError::io(tmp.display().to_string(), e))?;
+    }
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|e| GdoError::io(final_dir.display().to_string(), e))?;
     }

@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::train::batcher::{Row, build_batch, encode_pair};
 use crate::train::tiny_vlm::{TinyVlm, row_mean_nll, token_nll};
 use crate::train::tokenizer::TextTokenizer;
+use crate::train::trainee::Trainee;
 
 /// A split prepared once: rows, their frames (decoded and resized) and candidates.
 pub struct PreparedSplit {
@@ -62,7 +63,7 @@ pub fn answer_losses(
 }
 
 /// (accuracy, questions evaluated) of the model on a prepared split.
-pub fn accuracy(model: &TinyVlm, tok: &TextTokenizer, split: &PreparedSplit, device: &Device) -> Result<(f64, u64)> {
+pub fn accuracy(model: &dyn Trainee, split: &PreparedSplit) -> Result<(f64, u64)> {
     if split.rows.is_empty() || split.candidates.is_empty() {
         return Ok((0.0, 0));
     }
@@ -70,7 +71,7 @@ pub fn accuracy(model: &TinyVlm, tok: &TextTokenizer, split: &PreparedSplit, dev
     for (row, frames) in split.rows.iter().zip(&split.frames) {
         let items: Vec<(&str, &str, &[RgbImage])> =
             split.candidates.iter().map(|c| (row.question.as_str(), c.as_str(), frames.as_slice())).collect();
-        let losses = answer_losses(model, tok, &items, false, 32, device)?;
+        let losses = model.answer_losses(&items)?;
         let mut best = 0;
         for (i, l) in losses.iter().enumerate() {
             if *l < losses[best] {

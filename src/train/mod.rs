@@ -3,7 +3,8 @@
 //!
 //! - [`tokenizer`]: word-level tokenizer (`tokenizers` crate) saved as `tokenizer.json`.
 //! - [`batcher`]: DataFusion stream -> tensors, frames fetched on the fly.
-//! - [`tiny_vlm`]: the model.
+//! - [`tiny_vlm`]: the model trained from scratch.
+//! - [`trainee`]: what the loop needs from a model; [`qwen3_vl`]: fine-tuning Qwen3-VL.
 //! - [`optimizer`]: AdamW, clipping, schedule.
 //! - [`checkpoint`]: atomic checkpoints and resume.
 //! - [`eval`]: benchmark accuracy by ranking candidate answers.
@@ -14,10 +15,12 @@ pub mod batcher;
 pub mod checkpoint;
 pub mod eval;
 pub mod optimizer;
+pub mod qwen3_vl;
 pub mod scorer;
 pub mod tiny_vlm;
 pub mod tokenizer;
 pub mod train_loop;
+pub mod trainee;
 
 use datafusion::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
@@ -47,6 +50,9 @@ pub struct TrainConfig {
     pub blind_fraction: f64,
     /// Model hyper-parameters (`vocab_size` is set from the tokenizer).
     pub model: TinyVlmConfig,
+    /// Fine-tune this Qwen3-VL checkpoint folder instead of training `tiny-vlm`; of
+    /// `model`, only `max_frames` (frames per pair) applies then.
+    pub base_model: Option<std::path::PathBuf>,
     /// Largest vocabulary of a tokenizer built from the training table.
     pub max_vocab: usize,
     /// A `tokenizer.json` to reuse (models compared with each other must share one).
@@ -75,6 +81,7 @@ impl Default for TrainConfig {
             checkpoint_every: 256,
             blind_fraction: 0.25,
             model: TinyVlmConfig::default(),
+            base_model: None,
             max_vocab: 2000,
             tokenizer: None,
             eval_max_questions: 64,
@@ -112,7 +119,7 @@ pub struct TrainSummary {
     pub evals: Vec<EvalRecord>,
     /// Unreadable frames skipped, by kind (`frame_missing`, `frame_undecodable`, ...).
     pub frame_skips: std::collections::BTreeMap<String, u64>,
-    /// The last checkpoint folder (a `tiny-vlm` scorer folder).
+    /// The last checkpoint folder (loads as a `--scorer`).
     pub checkpoint: std::path::PathBuf,
     /// Whether the run stopped early (`stop_after_steps`).
     pub stopped_early: bool,

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::DType;
-use candle_nn::{VarBuilder, VarMap};
 use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -25,12 +24,14 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GdoError, Result};
-use crate::train::batcher::{Row, build_batch, encode_pair, fetch_frames, read_rows};
+use crate::train::batcher::{FramePrep, Row, fetch_frames, read_rows};
 use crate::train::checkpoint::{self, CheckpointParts, TrainState};
 use crate::train::eval::{PreparedSplit, accuracy, candidates};
 use crate::train::optimizer::{AdamW, lr_at};
-use crate::train::tiny_vlm::{TinyVlm, batch_mean_nll, token_nll};
+use crate::train::qwen3_vl::{MODEL_TYPE as QWEN3_VL, Qwen3VlTrainee};
+use crate::train::tiny_vlm::MODEL_TYPE as TINY_VLM;
 use crate::train::tokenizer::TextTokenizer;
+use crate::train::trainee::{TinyVlmTrainee, Trainee};
 use crate::train::{EvalRecord, EvalSplit, TrainConfig, TrainSummary};
 
 /// One row of `metrics.parquet`: one per evaluated split per checkpoint (split null
@@ -90,7 +91,7 @@ async fn prepare_split(
     fetcher: &FrameFetcher,
     split: &EvalSplit,
     cfg: &TrainConfig,
-    mcfg: &crate::train::TinyVlmConfig,
+    prep: FramePrep,
     skips: &mut BTreeMap<String, u64>,
 ) -> Result<PreparedSplit> {
     let mut rows = read_rows(crate::session::in_table_order(split.table.clone()).execute_stream().await?)
@@ -100,16 +101,54 @@ async fn prepare_split(
     rows.truncate(cfg.eval_max_questions);
     let refs: Vec<&Row> = rows.iter().collect();
     let mut split_skips = BTreeMap::new();
-    let frames = fetch_frames(fetcher, &refs, mcfg, &mut split_skips).await;
+    let frames = fetch_frames(fetcher, &refs, prep, &mut split_skips).await;
     for (k, v) in split_skips {
         *skips.entry(format!("eval:{k}")).or_default() += v;
     }
     Ok(PreparedSplit { name: split.name.clone(), rows, frames, candidates: cands })
 }
 
-/// Train `tiny-vlm` on the pairs of `input` (columns qa_uid, question, answer, frames),
-/// writing checkpoints, `metrics.parquet` and `tokenizer.json` under `out_dir` (a local
-/// folder). With `resume`, continue from the last checkpoint there.
+/// The model to train: Qwen3-VL from `cfg.base_model`, else `tiny-vlm` from its seeded
+/// initialisation with a tokenizer from the resumed checkpoint, `cfg.tokenizer`, or
+/// built from the training rows (and saved under `out`).
+fn trainee(cfg: &TrainConfig, rows: &[Row], out: &Path, latest: Option<&Path>) -> Result<Box<dyn Trainee>> {
+    let wanted = if cfg.base_model.is_some() { QWEN3_VL } else { TINY_VLM };
+    if let Some(dir) = latest {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| GdoError::io(path.display().to_string(), e))?;
+        let saved: serde_json::Value = serde_json::from_str(&text)?;
+        let saved = saved.get("model_type").and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+        if saved != wanted {
+            return Err(GdoError::Usage(format!(
+                "--resume: {} holds a {saved} checkpoint but this run trains {wanted}: another model",
+                dir.display()
+            )));
+        }
+    }
+    if let Some(base) = &cfg.base_model {
+        return Ok(Box::new(Qwen3VlTrainee::load(base, cfg.model.max_frames, &cfg.device)?));
+    }
+    let tok = match (latest, &cfg.tokenizer) {
+        (Some(dir), _) => TextTokenizer::load(&dir.join("tokenizer.json"))?,
+        (None, Some(path)) => TextTokenizer::load(Path::new(path))?,
+        (None, None) => {
+            let tok = TextTokenizer::build(
+                rows.iter().flat_map(|r| [r.question.as_str(), r.answer.as_str()]),
+                cfg.max_vocab,
+            )?;
+            tok.save(&out.join("tokenizer.json"))?;
+            tok
+        }
+    };
+    let mut mcfg = cfg.model.clone();
+    mcfg.vocab_size = tok.vocab_size();
+    Ok(Box::new(TinyVlmTrainee::new(&mcfg, tok, cfg.seed, &cfg.device)?))
+}
+
+/// Train a model (`tiny-vlm`, or Qwen3-VL from `cfg.base_model`) on the pairs of `input`
+/// (columns qa_uid, question, answer, frames), writing checkpoints, `metrics.parquet`
+/// (and tiny-vlm's `tokenizer.json`) under `out_dir` (a local folder). With `resume`,
+/// continue from the last checkpoint there.
 pub async fn train(
     ctx: &SessionContext,
     input: DataFrame,
@@ -140,30 +179,8 @@ pub async fn train(
     } else {
         None
     };
-    let tok = match (&latest, &cfg.tokenizer) {
-        (Some(dir), _) => TextTokenizer::load(&dir.join("tokenizer.json"))?,
-        (None, Some(path)) => TextTokenizer::load(Path::new(path))?,
-        (None, None) => {
-            let tok = TextTokenizer::build(
-                rows.iter().flat_map(|r| [r.question.as_str(), r.answer.as_str()]),
-                cfg.max_vocab,
-            )?;
-            tok.save(&out.join("tokenizer.json"))?;
-            tok
-        }
-    };
-    let mut mcfg = cfg.model.clone();
-    mcfg.vocab_size = tok.vocab_size();
-    mcfg.validate().map_err(GdoError::Usage)?;
-
-    let varmap = VarMap::new();
-    let model = TinyVlm::new(&mcfg, VarBuilder::from_varmap(&varmap, DType::F32, &cfg.device))?;
-    checkpoint::init_weights(&varmap, cfg.seed)?;
-    let named: Vec<(String, candle_core::Var)> = {
-        let data = varmap.data().lock().map_err(|_| GdoError::Usage("weights lock poisoned".into()))?;
-        data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    };
-    let mut opt = AdamW::new(named, cfg.weight_decay)?;
+    let model = trainee(cfg, &rows, &out, latest.as_deref())?;
+    let mut opt = AdamW::new(model.named_vars()?, cfg.weight_decay)?;
     let mut state = TrainState {
         step: 0,
         samples_seen: 0,
@@ -175,14 +192,8 @@ pub async fn train(
         metrics: Vec::new(),
     };
     if let Some(dir) = &latest {
-        let saved = checkpoint::read_config(dir)?;
-        if saved != mcfg {
-            return Err(GdoError::Usage(format!(
-                "--resume: {} holds a checkpoint of another model shape ({saved:?}, this run: {mcfg:?})",
-                dir.display()
-            )));
-        }
-        checkpoint::load_weights(&varmap, dir, &cfg.device)?;
+        model.check_resume(dir)?;
+        checkpoint::load_weights(model.varmap(), dir, &cfg.device)?;
         let (saved_state, moments) = checkpoint::load_state(dir)?;
         if saved_state.seed != cfg.seed || saved_state.rows != rows.len() as u64 {
             return Err(GdoError::Usage(format!(
@@ -199,10 +210,11 @@ pub async fn train(
     }
 
     let fetcher = FrameFetcher::new(ctx.runtime_env().object_store_registry.clone());
+    let prep = model.frame_prep();
     let mut eval_skips = BTreeMap::new();
     let mut splits = Vec::new();
     for s in evals {
-        splits.push(prepare_split(&fetcher, s, cfg, &mcfg, &mut eval_skips).await?);
+        splits.push(prepare_split(&fetcher, s, cfg, prep, &mut eval_skips).await?);
     }
 
     let n = rows.len();
@@ -234,13 +246,8 @@ pub async fn train(
         let positions = bi * bs..((bi + 1) * bs).min(n);
         let batch_rows: Vec<&Row> = positions.clone().map(|p| &rows[order[p]]).collect();
         let blind: Vec<bool> = positions.map(|p| blind_all[p]).collect();
-        let frames = fetch_frames(&fetcher, &batch_rows, &mcfg, &mut state.frame_skips).await;
-        let texts =
-            batch_rows.iter().map(|r| encode_pair(&tok, &mcfg, &r.question, &r.answer)).collect::<Result<Vec<_>>>()?;
-        let frame_refs: Vec<&[image::RgbImage]> = frames.iter().map(|f| f.as_slice()).collect();
-        let b = build_batch(&texts, &frame_refs, &blind, &mcfg, &cfg.device)?;
-        let logits = model.forward(&b.frames, &b.frame_mask, &b.tokens, &b.text_mask)?;
-        let loss = batch_mean_nll(&token_nll(&logits, &b.targets)?, &b.loss_mask)?;
+        let frames = fetch_frames(&fetcher, &batch_rows, prep, &mut state.frame_skips).await;
+        let loss = model.batch_loss(&batch_rows, &frames, &blind)?;
         let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
         if !loss_value.is_finite() {
             return Err(GdoError::Candle(candle_core::Error::Msg(format!(
@@ -277,7 +284,7 @@ pub async fn train(
                 });
             }
             for s in &splits {
-                let (acc, count) = accuracy(&model, &tok, s, &cfg.device)?;
+                let (acc, count) = accuracy(model.as_ref(), s)?;
                 let rec = EvalRecord {
                     step: state.step,
                     samples_seen: state.samples_seen,
@@ -299,9 +306,8 @@ pub async fn train(
             let dir = checkpoint::save(
                 &out,
                 CheckpointParts {
-                    cfg: &mcfg,
-                    tokenizer_json: tok.json(),
-                    weights: checkpoint::weights(&varmap)?,
+                    files: model.checkpoint_files()?,
+                    weights: checkpoint::weights(model.varmap())?,
                     optimizer: opt.state_tensors(),
                     state: &state,
                 },

@@ -12,4 +12,5 @@ mod outside_reader;
 mod s3;
 mod select_parity;
 mod sql_cli;
+mod train_qwen;
 mod train_tiny;

@@ -171,7 +171,7 @@ pub fn attention_bias(mask: &[Vec<bool>], l: usize, device: &Device) -> CandleRe
 }
 
 /// `model.safetensors` or the shards of a sharded checkpoint, sorted.
-fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| GdoError::io(dir.display().to_string(), e))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -26,6 +26,8 @@ pub struct SpecialTokens {
     pub image_pad: u32,
     pub vision_start: u32,
     pub vision_end: u32,
+    /// Ends a chat turn.
+    pub im_end: u32,
     /// Ends a generated reply: `<|im_end|>` and `<|endoftext|>`.
     pub stop: Vec<u32>,
     /// Fills padding positions (never attended to).
@@ -146,7 +148,14 @@ impl Processor {
         }
         Ok(Self {
             tokenizer,
-            tokens: SpecialTokens { image_pad, vision_start, vision_end, stop, pad: end_of_text.unwrap_or(im_end) },
+            tokens: SpecialTokens {
+                image_pad,
+                vision_start,
+                vision_end,
+                im_end,
+                stop,
+                pad: end_of_text.unwrap_or(im_end),
+            },
             patch_size: v.patch_size,
             merge_size: v.spatial_merge_size,
             temporal_patch_size: v.temporal_patch_size,
@@ -248,6 +257,17 @@ impl Processor {
             seq.positions.push([seq.next_position; 3]);
             seq.next_position += 1;
         }
+        Ok(seq)
+    }
+
+    /// A supervised fine-tuning sequence: [`Self::scoring_sequence`] followed by
+    /// `<|im_end|>`, which is a target too, so a trained model learns where its reply
+    /// ends (TNC and SC generation stop there).
+    pub fn training_sequence(&self, question: &str, answer: &str, images: Vec<FramePatches>) -> Result<Sequence> {
+        let mut seq = self.scoring_sequence(question, answer, images)?;
+        seq.ids.push(self.tokens.im_end);
+        seq.positions.push([seq.next_position; 3]);
+        seq.next_position += 1;
         Ok(seq)
     }
 

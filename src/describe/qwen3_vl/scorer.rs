@@ -45,6 +45,12 @@ impl Qwen3VlScorer {
         Ok(Self { model, processor })
     }
 
+    /// A scorer over an already-built model (e.g. one being trained, whose weights are
+    /// variables).
+    pub fn from_parts(model: Qwen3VlModel, processor: Processor) -> Self {
+        Self { model, processor }
+    }
+
     pub fn model(&self) -> &Qwen3VlModel {
         &self.model
     }
