@@ -169,10 +169,9 @@ impl Recipe {
             eval_max_questions: if o.quick { 12 } else { 48 },
             eval_max_candidates: 8,
             scorer_epochs: if o.quick { 2 } else { 6 },
-            // SC sampling with the proxy generates one token per forward pass at batch 1:
-            // over 4 minutes for the 731-pair selection pool here, so the demo uses the
-            // spec's SC fallback; `gdo describe --sc-samples N` computes it.
-            sc_samples: 0,
+            // SC from 5 answers sampled by the proxy (batched generation, frames
+            // encoded once per pair), as the spec computes it.
+            sc_samples: 5,
             thin,
         }
     }

@@ -25,10 +25,10 @@ use serde::Serialize;
 
 use crate::describe::{ScoreItem, Scorer};
 use crate::error::{GdoError, Result};
+use crate::merge::input::DESCRIPTOR_SCHEMA;
 use crate::session::{new_context, register_table};
 use crate::store::Location;
 use crate::table::{TableWriter, writer_properties};
-use crate::merge::input::DESCRIPTOR_SCHEMA;
 
 const CHEAP_SQL: &str = include_str!("../../queries/describe/cheap.sql");
 const CHUNK_DIR: &str = "_describe_chunks";
@@ -109,7 +109,6 @@ pub struct DescribeReport {
     pub shard: String,
     pub seconds: f64,
 }
-
 
 fn fingerprint(opts: &DescribeOptions, pool_rows: usize) -> serde_json::Value {
     serde_json::json!({
@@ -264,7 +263,6 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     Ok(report)
 }
 
-
 /// Drop the input columns and store non-finite numbers as NULL.
 fn finish_chunk(batch: RecordBatch) -> Result<RecordBatch> {
     let n = DESCRIPTOR_SCHEMA.fields().len();
@@ -334,6 +332,7 @@ async fn score_chunk(
     let lists = gdo_udfs::media_descriptors::frames_lists(&frames_col, "describe")?;
     let fetcher = gdo_udfs::media::FrameFetcher::new(Arc::clone(&ctx.runtime_env().object_store_registry));
     // The scorer sees the same up-to-8 uniformly resampled frames as motion.
+    let fetch_started = Instant::now();
     let mut images: Vec<Option<Vec<image::RgbImage>>> = Vec::with_capacity(n);
     for l in &lists {
         let uris: Vec<String> = match l {
@@ -356,9 +355,12 @@ async fn score_chunk(
     for i in (0..n).filter(|i| images[*i].is_none()) {
         model_err[i] = Some("model: skipped, frames unreadable".into());
     }
+    let fetch_secs = fetch_started.elapsed().as_secs_f64();
+    let (mut loss_secs, mut tnc_secs, mut sc_secs) = (0f64, 0f64, 0f64);
     // The scorer is synchronous and CPU/GPU bound; the job is a long batch job, so it
     // runs on this task between fetches.
     for rows in ok_rows.chunks(opts.batch_size) {
+        let t = Instant::now();
         let items: Vec<ScoreItem<'_>> = rows
             .iter()
             .map(|&i| ScoreItem {
@@ -380,6 +382,8 @@ async fn score_chunk(
             }
             Err(e) => rows.iter().for_each(|&i| model_err[i] = Some(format!("model: {e}"))),
         }
+        loss_secs += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         if opts.tnc == TncMode::Llm {
             let qs: Vec<&str> = items.iter().map(|it| it.question).collect();
             match scorer.tnc_llm(&qs) {
@@ -387,13 +391,20 @@ async fn score_chunk(
                 Err(e) => rows.iter().for_each(|&i| model_err[i] = Some(format!("model: tnc_llm: {e}"))),
             }
         }
+        tnc_secs += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         if opts.sc_samples > 0 {
             match scorer.sample_answers(&items, opts.sc_samples, opts.seed) {
                 Ok(v) => rows.iter().zip(v).for_each(|(&i, s)| sc[i] = self_consistency(&s)),
                 Err(e) => rows.iter().for_each(|&i| model_err[i] = Some(format!("model: sample_answers: {e}"))),
             }
         }
+        sc_secs += t.elapsed().as_secs_f64();
     }
+    tracing::info!(
+        "scored {n} rows: frames {fetch_secs:.2} s, answer losses {loss_secs:.2} s, tnc {tnc_secs:.2} s, \
+         sc {sc_secs:.2} s"
+    );
     let mut columns = batch.columns().to_vec();
     for (j, name) in ["loss_video", "loss_blind", "vds", "ppl"].iter().enumerate() {
         columns[col(name)] = Arc::new(out.iter().map(|r| r[j]).collect::<Float64Array>());

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::describe::scorer::{AnswerLosses, ScoreItem, Scorer};
 use crate::error::{GdoError, Result};
-use crate::train::batcher::{EncodedText, build_batch, encode_pair, prepare_frame, resample_indices};
+use crate::train::batcher::{build_batch, encode_pair, prepare_frame, resample_indices};
 use crate::train::checkpoint;
 use crate::train::eval::answer_losses;
 use crate::train::tiny_vlm::TinyVlm;
@@ -61,77 +61,124 @@ impl TinyVlmScorer {
         resample_indices(frames.len(), cfg.max_frames).into_iter().map(|i| prepare_frame(&frames[i], cfg)).collect()
     }
 
-    /// Generate after `[BOS] question [SEP]`: greedy when `rng` is None, else top-p
-    /// sampling. Special tokens other than EOS are never produced.
+    /// Generate after `[BOS] question [SEP]` for every prompt `(question, frames)`,
+    /// `copies` continuations each (row `p * copies + c`), all rows in one batch: each
+    /// prompt's frames are encoded once, the prompts prefilled once, then one cached
+    /// decoder step per new token. `pick(row, logits)` chooses the next token; special
+    /// tokens other than EOS are never offered (their logits are -inf). A row stops at
+    /// EOS, `max_new` tokens or the model's text length.
     fn generate(
         &self,
-        question: &str,
-        frames: &[RgbImage],
+        prompts: &[(&str, &[RgbImage])],
+        copies: usize,
         max_new: usize,
-        mut rng: Option<(&mut ChaCha8Rng, f64, f64)>,
-    ) -> Result<String> {
+        mut pick: impl FnMut(usize, &[f32]) -> Result<usize>,
+    ) -> Result<Vec<String>> {
         let cfg = self.model.config();
-        let enc = encode_pair(&self.tok, cfg, question, "")?;
-        let mut ids: Vec<u32> = enc.tokens[..enc.prompt_len].to_vec();
-        let mut produced = Vec::new();
-        while produced.len() < max_new && ids.len() < cfg.max_text {
-            let mut text = EncodedText {
-                tokens: vec![PAD; cfg.max_text],
-                targets: vec![PAD; cfg.max_text],
-                loss_mask: vec![0.0; cfg.max_text],
-                text_mask: vec![0.0; cfg.max_text],
-                prompt_len: ids.len(),
-            };
-            text.tokens[..ids.len()].copy_from_slice(&ids);
-            text.text_mask[..ids.len()].iter_mut().for_each(|m| *m = 1.0);
-            let b = build_batch(&[text], &[frames], &[false], cfg, &self.device)?;
-            let logits = self.model.forward(&b.frames, &b.frame_mask, &b.tokens, &b.text_mask)?;
-            let last: Vec<f32> = logits.get(0)?.get(ids.len() - 1)?.to_dtype(DType::F32)?.to_vec1()?;
-            let allowed = |i: usize| i == EOS as usize || i >= 5;
-            let next = match rng.as_mut() {
-                None => (0..last.len())
-                    .filter(|&i| allowed(i))
-                    .fold(EOS as usize, |best, i| if last[i] > last[best] { i } else { best }),
-                Some((rng, top_p, temperature)) => {
-                    let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-                    let mut probs: Vec<(usize, f64)> = (0..last.len())
-                        .filter(|&i| allowed(i))
-                        .map(|i| (i, ((last[i] as f64 - max) / *temperature).exp()))
-                        .collect();
-                    let sum: f64 = probs.iter().map(|p| p.1).sum();
-                    probs.iter_mut().for_each(|p| p.1 /= sum);
-                    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                    let mut kept = 0.0;
-                    let mut cut = probs.len();
-                    for (k, p) in probs.iter().enumerate() {
-                        kept += p.1;
-                        if kept >= *top_p {
-                            cut = k + 1;
-                            break;
-                        }
-                    }
-                    let nucleus = &probs[..cut];
-                    let total: f64 = nucleus.iter().map(|p| p.1).sum();
-                    let mut u = rng.random::<f64>() * total;
-                    let mut pick = nucleus[nucleus.len() - 1].0;
-                    for p in nucleus {
-                        if u < p.1 {
-                            pick = p.0;
-                            break;
-                        }
-                        u -= p.1;
-                    }
-                    pick
+        let t = cfg.max_text;
+        let rows = prompts.len() * copies;
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        let mut texts = Vec::with_capacity(prompts.len());
+        for (q, _) in prompts {
+            texts.push(encode_pair(&self.tok, cfg, q, "")?);
+        }
+        let frames: Vec<&[RgbImage]> = prompts.iter().map(|p| p.1).collect();
+        let b = build_batch(&texts, &frames, &vec![false; prompts.len()], cfg, &self.device)?;
+        let v = self.model.encode_frames(&b.frames)?;
+        let owners = Tensor::from_vec((0..rows).map(|r| (r / copies) as u32).collect::<Vec<_>>(), rows, &self.device)?;
+        // The prompts alone (encode_pair also placed EOS after the empty answer).
+        let mut len: Vec<usize> = (0..rows).map(|r| texts[r / copies].prompt_len).collect();
+        let (mut tokens, mut mask) = (vec![PAD; rows * t], vec![0f32; rows * t]);
+        for r in 0..rows {
+            let p = &texts[r / copies].tokens[..len[r]];
+            tokens[r * t..r * t + p.len()].copy_from_slice(p);
+            mask[r * t..r * t + p.len()].iter_mut().for_each(|m| *m = 1.0);
+        }
+        let (logits, mut cache) = self.model.prefill(
+            &v.index_select(&owners, 0)?,
+            &b.frame_mask.index_select(&owners, 0)?,
+            &Tensor::from_vec(tokens, (rows, t), &self.device)?,
+            &Tensor::from_vec(mask, (rows, t), &self.device)?,
+        )?;
+        let vocab = logits.dim(2)?;
+        let last =
+            Tensor::from_vec((0..rows).map(|r| (r * t + len[r] - 1) as u32).collect::<Vec<_>>(), rows, &self.device)?;
+        let mut logits = logits.reshape((rows * t, vocab))?.index_select(&last, 0)?;
+        let mut produced: Vec<Vec<u32>> = vec![Vec::new(); rows];
+        let mut done: Vec<bool> = len.iter().map(|&l| l >= t || max_new == 0).collect();
+        while !done.iter().all(|d| *d) {
+            let table: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+            let (mut next, mut pos) = (vec![PAD; rows], vec![0u32; rows]);
+            for r in 0..rows {
+                if done[r] {
+                    continue;
                 }
-            };
-            if next == EOS as usize {
+                let mut row = table[r].clone();
+                for (i, l) in row.iter_mut().enumerate() {
+                    if i != EOS as usize && i < 5 {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+                let tok = pick(r, &row)?;
+                if tok == EOS as usize {
+                    done[r] = true;
+                    continue;
+                }
+                produced[r].push(tok as u32);
+                len[r] += 1;
+                (next[r], pos[r]) = (tok as u32, (len[r] - 1) as u32);
+                done[r] = produced[r].len() >= max_new || len[r] >= t;
+            }
+            if done.iter().all(|d| *d) {
                 break;
             }
-            ids.push(next as u32);
-            produced.push(next as u32);
+            // Finished rows step on with padding; their outputs are not read.
+            logits = self.model.step(
+                &Tensor::from_vec(next, rows, &self.device)?,
+                &Tensor::from_vec(pos, rows, &self.device)?,
+                &mut cache,
+            )?;
         }
-        self.tok.decode(&produced)
+        produced.iter().map(|p| self.tok.decode(p)).collect()
     }
+}
+
+/// Greedy: the first index of the largest logit.
+fn greedy(logits: &[f32]) -> usize {
+    (0..logits.len()).fold(0, |best, i| if logits[i] > logits[best] { i } else { best })
+}
+
+/// Top-p sampling at `temperature` among the finite logits.
+fn top_p(logits: &[f32], top_p: f64, temperature: f64, rng: &mut ChaCha8Rng) -> usize {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let mut probs: Vec<(usize, f64)> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .map(|i| (i, ((logits[i] as f64 - max) / temperature).exp()))
+        .collect();
+    let sum: f64 = probs.iter().map(|p| p.1).sum();
+    probs.iter_mut().for_each(|p| p.1 /= sum);
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kept = 0.0;
+    let mut cut = probs.len();
+    for (k, p) in probs.iter().enumerate() {
+        kept += p.1;
+        if kept >= top_p {
+            cut = k + 1;
+            break;
+        }
+    }
+    let nucleus = &probs[..cut];
+    let total: f64 = nucleus.iter().map(|p| p.1).sum();
+    let mut u = rng.random::<f64>() * total;
+    for p in nucleus {
+        if u < p.1 {
+            return p.0;
+        }
+        u -= p.1;
+    }
+    nucleus[nucleus.len() - 1].0
 }
 
 impl Scorer for TinyVlmScorer {
@@ -150,31 +197,40 @@ impl Scorer for TinyVlmScorer {
     }
 
     fn tnc_llm(&self, questions: &[&str]) -> Result<Vec<f64>> {
-        questions
+        let prompts: Vec<String> = questions.iter().map(|q| format!("{TNC_PROMPT} {q}")).collect();
+        let items: Vec<(&str, &[RgbImage])> = prompts.iter().map(|p| (p.as_str(), &[][..])).collect();
+        let replies = self.generate(&items, 1, 3, |_, logits| Ok(greedy(logits)))?;
+        Ok(replies
             .iter()
-            .map(|q| {
-                let reply = self.generate(&format!("{TNC_PROMPT} {q}"), &[], 3, None)?;
-                Ok(if reply.contains("temporal") {
+            .map(|reply| {
+                if reply.contains("temporal") {
                     1.0
                 } else if reply.contains("static") {
                     0.0
                 } else {
                     0.5
-                })
+                }
             })
-            .collect()
+            .collect())
     }
 
     fn sample_answers(&self, items: &[ScoreItem<'_>], n: usize, seed: u64) -> Result<Vec<Vec<String>>> {
-        items
-            .iter()
-            .map(|it| {
-                // One stream per item from the seed alone: the same item gets the same
-                // samples whatever batch it comes in.
+        if n == 0 {
+            return Ok(vec![Vec::new(); items.len()]);
+        }
+        let frames: Vec<Vec<RgbImage>> = items.iter().map(|it| self.frames(it.frames)).collect();
+        let prompts: Vec<(&str, &[RgbImage])> =
+            items.iter().zip(&frames).map(|(it, f)| (it.question, f.as_slice())).collect();
+        // Sample k of every item draws from stream k of the seed's ChaCha8 generator: an
+        // item's samples do not depend on which batch it comes in.
+        let mut rngs: Vec<ChaCha8Rng> = (0..items.len() * n)
+            .map(|r| {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let frames = self.frames(it.frames);
-                (0..n).map(|_| self.generate(it.question, &frames, 32, Some((&mut rng, 0.9, 0.8)))).collect()
+                rng.set_stream((r % n) as u64);
+                rng
             })
-            .collect()
+            .collect();
+        let replies = self.generate(&prompts, n, 32, |row, logits| Ok(top_p(logits, 0.9, 0.8, &mut rngs[row])))?;
+        Ok(replies.chunks(n).map(|c| c.to_vec()).collect())
     }
 }

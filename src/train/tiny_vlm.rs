@@ -126,13 +126,24 @@ impl Block {
 
     /// `mask`: additive, broadcastable to `[B, heads, L, L]`.
     fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.forward_cached(x, mask, &mut None)
+    }
+
+    /// [`Self::forward`] for new positions `x` `[B, L, d]` after the ones whose keys and
+    /// values `cache` holds (appended to it); `mask` broadcastable to `[B, heads, L, past + L]`.
+    fn forward_cached(&self, x: &Tensor, mask: &Tensor, cache: &mut Option<(Tensor, Tensor)>) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
         let dh = d / self.heads;
         let qkv = self.qkv.forward(&self.ln1.forward(x)?)?.reshape((b, l, 3, self.heads, dh))?;
         let qkv = qkv.permute((2, 0, 3, 1, 4))?;
         let q = qkv.get(0)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
+        let mut k = qkv.get(1)?.contiguous()?;
+        let mut v = qkv.get(2)?.contiguous()?;
+        if let Some((pk, pv)) = cache.as_ref() {
+            k = Tensor::cat(&[pk, &k], 2)?;
+            v = Tensor::cat(&[pv, &v], 2)?;
+        }
+        *cache = Some((k.clone(), v.clone()));
         let att = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?.broadcast_add(mask)?;
         let att = candle_nn::ops::softmax(&att, D::Minus1)?;
         let y = att.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, l, d))?;
@@ -140,6 +151,13 @@ impl Block {
         let h = self.fc2.forward(&self.fc1.forward(&self.ln2.forward(&x)?)?.gelu()?)?;
         x + h
     }
+}
+
+/// Keys and values of every decoder layer for the positions generated from so far, and
+/// their additive key mask `[B, 1, 1, K]` (padding excluded).
+pub struct DecodeCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    key_add: Option<Tensor>,
 }
 
 /// The model. Build with [`TinyVlm::new`] from a `VarBuilder`.
@@ -191,7 +209,7 @@ impl TinyVlm {
     }
 
     /// `[B, F, 3, S, S]` frames -> `[B, F * r², d]` frame tokens (r = `frame_grid`).
-    fn encode_frames(&self, frames: &Tensor) -> Result<Tensor> {
+    pub fn encode_frames(&self, frames: &Tensor) -> Result<Tensor> {
         let (b, f, c, s, _) = frames.dims5()?;
         let p = self.cfg.patch_size;
         let g = s / p;
@@ -219,7 +237,7 @@ impl TinyVlm {
     /// `frames [B, F, 3, S, S]` f32, `frame_mask [B, F]` (1 = present), `tokens [B, T]`
     /// u32, `text_mask [B, T]` (1 = real token). F and T must not exceed the config's.
     pub fn forward(&self, frames: &Tensor, frame_mask: &Tensor, tokens: &Tensor, text_mask: &Tensor) -> Result<Tensor> {
-        let (b, f) = frame_mask.dims2()?;
+        let f = frame_mask.dim(1)?;
         let t = tokens.dim(1)?;
         if f > self.cfg.max_frames || t > self.cfg.max_text {
             candle_core::bail!(
@@ -228,21 +246,78 @@ impl TinyVlm {
                 self.cfg.max_text
             );
         }
-        let v = self.encode_frames(frames)?;
+        self.decode(&self.encode_frames(frames)?, frame_mask, tokens, text_mask)
+    }
+
+    /// [`Self::forward`] from frame tokens already encoded by [`Self::encode_frames`].
+    pub fn decode(&self, v: &Tensor, frame_mask: &Tensor, tokens: &Tensor, text_mask: &Tensor) -> Result<Tensor> {
+        self.decode_cached(v, frame_mask, tokens, text_mask, None)
+    }
+
+    /// Generation, first pass: [`Self::decode`] of the (right-padded) prompts that also
+    /// returns the cache [`Self::step`] continues from.
+    pub fn prefill(
+        &self,
+        v: &Tensor,
+        frame_mask: &Tensor,
+        tokens: &Tensor,
+        text_mask: &Tensor,
+    ) -> Result<(Tensor, DecodeCache)> {
+        let mut cache = DecodeCache { layers: vec![None; self.decoder.len()], key_add: None };
+        let logits = self.decode_cached(v, frame_mask, tokens, text_mask, Some(&mut cache))?;
+        Ok((logits, cache))
+    }
+
+    /// Generation, one new token per row: `tokens [B]` (u32) at text positions
+    /// `positions [B]` (u32, below `max_text`) attend to everything in `cache` but its
+    /// padding. Returns logits `[B, vocab]`.
+    pub fn step(&self, tokens: &Tensor, positions: &Tensor, cache: &mut DecodeCache) -> Result<Tensor> {
+        let b = tokens.dim(0)?;
+        let x = (self.tok_emb.forward(tokens)? + self.text_pos.index_select(positions, 0)?)?.unsqueeze(1)?;
+        let Some(key_add) = cache.key_add.as_ref() else { candle_core::bail!("step before prefill") };
+        let key_add = Tensor::cat(&[key_add, &Tensor::zeros((b, 1, 1, 1), key_add.dtype(), key_add.device())?], 3)?;
+        let mut x = x;
+        for (blk, layer) in self.decoder.iter().zip(cache.layers.iter_mut()) {
+            x = blk.forward_cached(&x, &key_add, layer)?;
+        }
+        cache.key_add = Some(key_add);
+        self.lm_head.forward(&self.ln_f.forward(&x)?)?.squeeze(1)
+    }
+
+    fn decode_cached(
+        &self,
+        v: &Tensor,
+        frame_mask: &Tensor,
+        tokens: &Tensor,
+        text_mask: &Tensor,
+        mut cache: Option<&mut DecodeCache>,
+    ) -> Result<Tensor> {
+        let (b, f) = frame_mask.dims2()?;
+        let t = tokens.dim(1)?;
         let rr = self.cfg.frame_grid * self.cfg.frame_grid;
         // Each frame's presence covers its rr region tokens.
         let frame_mask = frame_mask.unsqueeze(2)?.repeat((1, 1, rr))?.reshape((b, f * rr))?;
         let f = f * rr;
         let txt = self.tok_emb.forward(tokens)?.broadcast_add(&self.text_pos.narrow(0, 0, t)?)?;
-        let mut x = Tensor::cat(&[&v, &txt], 1)?;
+        let mut x = Tensor::cat(&[v, &txt], 1)?;
         let l = f + t;
         let causal: Vec<f32> = (0..l).flat_map(|i| (0..l).map(move |j| if j <= i { 0.0 } else { -1e9 })).collect();
         let causal = Tensor::from_vec(causal, (1, 1, l, l), x.device())?;
         let keys = Tensor::cat(&[&frame_mask, text_mask], 1)?;
         let key_add = ((keys - 1.0)? * 1e9)?.reshape((b, 1, 1, l))?;
         let mask = causal.broadcast_add(&key_add)?;
-        for blk in &self.decoder {
-            x = blk.forward(&x, &mask)?;
+        match cache.as_mut() {
+            None => {
+                for blk in &self.decoder {
+                    x = blk.forward(&x, &mask)?;
+                }
+            }
+            Some(c) => {
+                for (blk, layer) in self.decoder.iter().zip(c.layers.iter_mut()) {
+                    x = blk.forward_cached(&x, &mask, layer)?;
+                }
+                c.key_add = Some(key_add);
+            }
         }
         let x = self.ln_f.forward(&x)?.narrow(1, f, t)?;
         self.lm_head.forward(&x)
@@ -267,4 +342,61 @@ pub fn batch_mean_nll(nll: &Tensor, loss_mask: &Tensor) -> Result<Tensor> {
     let num = (nll * loss_mask)?.sum_all()?;
     let den = loss_mask.sum_all()?.clamp(1.0, f64::MAX)?;
     num / den
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, IndexOp};
+    use candle_nn::{VarBuilder, VarMap};
+
+    use super::*;
+
+    /// Cached generation (prefill, then one token per step) gives the logits a full
+    /// recomputation over the longer text gives, for rows of different prompt lengths.
+    #[test]
+    fn cached_steps_equal_full_recomputation() {
+        let dev = Device::Cpu;
+        let cfg = TinyVlmConfig { vocab_size: 40, max_frames: 2, max_text: 10, ..TinyVlmConfig::default() };
+        let varmap = VarMap::new();
+        let model = TinyVlm::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
+        crate::train::checkpoint::init_weights(&varmap, 3).unwrap();
+        let frames = Tensor::randn(0f32, 0.3, (2, 2, 3, 32, 32), &dev).unwrap();
+        let frame_mask = Tensor::new(&[[1f32, 1.], [1., 0.]], &dev).unwrap();
+        let v = model.encode_frames(&frames).unwrap();
+        // Row 0: prompt of 4 tokens, row 1: 2 tokens; then two generated tokens each.
+        let prompts: [&[u32]; 2] = [&[2, 7, 9, 4], &[2, 4]];
+        let generated: [[u32; 2]; 2] = [[11, 12], [13, 14]];
+        let padded = |texts: &[Vec<u32>]| {
+            let mut ids = vec![0u32; 2 * cfg.max_text];
+            let mut mask = vec![0f32; 2 * cfg.max_text];
+            for (r, t) in texts.iter().enumerate() {
+                ids[r * cfg.max_text..r * cfg.max_text + t.len()].copy_from_slice(t);
+                mask[r * cfg.max_text..r * cfg.max_text + t.len()].iter_mut().for_each(|m| *m = 1.0);
+            }
+            (
+                Tensor::from_vec(ids, (2, cfg.max_text), &dev).unwrap(),
+                Tensor::from_vec(mask, (2, cfg.max_text), &dev).unwrap(),
+            )
+        };
+        let texts: Vec<Vec<u32>> = prompts.iter().map(|p| p.to_vec()).collect();
+        let (ids, mask) = padded(&texts);
+        let (_, mut cache) = model.prefill(&v, &frame_mask, &ids, &mask).unwrap();
+        let mut texts = texts;
+        for step in 0..2 {
+            for r in 0..2 {
+                texts[r].push(generated[r][step]);
+            }
+            let tokens = Tensor::new(&[generated[0][step], generated[1][step]], &dev).unwrap();
+            let pos = Tensor::new(&[(texts[0].len() - 1) as u32, (texts[1].len() - 1) as u32], &dev).unwrap();
+            let cached = model.step(&tokens, &pos, &mut cache).unwrap();
+            let (ids, mask) = padded(&texts);
+            let full = model.decode(&v, &frame_mask, &ids, &mask).unwrap();
+            for r in 0..2 {
+                let want = full.i((r, texts[r].len() - 1)).unwrap();
+                let diff = (cached.i(r).unwrap() - want).unwrap().abs().unwrap().max(0).unwrap();
+                let diff = diff.to_scalar::<f32>().unwrap();
+                assert!(diff < 1e-4, "step {step} row {r}: {diff}");
+            }
+        }
+    }
 }

@@ -99,8 +99,7 @@ async fn qwen3_vl_fine_tunes_lowers_the_loss_and_resumes_bit_identically() {
     let other = tmp.path().join("other");
     write_tiny_checkpoint(&other, 5, Some(&serde_json::json!({"text_config": {"intermediate_size": 48}}))).unwrap();
     let wider = TrainConfig { base_model: Some(other), ..cfg.clone() };
-    let err =
-        train(&ctx, ctx.sql(sql).await.unwrap(), &wider, &evals, &out("k"), true).await.unwrap_err().to_string();
+    let err = train(&ctx, ctx.sql(sql).await.unwrap(), &wider, &evals, &out("k"), true).await.unwrap_err().to_string();
     assert!(err.contains("another model"), "{err}");
 
     // The same through the CLI, and a clear error for a folder that is no model.

@@ -170,7 +170,15 @@ async fn trains_deterministically_resumes_bit_identically_and_rejects_bad_input(
     }
     let s1 = scorer.sample_answers(&items[..2], 2, 7).unwrap();
     assert_eq!(s1, scorer.sample_answers(&items[..2], 2, 7).unwrap());
-    assert_eq!(scorer.tnc_llm(&qs).unwrap().len(), 4);
+    // Generation is batched over items and samples; an item's samples do not depend on
+    // its batch, and another seed draws others.
+    assert_eq!(s1[1..], scorer.sample_answers(&items[1..2], 2, 7).unwrap()[..]);
+    let all = scorer.sample_answers(&items, 3, 7).unwrap();
+    assert_eq!(all[0][..2], s1[0][..], "sample k of an item does not depend on how many are drawn");
+    assert_ne!(all, scorer.sample_answers(&items, 3, 8).unwrap());
+    let tnc = scorer.tnc_llm(&qs).unwrap();
+    assert_eq!(tnc.len(), 4);
+    assert_eq!(tnc[2..], scorer.tnc_llm(&qs[2..]).unwrap()[..]);
 }
 
 /// `needs_frames` of every sample pair, keyed by (source file name, line, turn), from
