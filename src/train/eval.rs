@@ -69,9 +69,7 @@ pub fn accuracy(model: &dyn Trainee, split: &PreparedSplit) -> Result<(f64, u64)
     }
     let mut correct = 0u64;
     for (row, frames) in split.rows.iter().zip(&split.frames) {
-        let items: Vec<(&str, &str, &[RgbImage])> =
-            split.candidates.iter().map(|c| (row.question.as_str(), c.as_str(), frames.as_slice())).collect();
-        let losses = model.answer_losses(&items)?;
+        let losses = model.candidate_losses(&row.question, frames, &split.candidates)?;
         let mut best = 0;
         for (i, l) in losses.iter().enumerate() {
             if *l < losses[best] {

@@ -13,7 +13,7 @@ use crate::error::{GdoError, Result};
 use crate::train::batcher::{FramePrep, Row, build_batch, encode_pair};
 use crate::train::checkpoint;
 use crate::train::eval::answer_losses;
-use crate::train::tiny_vlm::{TinyVlm, TinyVlmConfig, batch_mean_nll, token_nll};
+use crate::train::tiny_vlm::{TinyVlm, TinyVlmConfig, batch_mean_nll, row_mean_nll, token_nll};
 use crate::train::tokenizer::TextTokenizer;
 
 /// A trainable model: weights in a [`VarMap`], a differentiable loss over a batch of
@@ -31,6 +31,12 @@ pub trait Trainee {
     fn batch_loss(&self, rows: &[&Row], frames: &[Vec<RgbImage>], blind: &[bool]) -> Result<Tensor>;
     /// Mean answer-token loss of each `(question, answer, frames)` triple (evaluation).
     fn answer_losses(&self, items: &[(&str, &str, &[RgbImage])]) -> Result<Vec<f64>>;
+    /// Answer losses of each candidate answer to one question with its frames (the
+    /// evaluation's ranking); a model may share the frames' encoding across candidates.
+    fn candidate_losses(&self, question: &str, frames: &[RgbImage], candidates: &[String]) -> Result<Vec<f64>> {
+        let items: Vec<(&str, &str, &[RgbImage])> = candidates.iter().map(|c| (question, c.as_str(), frames)).collect();
+        self.answer_losses(&items)
+    }
     /// Files written beside `model.safetensors` in every checkpoint (name, bytes).
     fn checkpoint_files(&self) -> Result<Vec<(String, Vec<u8>)>>;
     /// Error unless the checkpoint in `dir` was written for a model of this shape.
@@ -91,6 +97,22 @@ impl Trainee for TinyVlmTrainee {
         answer_losses(&self.model, &self.tok, items, false, 32, &self.device)
     }
 
+    fn candidate_losses(&self, question: &str, frames: &[RgbImage], candidates: &[String]) -> Result<Vec<f64>> {
+        // The frames are encoded once, then every candidate decoded against them.
+        let cfg = self.model.config();
+        let texts = candidates.iter().map(|c| encode_pair(&self.tok, cfg, question, c)).collect::<Result<Vec<_>>>()?;
+        let one = build_batch(&texts[..1], &[frames], &[false], cfg, &self.device)?;
+        let b = build_batch(&texts, &vec![&[][..]; texts.len()], &vec![true; texts.len()], cfg, &self.device)?;
+        let n = texts.len();
+        let v = self.model.encode_frames(&one.frames)?;
+        let (_, l, d) = v.dims3()?;
+        let v = v.broadcast_as((n, l, d))?.contiguous()?;
+        let mask = one.frame_mask.broadcast_as((n, cfg.max_frames))?.contiguous()?;
+        let logits = self.model.decode(&v, &mask, &b.tokens, &b.text_mask)?;
+        let losses = row_mean_nll(&token_nll(&logits, &b.targets)?, &b.loss_mask)?;
+        Ok(losses.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
+    }
+
     fn checkpoint_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(vec![
             ("config.json".to_owned(), serde_json::to_vec_pretty(self.model.config())?),
@@ -108,5 +130,34 @@ impl Trainee for TinyVlmTrainee {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ranking candidates with the frames encoded once gives the losses of scoring each
+    /// (question, candidate, frames) triple on its own.
+    #[test]
+    fn candidate_losses_equal_per_triple_answer_losses() {
+        let tok = TextTokenizer::build(["what colour is the disc", "red blue green left"], 50).unwrap();
+        let cfg = TinyVlmConfig { vocab_size: tok.vocab_size(), max_frames: 3, ..TinyVlmConfig::default() };
+        let model = TinyVlmTrainee::new(&cfg, tok, 4, &Device::Cpu).unwrap();
+        let frames: Vec<RgbImage> = (0..2)
+            .map(|k| RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 7 + k) as u8, (y * 5) as u8, (x ^ y) as u8])))
+            .collect();
+        let candidates: Vec<String> = ["red", "blue", "green left", "left"].iter().map(|s| s.to_string()).collect();
+        let shared = model.candidate_losses("what colour is the disc", &frames, &candidates).unwrap();
+        let items: Vec<(&str, &str, &[RgbImage])> =
+            candidates.iter().map(|c| ("what colour is the disc", c.as_str(), frames.as_slice())).collect();
+        let each = model.answer_losses(&items).unwrap();
+        assert_eq!(shared.len(), 4);
+        for (a, b) in shared.iter().zip(&each) {
+            assert!((a - b).abs() < 1e-5, "{shared:?} vs {each:?}");
+        }
+        // The frames matter: without them the losses differ.
+        let blind = model.candidate_losses("what colour is the disc", &[], &candidates).unwrap();
+        assert!(blind.iter().zip(&shared).any(|(a, b)| (a - b).abs() > 1e-4), "{blind:?} vs {shared:?}");
     }
 }
