@@ -99,18 +99,12 @@ fn base_model(spec: &str) -> Result<Option<std::path::PathBuf>> {
         return Ok(None);
     }
     let dir = std::path::PathBuf::from(spec);
-    let config = dir.join("config.json");
-    let text = std::fs::read_to_string(&config).map_err(|e| {
-        GdoError::Usage(format!(
-            "--model {spec}: neither tiny-vlm nor a model folder with a readable config.json ({e})"
-        ))
-    })?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| GdoError::Usage(format!("--model {spec}: config.json is not JSON: {e}")))?;
-    match json.get("model_type").and_then(|v| v.as_str()) {
-        Some(crate::train::qwen3_vl::MODEL_TYPE) => Ok(Some(dir)),
+    let model_type = crate::describe::load::model_type(&dir)
+        .map_err(|e| GdoError::Usage(format!("--model {spec}: neither tiny-vlm nor a model folder ({e})")))?;
+    match model_type.as_str() {
+        crate::train::qwen3_vl::MODEL_TYPE => Ok(Some(dir)),
         other => Err(GdoError::Usage(format!(
-            "--model {spec}: model_type {other:?}; gdo train fine-tunes qwen3_vl folders (or trains tiny-vlm)"
+            "--model {spec}: model_type \"{other}\"; gdo train fine-tunes qwen3_vl folders (or trains tiny-vlm)"
         ))),
     }
 }

@@ -10,15 +10,20 @@ use crate::error::{GdoError, Result};
 /// The model types [`load_scorer`] knows.
 pub const KNOWN_MODEL_TYPES: &[&str] = &["qwen3_vl", "tiny-vlm"];
 
+/// `model_type` of the model folder `dir` (its `config.json`; empty when absent). The
+/// error says why `config.json` could not be read, for the caller to prefix.
+pub fn model_type(dir: &Path) -> std::result::Result<String, String> {
+    let config = dir.join("config.json");
+    let text = std::fs::read_to_string(&config).map_err(|e| format!("cannot read config.json: {e}"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", config.display()))?;
+    Ok(json.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_owned())
+}
+
 /// Load the scorer in `path` (a folder with `config.json`) onto `device`.
 pub fn load_scorer(path: &Path, device: &Device) -> Result<Box<dyn Scorer>> {
-    let config = path.join("config.json");
-    let text = std::fs::read_to_string(&config)
-        .map_err(|e| GdoError::Usage(format!("--scorer {}: cannot read config.json: {e}", path.display())))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| GdoError::Usage(format!("--scorer {}: config.json is not JSON: {e}", config.display())))?;
-    let model_type = json.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-    match model_type {
+    let model_type = model_type(path).map_err(|e| GdoError::Usage(format!("--scorer {}: {e}", path.display())))?;
+    match model_type.as_str() {
         "qwen3_vl" => Ok(Box::new(crate::describe::qwen3_vl::Qwen3VlScorer::load(path, device)?)),
         // A `gdo train` checkpoint: the proxy scorer for machines without a large model.
         "tiny-vlm" => Ok(Box::new(crate::train::TinyVlmScorer::load(path, device)?)),

@@ -14,9 +14,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use image::RgbImage;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::describe::qwen3_vl::scorer::{SC_TEMPERATURE, SC_TOP_P, argmax, sample_top_p};
 use crate::describe::scorer::{AnswerLosses, ScoreItem, Scorer};
 use crate::error::{GdoError, Result};
 use crate::train::batcher::{build_batch, encode_pair, prepare_frame, resample_indices};
@@ -145,42 +146,6 @@ impl TinyVlmScorer {
     }
 }
 
-/// Greedy: the first index of the largest logit.
-fn greedy(logits: &[f32]) -> usize {
-    (0..logits.len()).fold(0, |best, i| if logits[i] > logits[best] { i } else { best })
-}
-
-/// Top-p sampling at `temperature` among the finite logits.
-fn top_p(logits: &[f32], top_p: f64, temperature: f64, rng: &mut ChaCha8Rng) -> usize {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let mut probs: Vec<(usize, f64)> = (0..logits.len())
-        .filter(|&i| logits[i].is_finite())
-        .map(|i| (i, ((logits[i] as f64 - max) / temperature).exp()))
-        .collect();
-    let sum: f64 = probs.iter().map(|p| p.1).sum();
-    probs.iter_mut().for_each(|p| p.1 /= sum);
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut kept = 0.0;
-    let mut cut = probs.len();
-    for (k, p) in probs.iter().enumerate() {
-        kept += p.1;
-        if kept >= top_p {
-            cut = k + 1;
-            break;
-        }
-    }
-    let nucleus = &probs[..cut];
-    let total: f64 = nucleus.iter().map(|p| p.1).sum();
-    let mut u = rng.random::<f64>() * total;
-    for p in nucleus {
-        if u < p.1 {
-            return p.0;
-        }
-        u -= p.1;
-    }
-    nucleus[nucleus.len() - 1].0
-}
-
 impl Scorer for TinyVlmScorer {
     fn name(&self) -> &str {
         "tiny-vlm"
@@ -199,7 +164,7 @@ impl Scorer for TinyVlmScorer {
     fn tnc_llm(&self, questions: &[&str]) -> Result<Vec<f64>> {
         let prompts: Vec<String> = questions.iter().map(|q| format!("{TNC_PROMPT} {q}")).collect();
         let items: Vec<(&str, &[RgbImage])> = prompts.iter().map(|p| (p.as_str(), &[][..])).collect();
-        let replies = self.generate(&items, 1, 3, |_, logits| Ok(greedy(logits)))?;
+        let replies = self.generate(&items, 1, 3, |_, logits| Ok(argmax(logits)? as usize))?;
         Ok(replies
             .iter()
             .map(|reply| {
@@ -230,7 +195,9 @@ impl Scorer for TinyVlmScorer {
                 rng
             })
             .collect();
-        let replies = self.generate(&prompts, n, 32, |row, logits| Ok(top_p(logits, 0.9, 0.8, &mut rngs[row])))?;
+        let replies = self.generate(&prompts, n, 32, |row, logits| {
+            Ok(sample_top_p(logits, SC_TEMPERATURE, SC_TOP_P, &mut rngs[row])? as usize)
+        })?;
         Ok(replies.chunks(n).map(|c| c.to_vec()).collect())
     }
 }

@@ -114,10 +114,8 @@ async fn prepare_split(
 fn trainee(cfg: &TrainConfig, rows: &[Row], out: &Path, latest: Option<&Path>) -> Result<Box<dyn Trainee>> {
     let wanted = if cfg.base_model.is_some() { QWEN3_VL } else { TINY_VLM };
     if let Some(dir) = latest {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| GdoError::io(path.display().to_string(), e))?;
-        let saved: serde_json::Value = serde_json::from_str(&text)?;
-        let saved = saved.get("model_type").and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+        let saved = crate::describe::load::model_type(dir)
+            .map_err(|e| GdoError::Usage(format!("--resume: {}: {e}", dir.display())))?;
         if saved != wanted {
             return Err(GdoError::Usage(format!(
                 "--resume: {} holds a {saved} checkpoint but this run trains {wanted}: another model",

@@ -177,27 +177,32 @@ pub fn tnc_from_reply(reply: &str) -> f64 {
     }
 }
 
-/// Greedy choice: the first index of the largest logit; non-finite logits are an error.
+/// Greedy choice: the first index of the largest logit. `-inf` marks a token the caller
+/// masked out; NaN or `+inf` (or nothing left) is an error.
 pub fn argmax(logits: &[f32]) -> Result<u32> {
-    let mut best = 0;
+    let mut best: Option<usize> = None;
     for (i, v) in logits.iter().enumerate() {
-        if !v.is_finite() {
+        if v.is_nan() || *v == f32::INFINITY {
             return Err(GdoError::Usage(format!("the model produced a non-finite logit ({v})")));
         }
-        if *v > logits[best] {
-            best = i;
+        if *v > f32::NEG_INFINITY && best.is_none_or(|b| *v > logits[b]) {
+            best = Some(i);
         }
     }
-    Ok(best as u32)
+    best.map(|b| b as u32).ok_or_else(|| GdoError::Usage("every token is masked out".into()))
 }
 
-/// Nucleus sampling: softmax of `logits / temperature`, keep the most probable tokens
-/// until their mass reaches `top_p` (at least one), draw among them.
+/// Nucleus sampling: softmax of `logits / temperature` over the tokens not masked out
+/// (`-inf`), keep the most probable until their mass reaches `top_p` (at least one),
+/// draw among them.
 pub fn sample_top_p(logits: &[f32], temperature: f64, top_p: f64, rng: &mut impl Rng) -> Result<u32> {
-    argmax(logits)?; // rejects non-finite logits
-    let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-    let mut probs: Vec<(usize, f64)> =
-        logits.iter().enumerate().map(|(i, &v)| (i, ((v as f64 - max) / temperature).exp())).collect();
+    let max = logits[argmax(logits)? as usize] as f64; // also rejects NaN and +inf
+    let mut probs: Vec<(usize, f64)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(i, &v)| (i, ((v as f64 - max) / temperature).exp()))
+        .collect();
     let total: f64 = probs.iter().map(|p| p.1).sum();
     // Stable order: by probability, ties by token id.
     probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -352,6 +352,9 @@ fn reply_rule_and_nucleus_sampling() {
     assert_eq!(tnc_from_reply(" static"), 0.0);
     assert_eq!(tnc_from_reply("Maybe"), 0.5);
     assert!(argmax(&[0.0, f32::NAN]).is_err());
+    // -inf is a masked token: never chosen, never drawn; all masked is an error.
+    assert_eq!(argmax(&[f32::NEG_INFINITY, -3.0, -5.0]).unwrap(), 1);
+    assert!(argmax(&[f32::NEG_INFINITY; 2]).is_err());
     use rand::SeedableRng;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     // One token holds > 90% of the mass: top-p 0.9 always picks it.
