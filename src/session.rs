@@ -26,6 +26,12 @@ pub fn new_context() -> SessionContext {
     // Plain Utf8 strings from Parquet: with view strings, a hash join over millions of
     // pairs (scoring joins pool to metrics) spent its time re-measuring shared buffers.
     config.options_mut().execution.parquet.schema_force_view_types = false;
+    // Build a hash join's table in one piece when one side is known to be small (a
+    // goal subset, the Uni-10x sample, kept lookup tables up to about a million
+    // rows): the other side, often the whole pool, then streams through unmoved
+    // instead of being hash-repartitioned (a copy of every row it reads).
+    config.options_mut().optimizer.hash_join_single_partition_threshold = 64 << 20;
+    config.options_mut().optimizer.hash_join_single_partition_threshold_rows = 1 << 20;
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(Arc::new(LazyStoreRegistry::default()))
         .build_arc()
@@ -85,22 +91,45 @@ impl ObjectStoreRegistry for LazyStoreRegistry {
 /// Create gdo's scoring views (`gdo_scored`, `gdo_strata`, `gdo_metric_vds3`, ...) when
 /// the session has both `pool` and `metrics`. Returns whether it did.
 pub async fn create_score_views(ctx: &SessionContext) -> Result<bool> {
+    create_score_views_keeping(ctx, &[]).await
+}
+
+/// [`create_score_views`], replacing each view named in `keep` by its rows as soon as
+/// it is created, so the views created after it (and every later query) read the
+/// rows instead of recomputing them. Kept tables also carry exact statistics, which
+/// lets DataFusion build its hash joins on the small side (the strata and source
+/// lookups) instead of hash-repartitioning the whole pool.
+pub async fn create_score_views_keeping(ctx: &SessionContext, keep: &[&str]) -> Result<bool> {
     if !ctx.table_exist("pool")? || !ctx.table_exist("metrics")? {
         return Ok(false);
     }
-    let statements =
-        DFParser::parse_sql(crate::select::SCORE_SQL).map_err(datafusion::error::DataFusionError::from)?;
+    let statements = DFParser::parse_sql(crate::select::SCORE_SQL)?;
     for statement in statements {
         let plan = ctx.state().statement_to_plan(statement).await?;
-        let stats_view = matches!(&plan, LogicalPlan::Ddl(DdlStatement::CreateView(v))
-            if v.name.table() == "gdo_metric_stats");
+        let view = match &plan {
+            LogicalPlan::Ddl(DdlStatement::CreateView(v)) => Some(v.name.table().to_owned()),
+            _ => None,
+        };
         ctx.execute_logical_plan(plan).await?.collect().await?;
-        if stats_view {
+        match view.as_deref() {
             // The views created after this one read the pinned statistics.
-            materialise_in_one_partition(ctx, "gdo_metric_stats").await?;
+            Some("gdo_metric_stats") => materialise_in_one_partition(ctx, "gdo_metric_stats").await?,
+            Some(name) if keep.contains(&name) => materialise(ctx, name).await?,
+            _ => {}
         }
     }
     Ok(true)
+}
+
+/// Replace view `name` by its rows. The row order may vary between runs; every
+/// reader of gdo's kept views (joins, the goal operators) is order-insensitive.
+pub async fn materialise(ctx: &SessionContext, name: &str) -> Result<()> {
+    let df = ctx.table(name).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(())
 }
 
 /// Replace view `name` by its rows, computed in a single partition. DataFusion merges

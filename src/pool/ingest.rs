@@ -246,17 +246,27 @@ fn read_chunks(
     queue: mpsc::Sender<oneshot::Receiver<ParsedChunk>>,
     bar: ProgressBar,
 ) -> Result<()> {
-    let handle = tokio::runtime::Handle::current();
-    let stream = handle
-        .block_on(loc.store.get(&loc.path))
-        .map_err(|e| match e {
-            object_store::Error::NotFound { .. } => GdoError::NotFound(loc.to_string()),
-            other => other.into(),
-        })?
-        .into_stream()
-        .map_err(std::io::Error::other);
-    let bridge = SyncIoBridge::new_with_handle(StreamReader::new(stream), handle);
-    let mut raw = BufReader::with_capacity(1 << 20, Counting { inner: bridge, bar });
+    // A local file is read directly: the object store's local stream hands every 8 KiB
+    // read through the blocking pool, which cost about a tenth of ingest's CPU time.
+    let source: Box<dyn Read + Send> = match local_path(&loc) {
+        Some(path) => Box::new(std::fs::File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => GdoError::NotFound(loc.to_string()),
+            _ => GdoError::io(loc.to_string(), e),
+        })?),
+        None => {
+            let handle = tokio::runtime::Handle::current();
+            let stream = handle
+                .block_on(loc.store.get(&loc.path))
+                .map_err(|e| match e {
+                    object_store::Error::NotFound { .. } => GdoError::NotFound(loc.to_string()),
+                    other => other.into(),
+                })?
+                .into_stream()
+                .map_err(std::io::Error::other);
+            Box::new(SyncIoBridge::new_with_handle(StreamReader::new(stream), handle))
+        }
+    };
+    let mut raw = BufReader::with_capacity(1 << 20, Counting { inner: source, bar });
     let head = raw.fill_buf().map_err(|e| GdoError::io(loc.to_string(), e))?;
     let mut reader: Box<dyn BufRead> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(raw)))
@@ -293,6 +303,11 @@ fn read_chunks(
             return Ok(()); // the writer stopped; its error is reported there
         }
     }
+}
+
+/// The file system path of a `file://` location.
+fn local_path(loc: &Location) -> Option<std::path::PathBuf> {
+    (loc.url.scheme() == "file").then(|| loc.url.to_file_path().ok()).flatten()
 }
 
 fn progress_bar(total: u64, enabled: bool) -> ProgressBar {

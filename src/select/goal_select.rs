@@ -23,13 +23,15 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DFSchema, DFSchemaRef, Result, exec_err, internal_err, plan_err};
+use datafusion::common::{DFSchema, DFSchemaRef, Result, Statistics, exec_err, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
     Expr, Extension, LogicalPlan, TableType, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
 };
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::StatisticsArgs;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -291,6 +293,21 @@ impl ExecutionPlan for GoalSelectExec {
             children,
             ReplaceChildrenOptions::new(datafusion::physical_plan::ChildrenPropertiesMode::Recompute),
         )
+    }
+    /// An upper bound on the subset's size known when planning (`count`, else
+    /// `max_count`): it lets the join that brings back each pair's full row collect
+    /// the small subset instead of hash-repartitioning the whole pool.
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.schema());
+        if self.params.ratio.is_none() {
+            let bound = self.params.count.unwrap_or(self.params.max_count);
+            stats.num_rows = Precision::Inexact(usize::try_from(bound).unwrap_or(usize::MAX));
+        }
+        Ok(Arc::new(stats))
     }
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         if partition != 0 {

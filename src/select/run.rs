@@ -13,7 +13,6 @@ use std::time::Instant;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field};
-use datafusion::datasource::MemTable;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
@@ -26,7 +25,7 @@ use super::goal_select::GoalSelectExec;
 use super::exclude::{ExcludeMode, ExclusionReport, apply_exclusions};
 use super::metrics::{MetricsReport, load_metrics};
 use crate::error::{GdoError, Result};
-use crate::session::{create_score_views, new_context, register_table};
+use crate::session::{create_score_views_keeping, new_context, register_table};
 use crate::store::Location;
 
 /// The goals shipped in `queries/goals/`.
@@ -115,7 +114,7 @@ async fn set(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
 /// Run every statement; return the last one's batches and the goal report found in
 /// its plan.
 async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(Vec<RecordBatch>, Option<Value>)> {
-    let statements = DFParser::parse_sql(sql).map_err(datafusion::error::DataFusionError::from)?;
+    let statements = DFParser::parse_sql(sql)?;
     let count = statements.len();
     if count == 0 {
         return Err(GdoError::Usage(format!("goal {goal}: the goal file has no SQL statement")));
@@ -141,16 +140,6 @@ fn find_goal_report(plan: &Arc<dyn ExecutionPlan>) -> Option<Value> {
         return g.report();
     }
     plan.children().into_iter().find_map(find_goal_report)
-}
-
-/// Replace a view by its materialised rows, so several goals share one scoring pass.
-async fn materialise(ctx: &SessionContext, name: &str) -> Result<()> {
-    let df = ctx.table(name).await?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    ctx.deregister_table(name)?;
-    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
-    Ok(())
 }
 
 async fn profile(ctx: &SessionContext) -> Result<Profile> {
@@ -273,13 +262,25 @@ async fn count_sql(ctx: &SessionContext, sql: &str) -> Result<u64> {
     Ok(i64_at(&c, 0).unwrap_or(0) as u64)
 }
 
-/// Open a session with `pool`, `metrics` and the scoring views.
+/// Scoring views always replaced by their rows: small lookups (one row per stratum
+/// or source), which the scoring joins then build their hash tables from.
+const KEPT_LOOKUPS: &[&str] = &["gdo_strata", "gdo_stratum_alignment", "gdo_source_prior"];
+
+/// Open a session with `pool`, `metrics` and the scoring views, ready for `goals`
+/// goal runs.
+///
+/// The goal and its Uni-10x baseline (and every further goal) read the same scored
+/// pairs: they are scored once and kept in memory when the pool has at most
+/// [`MATERIALISE_MAX_PAIRS`] pairs or more than one goal runs (about 250 bytes a
+/// pair); above the limit each operator streams the scoring again, so the kept rows
+/// are bounded by the candidates.
 pub async fn open_scored_session(
     pool: &str,
     metrics: &[String],
     settings: &[(String, String)],
     exclude: &[String],
     exclude_mode: ExcludeMode,
+    goals: usize,
 ) -> Result<(SessionContext, MetricsReport, Option<ExclusionReport>)> {
     let ctx = new_context();
     register_table(&ctx, "pool", pool).await?;
@@ -288,10 +289,16 @@ pub async fn open_scored_session(
         return Err(GdoError::Usage("no --metrics given: selection needs the merged descriptors".into()));
     }
     let report = load_metrics(&ctx, metrics).await?;
+    tracing::info!(rows = report.loaded, "metrics loaded");
     for (k, v) in settings {
         set(&ctx, k, v).await?;
     }
-    create_score_views(&ctx).await?;
+    let total = count_sql(&ctx, "SELECT count(*) FROM pool").await?;
+    let mut keep = KEPT_LOOKUPS.to_vec();
+    if goals > 1 || total <= MATERIALISE_MAX_PAIRS {
+        keep.extend(["gdo_metric_vds3", "gdo_scored"]);
+    }
+    create_score_views_keeping(&ctx, &keep).await?;
     Ok((ctx, report, exclusion))
 }
 
@@ -301,7 +308,8 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         return Err(GdoError::Usage("no goal given (--goal NAME|FILE.sql or --all-goals)".into()));
     }
     let (ctx, metrics_report, exclusion) =
-        open_scored_session(&job.pool, &job.metrics, &job.settings, &job.exclude, job.exclude_mode).await?;
+        open_scored_session(&job.pool, &job.metrics, &job.settings, &job.exclude, job.exclude_mode, job.goals.len())
+            .await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), "session, metrics and scoring views ready");
     let total = count_sql(&ctx, "SELECT count(*) FROM pool").await?;
     if total == 0 {
@@ -312,15 +320,6 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     let covered =
         count_sql(&ctx, "SELECT count(*) FROM pool p LEFT SEMI JOIN metrics m ON p.qa_uid = m.qa_uid").await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), "metric coverage counted");
-    // The goal and its Uni-10x baseline (and every further goal) read the same scored
-    // pairs: score once and keep the narrow result when it fits comfortably (about
-    // 250 bytes a pair); above the limit each operator streams the scoring again, so
-    // the kept rows are bounded by the candidates.
-    if job.goals.len() > 1 || total <= MATERIALISE_MAX_PAIRS {
-        for v in ["gdo_scored", "gdo_strata", "gdo_metric_vds3"] {
-            materialise(&ctx, v).await?;
-        }
-    }
     let prof = profile(&ctx).await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), "pool profile read");
     let out_root = Location::parse(&job.out)?;

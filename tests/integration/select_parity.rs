@@ -233,6 +233,19 @@ async fn goal_files_run_through_sql_and_explain_shows_the_operators() {
     assert!(plan.contains("\"temporal_oversample\":1.3"), "{plan}");
     assert!(plan.contains("UniSample: count=100, seed=9"), "{plan}");
     assert!(plan.contains("UniSampleExec: count=100, seed=9"), "{plan}");
+
+    // The operators' row bounds (max_count, count) let the join that brings back full
+    // rows build on the subset: the pool streams through instead of being
+    // hash-repartitioned on pool_index.
+    let explain = run_ok(
+        gdo()
+            .args(["sql", "--pool", &p, "--metrics", &metrics_path()])
+            .arg(format!("EXPLAIN {}", std::fs::read_to_string(&goal).unwrap())),
+    );
+    let plan = String::from_utf8(out_text(explain)).unwrap();
+    let join = plan.lines().find(|l| l.contains("HashJoinExec") && l.contains("on=[(pool_index@")).expect("the full-row join");
+    assert!(join.contains("mode=CollectLeft"), "{join}");
+    assert!(!plan.contains("Hash([pool_index@"), "{plan}");
 }
 
 fn out_text(o: std::process::Output) -> Vec<u8> {
