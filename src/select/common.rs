@@ -7,7 +7,9 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Result, ScalarValue, TableReference, exec_err, plan_err};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Result, ScalarValue, Statistics, TableReference, exec_err, plan_err};
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
@@ -104,4 +106,16 @@ pub fn struct_literal_args(expr: &Expr) -> Option<Vec<(String, Expr)>> {
         out.push((field.name().clone(), Expr::Literal(value, None)));
     }
     Some(out)
+}
+
+/// Statistics of a selection operator's output: nothing but an inexact upper bound on
+/// its rows, known from its parameters when planning. With it DataFusion builds the
+/// join that brings back each pair's full row on the (small) subset, so the pool
+/// streams through instead of being hash-repartitioned.
+pub fn row_bound_statistics(schema: &SchemaRef, bound: Option<u64>) -> Arc<Statistics> {
+    let mut stats = Statistics::new_unknown(schema);
+    if let Some(n) = bound {
+        stats.num_rows = Precision::Inexact(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    Arc::new(stats)
 }

@@ -23,7 +23,6 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, DFSchemaRef, Result, Statistics, exec_err, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -41,7 +40,9 @@ use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
 use serde_json::json;
 
-use super::common::{ReportHandle, f64_at, f64s, i64_at, i64s, require_columns, str_at, strings, table_arg_plan};
+use super::common::{
+    ReportHandle, f64_at, f64s, i64_at, i64s, require_columns, row_bound_statistics, str_at, strings, table_arg_plan,
+};
 use super::goal::{
     Candidates, Pair, Profile, Reservoir, TIE, Vds3Counts, derive_budget, fill, js_to_profile, pair_random, plan_quotas,
 };
@@ -294,20 +295,15 @@ impl ExecutionPlan for GoalSelectExec {
             ReplaceChildrenOptions::new(datafusion::physical_plan::ChildrenPropertiesMode::Recompute),
         )
     }
-    /// An upper bound on the subset's size known when planning (`count`, else
-    /// `max_count`): it lets the join that brings back each pair's full row collect
-    /// the small subset instead of hash-repartitioning the whole pool.
+    /// Row bound: `count`, else `max_count` (unknown for a `ratio` goal).
     fn statistics_from_inputs(
         &self,
         _input_stats: &[Arc<Statistics>],
         _args: &StatisticsArgs,
     ) -> Result<Arc<Statistics>> {
-        let mut stats = Statistics::new_unknown(&self.schema());
-        if self.params.ratio.is_none() {
-            let bound = self.params.count.unwrap_or(self.params.max_count);
-            stats.num_rows = Precision::Inexact(usize::try_from(bound).unwrap_or(usize::MAX));
-        }
-        Ok(Arc::new(stats))
+        let bound =
+            if self.params.ratio.is_some() { None } else { Some(self.params.count.unwrap_or(self.params.max_count)) };
+        Ok(row_bound_statistics(&self.schema(), bound))
     }
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         if partition != 0 {

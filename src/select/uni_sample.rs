@@ -22,7 +22,6 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, DFSchemaRef, Result, Statistics, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -37,7 +36,7 @@ use datafusion::physical_plan::{
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use serde::{Deserialize, Serialize};
 
-use super::common::{require_columns, table_arg_plan};
+use super::common::{require_columns, row_bound_statistics, table_arg_plan};
 use super::goal::{Reservoir, uni_draw};
 use super::goal_select::{ExtensionTable, Skipped, scan_pairs};
 use super::params::{closest, named_struct_args};
@@ -280,16 +279,13 @@ impl ExecutionPlan for UniSampleExec {
             ReplaceChildrenOptions::new(datafusion::physical_plan::ChildrenPropertiesMode::Recompute),
         )
     }
-    /// At most `count` rows: lets the join that brings back full rows collect the
-    /// sample instead of hash-repartitioning the whole pool.
+    /// Row bound: `count`.
     fn statistics_from_inputs(
         &self,
         _input_stats: &[Arc<Statistics>],
         _args: &StatisticsArgs,
     ) -> Result<Arc<Statistics>> {
-        let mut stats = Statistics::new_unknown(&self.schema());
-        stats.num_rows = Precision::Inexact(usize::try_from(self.params.count).unwrap_or(usize::MAX));
-        Ok(Arc::new(stats))
+        Ok(row_bound_statistics(&self.schema(), Some(self.params.count)))
     }
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
