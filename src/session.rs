@@ -123,13 +123,8 @@ pub async fn create_score_views_keeping(ctx: &SessionContext, keep: &[&str]) -> 
 
 /// Replace view `name` by its rows. The row order may vary between runs; every
 /// reader of gdo's kept views (joins, the goal operators) is order-insensitive.
-pub async fn materialise(ctx: &SessionContext, name: &str) -> Result<()> {
-    let df = ctx.table(name).await?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    ctx.deregister_table(name)?;
-    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
-    Ok(())
+async fn materialise(ctx: &SessionContext, name: &str) -> Result<()> {
+    replace_with_rows(ctx, name, ctx.table(name).await?).await
 }
 
 /// Replace view `name` by its rows, computed in a single partition. DataFusion merges
@@ -138,7 +133,11 @@ pub async fn materialise(ctx: &SessionContext, name: &str) -> Result<()> {
 /// score, changed from run to run (seen on a 10M-pair pool: 1.6000006424271862 vs
 /// ...864). One partition gives one summation order: same inputs, same bytes.
 async fn materialise_in_one_partition(ctx: &SessionContext, name: &str) -> Result<()> {
-    let df = in_table_order(ctx.table(name).await?);
+    replace_with_rows(ctx, name, in_table_order(ctx.table(name).await?)).await
+}
+
+/// Register the rows of `df` as table `name` (in memory, with exact statistics).
+async fn replace_with_rows(ctx: &SessionContext, name: &str, df: DataFrame) -> Result<()> {
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
     ctx.deregister_table(name)?;

@@ -37,13 +37,9 @@ impl std::fmt::Debug for Location {
 
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.url.scheme() == "file" {
-            match self.url.to_file_path() {
-                Ok(p) => write!(f, "{}", p.display()),
-                Err(()) => write!(f, "{}", self.url),
-            }
-        } else {
-            write!(f, "{}", self.url)
+        match self.local_path() {
+            Some(p) => write!(f, "{}", p.display()),
+            None => write!(f, "{}", self.url),
         }
     }
 }
@@ -149,6 +145,11 @@ impl Location {
             reason: e.to_string(),
         })?;
         Ok(Self { url, store, path })
+    }
+
+    /// The file system path of a `file://` location.
+    pub fn local_path(&self) -> Option<std::path::PathBuf> {
+        (self.url.scheme() == "file").then(|| self.url.to_file_path().ok()).flatten()
     }
 
     /// The location `rel` (a `/`-separated relative path) below this one, same store.

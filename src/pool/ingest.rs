@@ -248,7 +248,7 @@ fn read_chunks(
 ) -> Result<()> {
     // A local file is read directly: the object store's local stream hands every 8 KiB
     // read through the blocking pool, which cost about a tenth of ingest's CPU time.
-    let source: Box<dyn Read + Send> = match local_path(&loc) {
+    let source: Box<dyn Read + Send> = match loc.local_path() {
         Some(path) => Box::new(std::fs::File::open(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => GdoError::NotFound(loc.to_string()),
             _ => GdoError::io(loc.to_string(), e),
@@ -303,11 +303,6 @@ fn read_chunks(
             return Ok(()); // the writer stopped; its error is reported there
         }
     }
-}
-
-/// The file system path of a `file://` location.
-fn local_path(loc: &Location) -> Option<std::path::PathBuf> {
-    (loc.url.scheme() == "file").then(|| loc.url.to_file_path().ok()).flatten()
 }
 
 fn progress_bar(total: u64, enabled: bool) -> ProgressBar {

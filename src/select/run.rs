@@ -266,6 +266,15 @@ async fn count_sql(ctx: &SessionContext, sql: &str) -> Result<u64> {
 /// or source), which the scoring joins then build their hash tables from.
 const KEPT_LOOKUPS: &[&str] = &["gdo_strata", "gdo_stratum_alignment", "gdo_source_prior"];
 
+/// A session opened by [`open_scored_session`].
+pub struct ScoredSession {
+    pub ctx: SessionContext,
+    /// Pairs in the pool (after exclusions).
+    pub total: u64,
+    pub metrics: MetricsReport,
+    pub exclusion: Option<ExclusionReport>,
+}
+
 /// Open a session with `pool`, `metrics` and the scoring views, ready for `goals`
 /// goal runs.
 ///
@@ -281,7 +290,7 @@ pub async fn open_scored_session(
     exclude: &[String],
     exclude_mode: ExcludeMode,
     goals: usize,
-) -> Result<(SessionContext, MetricsReport, Option<ExclusionReport>)> {
+) -> Result<ScoredSession> {
     let ctx = new_context();
     register_table(&ctx, "pool", pool).await?;
     let exclusion = if exclude.is_empty() { None } else { Some(apply_exclusions(&ctx, exclude, exclude_mode).await?) };
@@ -299,7 +308,7 @@ pub async fn open_scored_session(
         keep.extend(["gdo_metric_vds3", "gdo_scored"]);
     }
     create_score_views_keeping(&ctx, &keep).await?;
-    Ok((ctx, report, exclusion))
+    Ok(ScoredSession { ctx, total, metrics: report, exclusion })
 }
 
 pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
@@ -307,11 +316,10 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     if job.goals.is_empty() {
         return Err(GdoError::Usage("no goal given (--goal NAME|FILE.sql or --all-goals)".into()));
     }
-    let (ctx, metrics_report, exclusion) =
+    let ScoredSession { ctx, total, metrics: metrics_report, exclusion } =
         open_scored_session(&job.pool, &job.metrics, &job.settings, &job.exclude, job.exclude_mode, job.goals.len())
             .await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), "session, metrics and scoring views ready");
-    let total = count_sql(&ctx, "SELECT count(*) FROM pool").await?;
     if total == 0 {
         return Err(GdoError::Usage(format!("{}: the pool is empty; nothing to select", job.pool)));
     }
