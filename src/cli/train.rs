@@ -66,8 +66,11 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub layers: usize,
     /// Frames per pair (uniformly resampled).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = TinyVlmConfig::default().max_frames)]
     pub frames: usize,
+    /// tiny-vlm transformer blocks over each frame's patches before pooling.
+    #[arg(long, default_value_t = TinyVlmConfig::default().vision_layers)]
+    pub vision_layers: usize,
     /// Tokens per frame side: each frame becomes N x N region tokens (1, 2 or 4).
     #[arg(long, default_value_t = 2)]
     pub frame_grid: usize,
@@ -156,6 +159,7 @@ pub async fn run(args: Args) -> Result<()> {
             n_layers: args.layers,
             max_frames: args.frames,
             frame_grid: args.frame_grid,
+            vision_layers: args.vision_layers,
             ..Default::default()
         },
         base_model,

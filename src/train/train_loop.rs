@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GdoError, Result};
-use crate::train::batcher::{FramePrep, Row, fetch_frames, read_rows};
+use crate::train::batcher::{FrameCache, FramePrep, Row, fetch_frames, read_rows};
 use crate::train::checkpoint::{self, CheckpointParts, TrainState};
 use crate::train::eval::{PreparedSplit, accuracy, candidates};
 use crate::train::optimizer::{AdamW, lr_at};
@@ -143,6 +143,9 @@ fn trainee(cfg: &TrainConfig, rows: &[Row], out: &Path, latest: Option<&Path>) -
     Ok(Box::new(TinyVlmTrainee::new(&mcfg, tok, cfg.seed, &cfg.device)?))
 }
 
+/// Prepared training frames kept in memory across epochs (see [`FrameCache`]).
+const FRAME_CACHE_BYTES: usize = 1 << 30;
+
 /// Train a model (`tiny-vlm`, or Qwen3-VL from `cfg.base_model`) on the pairs of `input`
 /// (columns qa_uid, question, answer, frames), writing checkpoints, `metrics.parquet`
 /// (and tiny-vlm's `tokenizer.json`) under `out_dir` (a local folder). With `resume`,
@@ -233,6 +236,7 @@ pub async fn train(
     let mut last_dir = latest.clone();
     let mut next_ckpt = (state.samples_seen / cfg.checkpoint_every + 1) * cfg.checkpoint_every;
     let mut stopped_early = false;
+    let mut frame_cache = FrameCache::new(prep, FRAME_CACHE_BYTES);
     while state.step < total {
         let epoch = state.step / steps_per_epoch;
         let bi = (state.step % steps_per_epoch) as usize;
@@ -242,9 +246,10 @@ pub async fn train(
         }
         let (_, order, blind_all) = order_cache.as_ref().expect("set above");
         let positions = bi * bs..((bi + 1) * bs).min(n);
-        let batch_rows: Vec<&Row> = positions.clone().map(|p| &rows[order[p]]).collect();
+        let which: Vec<usize> = positions.clone().map(|p| order[p]).collect();
+        let batch_rows: Vec<&Row> = which.iter().map(|&i| &rows[i]).collect();
         let blind: Vec<bool> = positions.map(|p| blind_all[p]).collect();
-        let frames = fetch_frames(&fetcher, &batch_rows, prep, &mut state.frame_skips).await;
+        let frames = frame_cache.frames(&fetcher, &rows, &which, &mut state.frame_skips).await;
         let loss = model.batch_loss(&batch_rows, &frames, &blind)?;
         let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
         if !loss_value.is_finite() {
