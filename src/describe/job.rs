@@ -333,20 +333,31 @@ async fn score_chunk(
     let fetcher = gdo_udfs::media::FrameFetcher::new(Arc::clone(&ctx.runtime_env().object_store_registry));
     // The scorer sees the same up-to-8 uniformly resampled frames as motion.
     let fetch_started = Instant::now();
-    let mut images: Vec<Option<Vec<image::RgbImage>>> = Vec::with_capacity(n);
-    for l in &lists {
-        let uris: Vec<String> = match l {
+    let chosen: Vec<Vec<String>> = lists
+        .iter()
+        .map(|l| match l {
             Some(f) => gdo_udfs::method::uniform_indices(f.len(), gdo_udfs::motion::FLOW_FRAMES)
                 .into_iter()
                 .map(|i| f[i].clone())
                 .collect(),
             None => Vec::new(),
-        };
-        let got = fetcher.fetch_all(&uris).await;
-        let decoded: std::result::Result<Vec<_>, _> =
-            uris.iter().zip(got).map(|(u, b)| b.and_then(|b| gdo_udfs::media::decode_rgb(u, &b))).collect();
-        images.push(decoded.ok());
-    }
+        })
+        .collect();
+    // One concurrent fetch for the whole chunk: per row, remote stores would pay a
+    // round trip per pair.
+    let flat: Vec<String> = chosen.iter().flatten().cloned().collect();
+    let mut got = fetcher.fetch_all(&flat).await.into_iter();
+    let images: Vec<Option<Vec<image::RgbImage>>> = chosen
+        .iter()
+        .map(|uris| {
+            // Take all of this row's results before judging them, so that an error does
+            // not leave them to the next row.
+            let results: Vec<_> = got.by_ref().take(uris.len()).collect();
+            let decoded: std::result::Result<Vec<_>, _> =
+                uris.iter().zip(results).map(|(u, b)| b.and_then(|b| gdo_udfs::media::decode_rgb(u, &b))).collect();
+            decoded.ok()
+        })
+        .collect();
     let mut out: Vec<[Option<f64>; 4]> = vec![[None; 4]; n];
     let mut tnc: Vec<Option<f64>> = vec![None; n];
     let mut sc: Vec<f64> = vec![-1.0; n];

@@ -79,3 +79,95 @@ async fn describe_cheap_only_then_merge_and_resume_after_a_stop() {
     assert!(err.contains("starting afresh"), "{err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("3 chunks, 0 resumed"));
 }
+
+/// With a model scorer, a pair whose frames are all missing gets an error and null model
+/// columns, and the pairs after it in the same chunk are scored on their own frames: each
+/// equals its score from a pool without the broken pair.
+#[test]
+fn scorer_skips_a_pair_with_unreadable_frames_and_keeps_the_others_aligned() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(crate::common::samples().join("video.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""images":["frames/clip"#))
+        .take(6)
+        .map(str::to_owned)
+        .collect();
+    let broken = lines[2].replace("frames/clip", "frames/gone_clip");
+    let with: Vec<&str> = lines.iter().enumerate().map(|(i, l)| if i == 2 { broken.as_str() } else { l }).collect();
+    let without: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| l.as_str()).collect();
+    let media = crate::common::samples();
+    let pool = |name: &str, rows: &[&str]| {
+        let jsonl = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&jsonl, rows.join("\n")).unwrap();
+        let out = dir.path().join(name);
+        run_ok(gdo().arg("ingest").arg("--video").arg(&jsonl).arg("--media-root").arg(&media).arg("--out").arg(&out));
+        out
+    };
+    let (pool_with, pool_without) = (pool("with", &with), pool("without", &without));
+
+    let run = dir.path().join("run");
+    run_ok(
+        gdo()
+            .args(["train", "--quiet", "--sql", "SELECT * FROM pool", "--pool"])
+            .arg(&pool_without)
+            .arg("--out")
+            .arg(&run),
+    );
+    let ckpt = std::fs::read_dir(run.join("checkpoints")).unwrap().next().unwrap().unwrap().path();
+    let scores = |pool: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let mut cmd = gdo();
+        cmd.args(["describe", "--sc-samples", "0", "--scorer"])
+            .arg(&ckpt)
+            .arg("--pool")
+            .arg(pool)
+            .arg("--out")
+            .arg(&out);
+        run_ok(&mut cmd);
+        out
+    };
+    let (d_with, d_without) = (scores(&pool_with, "d_with"), scores(&pool_without, "d_without"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let read = |d: &Path| {
+        let b = rt.block_on(query(
+            d,
+            "SELECT qa_uid, loss_video, loss_blind, coalesce(error, '') AS error FROM pool ORDER BY qa_uid",
+        ));
+        let mut rows = Vec::new();
+        for b in b {
+            let uid =
+                datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
+            let err =
+                datafusion::arrow::compute::cast(b.column(3), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
+            let (lv, lb) = (
+                b.column(1).as_primitive::<datafusion::arrow::datatypes::Float64Type>(),
+                b.column(2).as_primitive::<datafusion::arrow::datatypes::Float64Type>(),
+            );
+            for i in 0..b.num_rows() {
+                let v = |a: &datafusion::arrow::array::PrimitiveArray<datafusion::arrow::datatypes::Float64Type>| {
+                    (!datafusion::arrow::array::Array::is_null(a, i)).then(|| a.value(i))
+                };
+                rows.push((
+                    uid.as_string::<i32>().value(i).to_owned(),
+                    v(lv),
+                    v(lb),
+                    err.as_string::<i32>().value(i).to_owned(),
+                ));
+            }
+        }
+        rows
+    };
+    let (a, b) = (read(&d_with), read(&d_without));
+    // The broken row's pairs (one per QA turn) lose their model scores, and only they.
+    let bad: Vec<_> = a.iter().filter(|r| r.1.is_none()).collect();
+    assert!(!bad.is_empty() && a.len() == b.len() + bad.len(), "{a:?}");
+    assert!(bad.iter().all(|r| r.3.contains("frames unreadable") && r.2.is_none()), "{bad:?}");
+    let good: Vec<_> = a.iter().filter(|r| r.1.is_some()).collect();
+    assert_eq!(good.len(), b.len());
+    for (x, y) in good.iter().zip(&b) {
+        assert_eq!(x.0, y.0);
+        let (xv, yv) = (x.1.unwrap(), y.1.unwrap());
+        assert!((xv - yv).abs() < 1e-5 && (x.2.unwrap() - y.2.unwrap()).abs() < 1e-5, "{x:?} vs {y:?}");
+    }
+}
