@@ -72,7 +72,7 @@ pub struct Args {
     #[arg(long, default_value_t = TinyVlmConfig::default().vision_layers)]
     pub vision_layers: usize,
     /// Tokens per frame side: each frame becomes N x N region tokens (1, 2 or 4).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = TinyVlmConfig::default().frame_grid)]
     pub frame_grid: usize,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]

@@ -345,16 +345,13 @@ async fn score_chunk(
         .collect();
     // One concurrent fetch for the whole chunk: per row, remote stores would pay a
     // round trip per pair.
-    let flat: Vec<String> = chosen.iter().flatten().cloned().collect();
-    let mut got = fetcher.fetch_all(&flat).await.into_iter();
+    let fetched = fetcher.fetch_rows(&chosen).await;
     let images: Vec<Option<Vec<image::RgbImage>>> = chosen
         .iter()
-        .map(|uris| {
-            // Take all of this row's results before judging them, so that an error does
-            // not leave them to the next row.
-            let results: Vec<_> = got.by_ref().take(uris.len()).collect();
+        .zip(fetched)
+        .map(|(uris, got)| {
             let decoded: std::result::Result<Vec<_>, _> =
-                uris.iter().zip(results).map(|(u, b)| b.and_then(|b| gdo_udfs::media::decode_rgb(u, &b))).collect();
+                uris.iter().zip(got).map(|(u, b)| b.and_then(|b| gdo_udfs::media::decode_rgb(u, &b))).collect();
             decoded.ok()
         })
         .collect();

@@ -146,14 +146,13 @@ async fn fetch_rows(fetcher: &FrameFetcher, rows: &[&Row], prep: FramePrep) -> V
         .iter()
         .map(|r| resample_indices(r.frames.len(), prep.max_frames).into_iter().map(|i| r.frames[i].as_str()).collect())
         .collect();
-    let flat: Vec<&str> = chosen.iter().flatten().copied().collect();
-    let fetched = fetcher.fetch_all(&flat).await;
-    let mut it = fetched.into_iter().zip(flat);
+    let fetched = fetcher.fetch_rows(&chosen).await;
     chosen
         .iter()
-        .map(|uris| {
+        .zip(fetched)
+        .map(|(uris, got)| {
             let mut out = RowFrames { frames: Vec::new(), skipped: Vec::new() };
-            for (got, uri) in it.by_ref().take(uris.len()) {
+            for (got, uri) in got.into_iter().zip(uris) {
                 match got.and_then(|bytes| decode_rgb(uri, &bytes)) {
                     Ok(img) => out.frames.push(match prep.size {
                         Some(s) => resize_square(&img, s),

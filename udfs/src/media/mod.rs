@@ -106,6 +106,14 @@ impl FrameFetcher {
             .collect()
             .await
     }
+
+    /// [`Self::fetch_all`] over the frames of many rows at once (one row's results per
+    /// row, in its order), so a batch of rows shares one concurrent fetch.
+    pub async fn fetch_rows<S: AsRef<str>>(&self, rows: &[Vec<S>]) -> Vec<Vec<Result<Bytes, FrameError>>> {
+        let flat: Vec<&str> = rows.iter().flatten().map(AsRef::as_ref).collect();
+        let mut got = self.fetch_all(&flat).await.into_iter();
+        rows.iter().map(|r| got.by_ref().take(r.len()).collect()).collect()
+    }
 }
 
 /// Decode JPEG, PNG or WebP bytes to 8-bit RGB (alpha dropped, grey expanded).
