@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use std::io::IsTerminal;
 
-use crate::describe::{DescribeOptions, TncMode, load_scorer, run_describe};
+use crate::describe::{DescribeOptions, Scorers, TncMode, load_scorer, run_describe};
 use crate::error::{GdoError, Result};
 
 /// Compute one descriptor row per pair: media (amm, frame_diversity, vis_feat), text
@@ -14,7 +14,12 @@ use crate::error::{GdoError, Result};
 /// arguments, it resumes from the last finished chunk; with different arguments it
 /// discards the unfinished run and starts afresh.
 ///
-/// Example: gdo describe --pool pool/ --out descriptors/ --cheap-only
+/// Examples:
+///   gdo describe --pool pool/ --out descriptors/ --cheap-only
+///   gdo describe --pool pool/ --out descriptors/ --scorer models/Qwen3-VL-2B-Instruct --device cuda
+///   gdo describe --pool pool/ --out descriptors/ --scorer runs/proxy0 --scorer runs/proxy1
+///     (cross-fitted proxy: models trained with --holdout-fold 0/2 and 1/2; each pair is
+///     scored by the one that did not train on it)
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The pool table (from `gdo ingest`).
@@ -27,8 +32,10 @@ pub struct Args {
     #[arg(long)]
     pub cheap_only: bool,
     /// A scorer model folder (config.json with model_type, tokenizer, safetensors).
+    /// Repeat it with the K tiny-vlm models of a cross-fit (`gdo train --holdout-fold
+    /// I/K`, one per fold) to score each pair with the model that never saw it.
     #[arg(long, value_name = "PATH")]
-    pub scorer: Option<String>,
+    pub scorer: Vec<String>,
     /// TNC mode; default llm with a scorer, regex without.
     #[arg(long, value_enum)]
     pub tnc: Option<TncMode>,
@@ -67,12 +74,20 @@ fn parse_shard(s: &str) -> Result<(u64, u64)> {
 
 pub async fn run(args: Args) -> Result<()> {
     let shard = parse_shard(&args.shard)?;
-    let scorer = match (&args.scorer, args.cheap_only) {
-        (Some(path), false) => {
+    let scorer = match (args.scorer.as_slice(), args.cheap_only) {
+        ([], _) | (_, true) => None,
+        ([path], false) => {
             let device = crate::device::select(&args.device)?;
-            Some(Arc::from(load_scorer(Path::new(path), &device)?))
+            Some(Scorers::one(Arc::from(load_scorer(Path::new(path), &device)?)))
         }
-        _ => None,
+        (paths, false) => {
+            let device = crate::device::select(&args.device)?;
+            let mut models = Vec::new();
+            for path in paths {
+                models.push(Arc::from(load_scorer(Path::new(path), &device)?));
+            }
+            Some(Scorers::cross_fit(models, paths)?)
+        }
     };
     let has_scorer = scorer.is_some();
     let tnc = args.tnc.unwrap_or(if has_scorer { TncMode::Llm } else { TncMode::Regex });
@@ -84,7 +99,7 @@ pub async fn run(args: Args) -> Result<()> {
         out: args.out,
         cheap_only: !has_scorer,
         scorer,
-        scorer_id: args.scorer.filter(|_| has_scorer),
+        scorer_id: has_scorer.then(|| args.scorer.join(",")),
         tnc,
         sc_samples: if has_scorer { args.sc_samples.unwrap_or(5) } else { 0 },
         shard,

@@ -11,6 +11,7 @@ use crate::train::{EvalSplit, TinyVlmConfig, TrainConfig, train};
 ///   gdo train --pool pool/ --sql "SELECT * FROM pool WHERE bucket = 'video'" --out runs/video
 ///   gdo train --table subsets/temp_plus/ --out runs/temp_plus --resume
 ///   gdo train --table subsets/temp_plus/ --model models/Qwen3-VL-2B-Instruct --device cuda --lr 1e-5 --out runs/qwen
+///   gdo train --table pool/ --holdout-fold 0/2 --epochs 16 --out runs/proxy0   (cross-fitted proxy, see describe)
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The training table (PATH), or NAME=PATH to register a table for --sql. Repeatable.
@@ -74,6 +75,11 @@ pub struct Args {
     /// Tokens per frame side: each frame becomes N x N region tokens (1, 2 or 4).
     #[arg(long, default_value_t = TinyVlmConfig::default().frame_grid)]
     pub frame_grid: usize,
+    /// Leave fold I of K out of training (rows with gdo_fold(video_uid, K) = I), for a
+    /// cross-fitted proxy scorer: train one model per fold, then give all K to
+    /// `gdo describe --scorer` so that each pair is scored by a model that never saw it.
+    #[arg(long, value_name = "I/K")]
+    pub holdout_fold: Option<crate::train::Holdout>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -160,6 +166,7 @@ pub async fn run(args: Args) -> Result<()> {
             max_frames: args.frames,
             frame_grid: args.frame_grid,
             vision_layers: args.vision_layers,
+            holdout: args.holdout_fold,
             ..Default::default()
         },
         base_model,
@@ -170,6 +177,9 @@ pub async fn run(args: Args) -> Result<()> {
         ..TrainConfig::default()
     };
     let summary = train(&ctx, input, &cfg, &evals, &args.out, args.resume).await?;
+    if let Some(h) = args.holdout_fold {
+        println!("fold {h} of the training table held out (gdo_fold(video_uid, {}) = {})", h.folds, h.fold);
+    }
     println!(
         "trained {} samples in {} steps; final train loss {:.4}; checkpoint {}",
         summary.samples_seen,

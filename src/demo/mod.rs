@@ -482,7 +482,7 @@ async fn describe_with_scorer(
         pool: path_str(pool),
         out: path_str(out),
         cheap_only: false,
-        scorer: Some(std::sync::Arc::from(model)),
+        scorer: Some(crate::describe::Scorers::one(std::sync::Arc::from(model))),
         scorer_id: Some(path_str(scorer)),
         tnc: crate::describe::TncMode::Regex,
         sc_samples: recipe.sc_samples,

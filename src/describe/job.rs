@@ -23,7 +23,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::describe::{ScoreItem, Scorer};
+use crate::describe::{ScoreItem, Scorer, Scorers};
 use crate::error::{GdoError, Result};
 use crate::merge::input::DESCRIPTOR_SCHEMA;
 use crate::session::{new_context, register_table};
@@ -51,9 +51,10 @@ pub struct DescribeOptions {
     pub out: String,
     /// Media, text and TNC-regex only; model columns NULL, self_consistency -1.
     pub cheap_only: bool,
-    /// The scorer for the model descriptors (None: cheap only).
-    pub scorer: Option<Arc<dyn Scorer>>,
-    /// Names the scorer in the resume fingerprint (e.g. its folder).
+    /// The scorer(s) for the model descriptors (None: cheap only): one model, or the
+    /// models of a cross-fit, each scoring the fold it did not train on.
+    pub scorer: Option<Scorers>,
+    /// Names the scorer(s) in the resume fingerprint (e.g. their folders).
     pub scorer_id: Option<String>,
     pub tnc: TncMode,
     /// Sampled answers per pair for SC; 0 = not computed (-1).
@@ -170,7 +171,7 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     let mut report = DescribeReport {
         out: out.to_string(),
         chunks: ranges.len(),
-        scorer: opts.scorer.as_ref().filter(|_| !opts.cheap_only).map(|s| s.name().to_owned()),
+        scorer: opts.scorer.as_ref().filter(|_| !opts.cheap_only).map(Scorers::describe),
         shard: format!("{shard}/{shards}"),
         ..DescribeReport::default()
     };
@@ -214,7 +215,7 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
         let Some(first) = batches.first() else { continue };
         let batch = concat_batches(&first.schema(), &batches)?;
         let batch = match (&opts.scorer, opts.cheap_only) {
-            (Some(scorer), false) => score_chunk(&ctx, scorer.as_ref(), opts, batch).await?,
+            (Some(scorers), false) => score_chunk(&ctx, scorers, opts, batch).await?,
             _ => batch,
         };
         let batch = finish_chunk(batch)?;
@@ -312,12 +313,13 @@ pub fn self_consistency(answers: &[String]) -> f64 {
     if pairs == 0 { -1.0 } else { sum / pairs as f64 }
 }
 
-/// Fill the model columns of one chunk through the scorer, in batches. A row whose
-/// frames cannot be read, or whose batch fails, keeps NULL model columns and says why
-/// in `error`; the cheap columns stay.
+/// Fill the model columns of one chunk through the scorer (a cross-fit: each row through
+/// the model of its fold), in batches. A row whose frames cannot be read, or whose
+/// batch fails, keeps NULL model columns and says why in `error`; the cheap columns
+/// stay.
 async fn score_chunk(
     ctx: &datafusion::prelude::SessionContext,
-    scorer: &dyn Scorer,
+    scorers: &Scorers,
     opts: &DescribeOptions,
     batch: RecordBatch,
 ) -> Result<RecordBatch> {
@@ -327,7 +329,7 @@ async fn score_chunk(
         let c = datafusion::arrow::compute::cast(batch.column(col(name)), &DataType::Utf8)?;
         Ok(c.as_string::<i32>().clone())
     };
-    let (q, a) = (utf8("question")?, utf8("answer")?);
+    let (q, a, vid) = (utf8("question")?, utf8("answer")?, utf8("video_uid")?);
     let frames_col = batch.column(col("frames")).clone();
     let lists = gdo_udfs::media_descriptors::frames_lists(&frames_col, "describe")?;
     let fetcher = gdo_udfs::media::FrameFetcher::new(Arc::clone(&ctx.runtime_env().object_store_registry));
@@ -359,7 +361,11 @@ async fn score_chunk(
     let mut tnc: Vec<Option<f64>> = vec![None; n];
     let mut sc: Vec<f64> = vec![-1.0; n];
     let mut model_err: Vec<Option<String>> = vec![None; n];
-    let ok_rows: Vec<usize> = (0..n).filter(|&i| images[i].is_some()).collect();
+    // Readable rows, grouped by the model that scores them (kept in row order).
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); scorers.folds()];
+    for i in (0..n).filter(|&i| images[i].is_some()) {
+        groups[scorers.index_for((!vid.is_null(i)).then(|| vid.value(i)))].push(i);
+    }
     for i in (0..n).filter(|i| images[*i].is_none()) {
         model_err[i] = Some("model: skipped, frames unreadable".into());
     }
@@ -367,7 +373,9 @@ async fn score_chunk(
     let (mut loss_secs, mut tnc_secs, mut sc_secs) = (0f64, 0f64, 0f64);
     // The scorer is synchronous and CPU/GPU bound; the job is a long batch job, so it
     // runs on this task between fetches.
-    for rows in ok_rows.chunks(opts.batch_size) {
+    let batches = groups.iter().enumerate().flat_map(|(m, g)| g.chunks(opts.batch_size).map(move |rows| (m, rows)));
+    for (m, rows) in batches {
+        let scorer: &dyn Scorer = scorers.model(m);
         let t = Instant::now();
         let items: Vec<ScoreItem<'_>> = rows
             .iter()

@@ -9,4 +9,4 @@ pub mod scorer;
 
 pub use job::{DescribeOptions, DescribeReport, TncMode, run_describe};
 pub use load::load_scorer;
-pub use scorer::{AnswerLosses, ScoreItem, Scorer};
+pub use scorer::{AnswerLosses, ScoreItem, Scorer, Scorers};

@@ -6,9 +6,12 @@
 //! only sees this trait, so the descriptor math (VDS = blind - video, PPL, the SC
 //! Jaccard) lives in one place and is the same for every model.
 
+use std::sync::Arc;
+
 use image::RgbImage;
 
-use crate::error::Result;
+use crate::error::{GdoError, Result};
+use crate::train::Holdout;
 
 /// One question-answer pair to score, with its decoded frames (empty for none).
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +34,12 @@ pub trait Scorer: Send + Sync {
     /// A short name for reports (`qwen3-vl`, `tiny-vlm`, ...).
     fn name(&self) -> &str;
 
+    /// The fold of its training table the model never saw (`gdo train --holdout-fold`),
+    /// if it was trained with one left out.
+    fn holdout(&self) -> Option<Holdout> {
+        None
+    }
+
     /// Answer-only mean token cross-entropy with and without frames, one entry per item,
     /// in order. A batch of N gives the same numbers as N batches of one.
     fn answer_losses(&self, items: &[ScoreItem<'_>]) -> Result<Vec<AnswerLosses>>;
@@ -43,4 +52,78 @@ pub trait Scorer: Send + Sync {
     /// most 32 new tokens), deterministic for a seed. SC is computed from these by the
     /// caller.
     fn sample_answers(&self, items: &[ScoreItem<'_>], n: usize, seed: u64) -> Result<Vec<Vec<String>>>;
+}
+
+/// The model(s) `gdo describe` scores with: one model for every row, or the K models of
+/// a cross-fit, where the model that held out fold `i` scores the rows with
+/// `gdo_fold(video_uid, K) = i`.
+///
+/// Why cross-fit: a small proxy trained on the very pairs it scores can use the frames
+/// as a key to memorise answers it cannot work out (arithmetic with random numbers,
+/// say), and then shows VDS on pairs that need no frames at all. Scored by a model
+/// that never saw the pair, frames only help where they generalise.
+#[derive(Clone)]
+pub struct Scorers {
+    /// One model, or model `i` held out fold `i` of `models.len()`.
+    models: Vec<Arc<dyn Scorer>>,
+}
+
+impl Scorers {
+    /// One model for every row.
+    pub fn one(model: Arc<dyn Scorer>) -> Self {
+        Self { models: vec![model] }
+    }
+
+    /// The K >= 2 models of a cross-fit, in any order: each must hold out a different
+    /// fold of the same K (`names` name them in errors).
+    pub fn cross_fit(models: Vec<Arc<dyn Scorer>>, names: &[String]) -> Result<Self> {
+        let k = models.len() as u64;
+        let mut by_fold: Vec<Option<Arc<dyn Scorer>>> = vec![None; models.len()];
+        for (m, name) in models.into_iter().zip(names) {
+            let Some(h) = m.holdout() else {
+                return Err(GdoError::Usage(format!(
+                    "--scorer {name} was trained on every fold: cross-fitting with {k} scorers needs models \
+                     trained with --holdout-fold 0/{k} .. {}/{k}",
+                    k - 1
+                )));
+            };
+            if h.folds != k {
+                return Err(GdoError::Usage(format!(
+                    "--scorer {name} holds out fold {h} but {k} scorers were given: give one model per fold"
+                )));
+            }
+            let slot = &mut by_fold[h.fold as usize];
+            if slot.is_some() {
+                return Err(GdoError::Usage(format!("--scorer {name}: a second model holding out fold {h}")));
+            }
+            *slot = Some(m);
+        }
+        // k models, k distinct folds below k: every slot is filled.
+        Ok(Self { models: by_fold.into_iter().flatten().collect() })
+    }
+
+    /// Folds of the cross-fit (1: one model for every row).
+    pub fn folds(&self) -> usize {
+        self.models.len()
+    }
+
+    /// The model that scores the row of `video_uid` (NULL hashes as '').
+    pub fn index_for(&self, video_uid: Option<&str>) -> usize {
+        match self.models.len() {
+            1 => 0,
+            k => gdo_udfs::fold_of(video_uid.unwrap_or(""), k as u64) as usize,
+        }
+    }
+
+    pub fn model(&self, index: usize) -> &dyn Scorer {
+        self.models[index].as_ref()
+    }
+
+    /// For reports: `tiny-vlm`, or `tiny-vlm cross-fitted over 2 folds of video_uid`.
+    pub fn describe(&self) -> String {
+        match self.models.len() {
+            1 => self.models[0].name().to_owned(),
+            k => format!("{} cross-fitted over {k} folds of video_uid", self.models[0].name()),
+        }
+    }
 }

@@ -26,7 +26,7 @@ use datafusion::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
 pub use scorer::TinyVlmScorer;
-pub use tiny_vlm::{TinyVlm, TinyVlmConfig};
+pub use tiny_vlm::{Holdout, TinyVlm, TinyVlmConfig};
 pub use train_loop::train;
 
 /// The training recipe. Defaults are sized so that six models train on the ~700-pair
@@ -48,7 +48,8 @@ pub struct TrainConfig {
     /// Fraction of training pairs shown without frames, so blind input is in
     /// distribution for the proxy scorer.
     pub blind_fraction: f64,
-    /// Model hyper-parameters (`vocab_size` is set from the tokenizer).
+    /// Model hyper-parameters (`vocab_size` is set from the tokenizer; `holdout`, when
+    /// set, leaves that fold of the table out of training and is saved with the model).
     pub model: TinyVlmConfig,
     /// Fine-tune this Qwen3-VL checkpoint folder instead of training `tiny-vlm`; of
     /// `model`, only `max_frames` (frames per pair) applies then.

@@ -151,6 +151,10 @@ impl Scorer for TinyVlmScorer {
         "tiny-vlm"
     }
 
+    fn holdout(&self) -> Option<crate::train::Holdout> {
+        self.model.config().holdout
+    }
+
     fn answer_losses(&self, items: &[ScoreItem<'_>]) -> Result<Vec<AnswerLosses>> {
         let frames: Vec<Vec<RgbImage>> = items.iter().map(|it| self.frames(it.frames)).collect();
         let triples: Vec<(&str, &str, &[RgbImage])> =

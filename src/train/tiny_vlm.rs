@@ -48,6 +48,39 @@ pub struct TinyVlmConfig {
     /// `mean`.
     #[serde(default)]
     pub region_pool: RegionPool,
+    /// Cross-fitting: the fold of its training table this model never saw (`gdo train
+    /// --holdout-fold I/K` leaves out the rows with `gdo_fold(video_uid, K) = I`).
+    /// `gdo describe` given the K models of a cross-fit scores every row with the model
+    /// that did not train on it. None: trained on the whole table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<Holdout>,
+}
+
+/// Fold `fold` of `folds`, by `gdo_fold(video_uid, folds)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holdout {
+    pub fold: u64,
+    pub folds: u64,
+}
+
+impl std::fmt::Display for Holdout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.fold, self.folds)
+    }
+}
+
+impl std::str::FromStr for Holdout {
+    type Err = String;
+    /// `I/K` with 0 <= I < K and K >= 2.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{s}: expected I/K (fold I of K folds, 0 <= I < K, K >= 2)");
+        let (i, k) = s.split_once('/').ok_or_else(bad)?;
+        let (fold, folds) = (i.trim().parse::<u64>().map_err(|_| bad())?, k.trim().parse::<u64>().map_err(|_| bad())?);
+        if folds < 2 || fold >= folds {
+            return Err(bad());
+        }
+        Ok(Self { fold, folds })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -77,6 +110,7 @@ impl Default for TinyVlmConfig {
             max_text: 48,
             frame_grid: 2,
             region_pool: RegionPool::Max,
+            holdout: None,
         }
     }
 }

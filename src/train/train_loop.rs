@@ -32,7 +32,7 @@ use crate::train::qwen3_vl::{MODEL_TYPE as QWEN3_VL, Qwen3VlTrainee};
 use crate::train::tiny_vlm::MODEL_TYPE as TINY_VLM;
 use crate::train::tokenizer::TextTokenizer;
 use crate::train::trainee::{TinyVlmTrainee, Trainee};
-use crate::train::{EvalRecord, EvalSplit, TrainConfig, TrainSummary};
+use crate::train::{EvalRecord, EvalSplit, Holdout, TrainConfig, TrainSummary};
 
 /// One row of `metrics.parquet`: one per evaluated split per checkpoint (split null
 /// when no split is evaluated).
@@ -143,6 +143,18 @@ fn trainee(cfg: &TrainConfig, rows: &[Row], out: &Path, latest: Option<&Path>) -
     Ok(Box::new(TinyVlmTrainee::new(&mcfg, tok, cfg.seed, &cfg.device)?))
 }
 
+/// `input` without the rows of fold `h` (by `gdo_fold(video_uid, folds)`; a NULL
+/// video_uid hashes as ''), so every pair of one clip or image is on one side.
+fn without_fold(input: DataFrame, h: Holdout) -> Result<DataFrame> {
+    if input.schema().index_of_column_by_name(None, "video_uid").is_none() {
+        return Err(GdoError::Usage(format!(
+            "--holdout-fold {h}: the training table has no video_uid column to assign folds by"
+        )));
+    }
+    let keep = input.parse_sql_expr(&format!("gdo_fold(coalesce(video_uid, ''), {}) <> {}", h.folds, h.fold))?;
+    Ok(input.filter(keep)?)
+}
+
 /// Prepared training frames kept in memory across epochs (see [`FrameCache`]).
 const FRAME_CACHE_BYTES: usize = 1 << 30;
 
@@ -163,10 +175,22 @@ pub async fn train(
     }
     let out = PathBuf::from(out_dir);
     std::fs::create_dir_all(&out).map_err(|e| GdoError::io(out_dir, e))?;
+    let input = match cfg.model.holdout {
+        None => input,
+        Some(_) if cfg.base_model.is_some() => {
+            return Err(GdoError::Usage(
+                "--holdout-fold trains tiny-vlm proxies for cross-fitted scoring; it does not apply to --model".into(),
+            ));
+        }
+        Some(h) => without_fold(input, h)?,
+    };
     // In table order, so the seeded shuffle starts from the same order every run.
     let rows = read_rows(crate::session::in_table_order(input).execute_stream().await?).await?;
     if rows.is_empty() {
-        return Err(GdoError::Usage("the training table is empty: nothing to train on".into()));
+        return Err(GdoError::Usage(match cfg.model.holdout {
+            Some(h) => format!("the training table minus fold {h} is empty: nothing to train on"),
+            None => "the training table is empty: nothing to train on".into(),
+        }));
     }
     if !resume && checkpoint::latest(&out)?.is_some() {
         return Err(GdoError::Usage(format!(

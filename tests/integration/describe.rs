@@ -171,3 +171,111 @@ fn scorer_skips_a_pair_with_unreadable_frames_and_keeps_the_others_aligned() {
         assert!((xv - yv).abs() < 1e-5 && (x.2.unwrap() - y.2.unwrap()).abs() < 1e-5, "{x:?} vs {y:?}");
     }
 }
+
+/// Cross-fitting: `gdo train --holdout-fold I/2` trains without the pairs of fold I
+/// (`gdo_fold(video_uid, 2) = I`, the SQL function), and `gdo describe` given both
+/// models scores each pair with the one that held its fold out: every row equals that
+/// model's own single-scorer run. Mismatched model sets are clear errors.
+#[test]
+fn describe_cross_fits_each_pair_with_the_model_that_held_out_its_fold() {
+    use datafusion::arrow::datatypes::{DataType, Float64Type};
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(crate::common::samples().join("video.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""images":["frames/clip"#))
+        .take(24)
+        .map(str::to_owned)
+        .collect();
+    let jsonl = dir.path().join("small.jsonl");
+    std::fs::write(&jsonl, lines.join("\n")).unwrap();
+    let pool = dir.path().join("pool");
+    run_ok(
+        gdo()
+            .arg("ingest")
+            .arg("--video")
+            .arg(&jsonl)
+            .arg("--media-root")
+            .arg(crate::common::samples())
+            .arg("--out")
+            .arg(&pool),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let count = |sql: &str| -> i64 { rt.block_on(query(&pool, sql))[0].column(0).as_primitive::<Int64Type>().value(0) };
+    let in_fold = |f: i64| count(&format!("SELECT count(*) FROM pool WHERE gdo_fold(video_uid, 2) = {f}"));
+    let (n0, n1) = (in_fold(0), in_fold(1));
+    assert!(n0 > 0 && n1 > 0, "both folds hold pairs: {n0} + {n1}");
+    assert_eq!(n0 + n1, count("SELECT count(*) FROM pool"));
+
+    let train = |name: &str, holdout: Option<&str>| {
+        let run = dir.path().join(name);
+        let mut cmd = gdo();
+        cmd.args(["train", "--quiet", "--table"]).arg(&pool).arg("--out").arg(&run);
+        if let Some(h) = holdout {
+            cmd.args(["--holdout-fold", h]);
+        }
+        let out = String::from_utf8_lossy(&run_ok(&mut cmd).stdout).to_string();
+        let ckpt = std::fs::read_dir(run.join("checkpoints")).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir());
+        (ckpt.expect("a checkpoint folder"), out)
+    };
+    let (a, out_a) = train("a", Some("0/2"));
+    let (b, out_b) = train("b", Some("1/2"));
+    // One epoch: a model sees exactly the pairs outside its held-out fold.
+    assert!(out_a.contains(&format!("trained {n1} samples")), "{out_a}");
+    assert!(out_b.contains(&format!("trained {n0} samples")), "{out_b}");
+
+    let describe = |name: &str, scorers: &[&Path]| {
+        let out = dir.path().join(name);
+        let mut cmd = gdo();
+        cmd.args(["describe", "--sc-samples", "0", "--tnc", "regex", "--pool"]).arg(&pool).arg("--out").arg(&out);
+        for s in scorers {
+            cmd.arg("--scorer").arg(s);
+        }
+        run_ok(&mut cmd);
+        let mut rows = std::collections::BTreeMap::new();
+        for b in rt.block_on(query(&out, "SELECT qa_uid, gdo_fold(video_uid, 2), loss_video, loss_blind FROM pool")) {
+            let uid = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+            let fold = b.column(1).as_primitive::<Int64Type>();
+            let (lv, lb) = (b.column(2).as_primitive::<Float64Type>(), b.column(3).as_primitive::<Float64Type>());
+            for i in 0..b.num_rows() {
+                rows.insert(uid.as_string::<i32>().value(i).to_owned(), (fold.value(i), lv.value(i), lb.value(i)));
+            }
+        }
+        rows
+    };
+    // Given in either order, the same routing.
+    let cross = describe("cross", &[&b, &a]);
+    let (only_a, only_b) = (describe("only_a", &[&a]), describe("only_b", &[&b]));
+    assert_eq!(cross.len() as i64, n0 + n1);
+    let mut differ = 0;
+    for (uid, &(fold, lv, lb)) in &cross {
+        let own = if fold == 0 { only_a[uid] } else { only_b[uid] };
+        assert_eq!((fold, lv, lb), own, "{uid}: fold {fold} is scored by the model that held it out");
+        let other = if fold == 0 { only_b[uid] } else { only_a[uid] };
+        differ += usize::from(other.1 != lv);
+    }
+    assert!(differ > 0, "the two models disagree somewhere, so the routing is visible");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cross/describe_report.json")).unwrap()).unwrap();
+    assert_eq!(report["scorer"], "tiny-vlm cross-fitted over 2 folds of video_uid");
+
+    // A model set that does not cover each fold once is refused before any work.
+    let (whole, _) = train("whole", None);
+    for (scorers, msg) in [
+        (vec![&a, &a], "a second model holding out fold 0/2"),
+        (vec![&a, &whole], "was trained on every fold"),
+        (vec![&a, &b, &b], "holds out fold 0/2 but 3 scorers were given"),
+    ] {
+        let mut cmd = gdo();
+        cmd.args(["describe", "--pool"]).arg(&pool).arg("--out").arg(dir.path().join("bad"));
+        for s in scorers {
+            cmd.arg("--scorer").arg(s);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(msg), "{msg}: {err}");
+    }
+    let out =
+        gdo().args(["train", "--table"]).arg(&pool).args(["--out", "x", "--holdout-fold", "2/2"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("expected I/K"));
+}

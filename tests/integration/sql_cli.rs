@@ -7,9 +7,18 @@ use crate::common::{gdo, image_row, run_ok, video_row, write_lines};
 fn small_pool(dir: &Path) -> std::path::PathBuf {
     let ov = dir.join("ov.jsonl");
     let video = dir.join("video.jsonl");
-    write_lines(&ov, &[&image_row("a", "What colour is it?", "red"), &image_row("b", "Which shape? Choices: A. circle B. square", "A"), "{oops"]);
+    write_lines(
+        &ov,
+        &[
+            &image_row("a", "What colour is it?", "red"),
+            &image_row("b", "Which shape? Choices: A. circle B. square", "A"),
+            "{oops",
+        ],
+    );
     let vids: Vec<String> = (0..10)
-        .map(|i| video_row(&format!("v{i}"), "clipX", &format!("What happens first in scene {i}?"), "a car turns left", 12))
+        .map(|i| {
+            video_row(&format!("v{i}"), "clipX", &format!("What happens first in scene {i}?"), "a car turns left", 12)
+        })
         .collect();
     write_lines(&video, &vids.iter().map(String::as_str).collect::<Vec<_>>());
     let out = dir.join("pool");
@@ -44,7 +53,8 @@ fn formats_and_functions() {
     let file = dir.path().join("res.parquet");
     run_ok(gdo().args(["sql", "--format", "parquet", "--out"]).arg(&file).arg("--pool").arg(&pool).arg(q));
     let back = run_ok(
-        gdo().args(["sql", "--format", "csv", "--table"])
+        gdo()
+            .args(["sql", "--format", "csv", "--table"])
             .arg(format!("r={}", folder.display()))
             .arg("--table")
             .arg(format!("f={}", file.display()))
@@ -80,7 +90,13 @@ fn shipped_audit_queries_run() {
 #[test]
 fn function_reference_and_errors() {
     let help = String::from_utf8(run_ok(gdo().args(["sql", "--help-functions"])).stdout).unwrap();
-    for f in ["tnc_regex(question)", "source_group(data_source)", "token_count(text)", "gdo_norm(text)"] {
+    for f in [
+        "tnc_regex(question)",
+        "source_group(data_source)",
+        "token_count(text)",
+        "gdo_norm(text)",
+        "gdo_fold(key, folds)",
+    ] {
         assert!(help.contains(f), "{help}");
     }
     let dir = tempfile::tempdir().unwrap();
@@ -94,6 +110,10 @@ fn function_reference_and_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
     let o = gdo().args(["sql", "--table", "x", "SELECT 1"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("NAME=PATH"));
+    let o = gdo().args(["sql", "--format", "csv", "SELECT gdo_fold('clip052', 7) AS f"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "f\n1\n", "pinned fold of a key");
+    let o = gdo().args(["sql", "SELECT gdo_fold('a', 0)"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("folds must be an integer of at least 1"));
     let o = gdo().args(["sql", "--query", "nope"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("--list-queries"));
 }
@@ -113,7 +133,8 @@ fn demo_quick_runs_the_whole_loop_on_the_committed_sample_pool() {
     }
     // Table 2 has a row with a number per split for every goal and the baseline.
     for run in ["minloss", "diverse", "temp", "temp_plus", "uni_10x"] {
-        let row = report.lines().find(|l| l.starts_with(&format!("| {run} |"))).unwrap_or_else(|| panic!("{run}: {report}"));
+        let row =
+            report.lines().find(|l| l.starts_with(&format!("| {run} |"))).unwrap_or_else(|| panic!("{run}: {report}"));
         let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
         // run, size, samples, 3 splits + average
         assert_eq!(cells.len(), 7, "{row}");

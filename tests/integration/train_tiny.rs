@@ -238,7 +238,8 @@ fn needs_frames_labels() -> HashMap<(String, i64, i32), bool> {
 #[ignore = "fails as of 2026-11-29: after 16 epochs on the pool it scores, the proxy reads the frames \
             (mean VDS 0.148 over 739 needs-frames pairs, was 0.002) but also keys the answers of \
             text-only pairs (arithmetic it cannot compute) on their frames: 0.121 over 161; \
-            about 2 minutes; run with --ignored"]
+            cross-fitted (--holdout-fold, 2 folds, 8-32 epochs) both means are at or below zero \
+            (README); about 2 minutes; run with --ignored"]
 async fn proxy_vds_is_positive_for_pairs_that_need_frames_and_near_zero_for_text_only() {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{Int32Type, Int64Type};
@@ -300,3 +301,4 @@ async fn proxy_vds_is_positive_for_pairs_that_need_frames_and_near_zero_for_text
     assert!(m_need > 0.0, "frames lower the answer loss of pairs that need them: {m_need}");
     assert!(m_text.abs() < 0.25 * m_need, "text-only pairs: {m_text} vs {m_need}");
 }
+

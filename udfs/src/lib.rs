@@ -19,6 +19,7 @@ mod vis_feat;
 
 mod distinct_token_count;
 mod gdo_flag;
+mod gdo_fold;
 mod gdo_norm;
 mod source_group;
 mod tnc_regex;
@@ -32,6 +33,7 @@ use datafusion::prelude::SessionContext;
 
 pub use distinct_token_count::DistinctTokenCount;
 pub use gdo_flag::GdoFlag;
+pub use gdo_fold::{GdoFold, fold_of};
 pub use gdo_norm::GdoNorm;
 pub use options::GdoOptions;
 pub use source_group::SourceGroup;
@@ -45,6 +47,7 @@ pub fn all_scalar_udfs() -> Vec<Arc<ScalarUDF>> {
     vec![
         Arc::new(ScalarUDF::from(DistinctTokenCount::default())),
         Arc::new(ScalarUDF::from(GdoFlag::default())),
+        Arc::new(ScalarUDF::from(GdoFold::default())),
         Arc::new(ScalarUDF::from(GdoNorm::default())),
         Arc::new(ScalarUDF::from(SourceGroup::default())),
         Arc::new(ScalarUDF::from(TextFeat::default())),
