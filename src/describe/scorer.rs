@@ -77,6 +77,9 @@ impl Scorers {
     /// The K >= 2 models of a cross-fit, in any order: each must hold out a different
     /// fold of the same K (`names` name them in errors).
     pub fn cross_fit(models: Vec<Arc<dyn Scorer>>, names: &[String]) -> Result<Self> {
+        if names.len() != models.len() {
+            return Err(GdoError::Usage(format!("{} scorer(s) but {} name(s)", models.len(), names.len())));
+        }
         let k = models.len() as u64;
         let mut by_fold: Vec<Option<Arc<dyn Scorer>>> = vec![None; models.len()];
         for (m, name) in models.into_iter().zip(names) {

@@ -410,6 +410,19 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn holdout_parses_i_of_k_and_refuses_the_rest() {
+        assert_eq!("1/4".parse::<Holdout>(), Ok(Holdout { fold: 1, folds: 4 }));
+        assert_eq!(" 0 / 2 ".parse::<Holdout>().map(|h| h.to_string()), Ok("0/2".to_owned()));
+        for bad in ["2/2", "0/1", "1", "a/2", "-1/2", "1/2/3"] {
+            assert!(bad.parse::<Holdout>().unwrap_err().contains("expected I/K"), "{bad}");
+        }
+        // Checkpoints written before the field load as trained on every fold.
+        let old = r#"{"model_type":"tiny-vlm","vocab_size":40,"d_model":64,"n_heads":4,"n_layers":2,
+            "vision_layers":0,"image_size":32,"patch_size":8,"max_frames":4,"max_text":48}"#;
+        assert_eq!(serde_json::from_str::<TinyVlmConfig>(old).unwrap().holdout, None);
+    }
+
     /// Cached generation (prefill, then one token per step) gives the logits a full
     /// recomputation over the longer text gives, for rows of different prompt lengths.
     #[test]
