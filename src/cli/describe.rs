@@ -74,20 +74,16 @@ fn parse_shard(s: &str) -> Result<(u64, u64)> {
 
 pub async fn run(args: Args) -> Result<()> {
     let shard = parse_shard(&args.shard)?;
-    let scorer = match (args.scorer.as_slice(), args.cheap_only) {
-        ([], _) | (_, true) => None,
-        ([path], false) => {
-            let device = crate::device::select(&args.device)?;
-            Some(Scorers::one(Arc::from(load_scorer(Path::new(path), &device)?)))
+    let scorer = if args.scorer.is_empty() || args.cheap_only {
+        None
+    } else {
+        let device = crate::device::select(&args.device)?;
+        let mut models = Vec::new();
+        for path in &args.scorer {
+            models.push(Arc::from(load_scorer(Path::new(path), &device)?));
         }
-        (paths, false) => {
-            let device = crate::device::select(&args.device)?;
-            let mut models = Vec::new();
-            for path in paths {
-                models.push(Arc::from(load_scorer(Path::new(path), &device)?));
-            }
-            Some(Scorers::cross_fit(models, paths)?)
-        }
+        // One model scores every row; several are the folds of a cross-fit.
+        Some(if models.len() == 1 { Scorers::one(models.remove(0)) } else { Scorers::cross_fit(models, &args.scorer)? })
     };
     let has_scorer = scorer.is_some();
     let tnc = args.tnc.unwrap_or(if has_scorer { TncMode::Llm } else { TncMode::Regex });

@@ -80,31 +80,53 @@ async fn describe_cheap_only_then_merge_and_resume_after_a_stop() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("3 chunks, 0 resumed"));
 }
 
+/// The first `n` rows of the sample `video.jsonl` whose frames are clip folders.
+fn clip_rows(n: usize) -> Vec<String> {
+    std::fs::read_to_string(crate::common::samples().join("video.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""images":["frames/clip"#))
+        .take(n)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Ingest video JSONL rows (frames relative to the sample folder) as the pool `dir/name`.
+fn ingest_video_rows(dir: &Path, name: &str, rows: &[&str]) -> std::path::PathBuf {
+    let jsonl = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&jsonl, rows.join("\n")).unwrap();
+    let out = dir.join(name);
+    run_ok(
+        gdo()
+            .arg("ingest")
+            .arg("--video")
+            .arg(&jsonl)
+            .arg("--media-root")
+            .arg(crate::common::samples())
+            .arg("--out")
+            .arg(&out),
+    );
+    out
+}
+
+/// The newest checkpoint folder of a `gdo train` run (named by `checkpoints/LATEST`).
+fn latest_checkpoint(run: &Path) -> std::path::PathBuf {
+    let dir = run.join("checkpoints");
+    dir.join(std::fs::read_to_string(dir.join("LATEST")).unwrap().trim())
+}
+
 /// With a model scorer, a pair whose frames are all missing gets an error and null model
 /// columns, and the pairs after it in the same chunk are scored on their own frames: each
 /// equals its score from a pool without the broken pair.
 #[test]
 fn scorer_skips_a_pair_with_unreadable_frames_and_keeps_the_others_aligned() {
     let dir = tempfile::tempdir().unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(crate::common::samples().join("video.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(r#""images":["frames/clip"#))
-        .take(6)
-        .map(str::to_owned)
-        .collect();
+    let lines = clip_rows(6);
     let broken = lines[2].replace("frames/clip", "frames/gone_clip");
     let with: Vec<&str> = lines.iter().enumerate().map(|(i, l)| if i == 2 { broken.as_str() } else { l }).collect();
     let without: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| l.as_str()).collect();
-    let media = crate::common::samples();
-    let pool = |name: &str, rows: &[&str]| {
-        let jsonl = dir.path().join(format!("{name}.jsonl"));
-        std::fs::write(&jsonl, rows.join("\n")).unwrap();
-        let out = dir.path().join(name);
-        run_ok(gdo().arg("ingest").arg("--video").arg(&jsonl).arg("--media-root").arg(&media).arg("--out").arg(&out));
-        out
-    };
-    let (pool_with, pool_without) = (pool("with", &with), pool("without", &without));
+    let (pool_with, pool_without) =
+        (ingest_video_rows(dir.path(), "with", &with), ingest_video_rows(dir.path(), "without", &without));
 
     let run = dir.path().join("run");
     run_ok(
@@ -114,7 +136,7 @@ fn scorer_skips_a_pair_with_unreadable_frames_and_keeps_the_others_aligned() {
             .arg("--out")
             .arg(&run),
     );
-    let ckpt = std::fs::read_dir(run.join("checkpoints")).unwrap().next().unwrap().unwrap().path();
+    let ckpt = latest_checkpoint(&run);
     let scores = |pool: &Path, name: &str| {
         let out = dir.path().join(name);
         let mut cmd = gdo();
@@ -180,26 +202,8 @@ fn scorer_skips_a_pair_with_unreadable_frames_and_keeps_the_others_aligned() {
 fn describe_cross_fits_each_pair_with_the_model_that_held_out_its_fold() {
     use datafusion::arrow::datatypes::{DataType, Float64Type};
     let dir = tempfile::tempdir().unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(crate::common::samples().join("video.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(r#""images":["frames/clip"#))
-        .take(24)
-        .map(str::to_owned)
-        .collect();
-    let jsonl = dir.path().join("small.jsonl");
-    std::fs::write(&jsonl, lines.join("\n")).unwrap();
-    let pool = dir.path().join("pool");
-    run_ok(
-        gdo()
-            .arg("ingest")
-            .arg("--video")
-            .arg(&jsonl)
-            .arg("--media-root")
-            .arg(crate::common::samples())
-            .arg("--out")
-            .arg(&pool),
-    );
+    let lines = clip_rows(24);
+    let pool = ingest_video_rows(dir.path(), "pool", &lines.iter().map(String::as_str).collect::<Vec<_>>());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let count = |sql: &str| -> i64 { rt.block_on(query(&pool, sql))[0].column(0).as_primitive::<Int64Type>().value(0) };
     let in_fold = |f: i64| count(&format!("SELECT count(*) FROM pool WHERE gdo_fold(video_uid, 2) = {f}"));
@@ -215,8 +219,7 @@ fn describe_cross_fits_each_pair_with_the_model_that_held_out_its_fold() {
             cmd.args(["--holdout-fold", h]);
         }
         let out = String::from_utf8_lossy(&run_ok(&mut cmd).stdout).to_string();
-        let ckpt = std::fs::read_dir(run.join("checkpoints")).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir());
-        (ckpt.expect("a checkpoint folder"), out)
+        (latest_checkpoint(&run), out)
     };
     let (a, out_a) = train("a", Some("0/2"));
     let (b, out_b) = train("b", Some("1/2"));
