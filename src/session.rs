@@ -111,12 +111,14 @@ pub async fn create_score_views_keeping(ctx: &SessionContext, keep: &[&str]) -> 
             _ => None,
         };
         ctx.execute_logical_plan(plan).await?.collect().await?;
+        let started = std::time::Instant::now();
         match view.as_deref() {
             // The views created after this one read the pinned statistics.
             Some("gdo_metric_stats") => materialise_in_one_partition(ctx, "gdo_metric_stats").await?,
             Some(name) if keep.contains(&name) => materialise(ctx, name).await?,
-            _ => {}
+            _ => continue,
         }
+        tracing::debug!(view = view.as_deref(), secs = started.elapsed().as_secs_f64(), "scoring view kept as rows");
     }
     Ok(true)
 }

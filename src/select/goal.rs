@@ -544,38 +544,44 @@ impl Reservoir {
     }
 }
 
-/// The dedup rules both subsets share (spec 4.7/4.8).
-struct Taken {
-    uids: HashSet<String>,
-    hashes: HashSet<String>,
-    per_video: HashMap<String, u64>,
+/// The dedup rules both subsets share (spec 4.7/4.8). Keys borrow from the pairs
+/// being drawn from, which outlive the draw: no string is copied per taken pair.
+struct Taken<'p> {
+    uids: datafusion::common::HashSet<&'p str>,
+    hashes: datafusion::common::HashSet<&'p str>,
+    per_video: datafusion::common::HashMap<&'p str, u64>,
     max_per_video: u64,
 }
 
-impl Taken {
+impl<'p> Taken<'p> {
     fn new(max_per_video: u64) -> Self {
-        Taken { uids: HashSet::new(), hashes: HashSet::new(), per_video: HashMap::new(), max_per_video }
+        Taken {
+            uids: Default::default(),
+            hashes: Default::default(),
+            per_video: Default::default(),
+            max_per_video,
+        }
     }
     fn allows(&self, p: &Pair, check_hash: bool, check_video: bool) -> bool {
-        if self.uids.contains(&p.qa_uid) {
+        if self.uids.contains(p.qa_uid.as_str()) {
             return false;
         }
-        if check_hash && self.hashes.contains(&p.text_hash) {
+        if check_hash && self.hashes.contains(p.text_hash.as_str()) {
             return false;
         }
         if check_video
             && !p.video_uid.is_empty()
-            && self.per_video.get(&p.video_uid).copied().unwrap_or(0) >= self.max_per_video
+            && self.per_video.get(p.video_uid.as_str()).copied().unwrap_or(0) >= self.max_per_video
         {
             return false;
         }
         true
     }
-    fn take(&mut self, p: &Pair) {
-        self.uids.insert(p.qa_uid.clone());
-        self.hashes.insert(p.text_hash.clone());
+    fn take(&mut self, p: &'p Pair) {
+        self.uids.insert(&p.qa_uid);
+        self.hashes.insert(&p.text_hash);
         if !p.video_uid.is_empty() {
-            *self.per_video.entry(p.video_uid.clone()).or_insert(0) += 1;
+            *self.per_video.entry(&p.video_uid).or_insert(0) += 1;
         }
     }
 }
@@ -600,10 +606,10 @@ pub struct Fill {
     pub group_counts: Vec<u64>,
 }
 
-struct Filler<'a> {
+struct Filler<'a, 'p> {
     prof: &'a Profile,
     plan: &'a Plan,
-    taken: Taken,
+    taken: Taken<'p>,
     selected: Vec<Selected>,
     video: u64,
     temporal_video: u64,
@@ -611,7 +617,7 @@ struct Filler<'a> {
     stratum_counts: Vec<u64>,
 }
 
-impl Filler<'_> {
+impl<'p> Filler<'_, 'p> {
     fn full(&self) -> bool {
         self.selected.len() as u64 >= self.plan.n
     }
@@ -628,7 +634,7 @@ impl Filler<'_> {
         }
         !(self.is_video(p) && self.video >= self.plan.max_video)
     }
-    fn take(&mut self, p: &Pair, stage: &str) {
+    fn take(&mut self, p: &'p Pair, stage: &str) {
         self.taken.take(p);
         if self.is_video(p) {
             self.video += 1;
@@ -641,7 +647,7 @@ impl Filler<'_> {
         self.selected.push(Selected { pair: p.clone(), stage: stage.to_string() });
     }
     /// Take from `pool` (best first) while `need()` says more are needed.
-    fn stage<'p>(
+    fn stage(
         &mut self,
         stage: &str,
         pool: impl Iterator<Item = &'p Pair>,
@@ -736,7 +742,7 @@ pub fn fill(prof: &Profile, plan: &Plan, candidates: Vec<Vec<Pair>>, reservoir: 
 /// The Uni-10x draw (spec 4.8): the reservoir in its random order, taken with the same
 /// dedup rules as the goal subset; if short, again ignoring text hashes; if still
 /// short, anything not yet taken. Returns pairs with the pass that took them.
-pub fn uni_draw(reservoir: &[Pair], count: u64, max_per_video: u64) -> Vec<(Pair, &'static str)> {
+pub fn uni_draw(reservoir: &[Pair], count: u64, max_per_video: u64) -> Vec<(&Pair, &'static str)> {
     let mut taken = Taken::new(max_per_video);
     let mut out = Vec::new();
     for (pass, check_hash, check_video) in [("unique", true, true), ("text_dup", false, true), ("any", false, false)] {
@@ -746,7 +752,7 @@ pub fn uni_draw(reservoir: &[Pair], count: u64, max_per_video: u64) -> Vec<(Pair
             }
             if taken.allows(p, check_hash, check_video) {
                 taken.take(p);
-                out.push((p.clone(), pass));
+                out.push((p, pass));
             }
         }
     }
@@ -841,8 +847,8 @@ mod tests {
         let r = vec![pair(0, 0.0, "v", "h0"), pair(1, 0.0, "v", "h0"), pair(2, 0.0, "v", "h2")];
         // Per-video cap 1: the unique pass takes q0; the text-dup pass still honours the
         // cap; the last pass takes anything.
-        let got: Vec<_> = uni_draw(&r, 3, 1).into_iter().map(|(p, pass)| (p.qa_uid, pass)).collect();
-        assert_eq!(got, vec![("q0".into(), "unique"), ("q1".into(), "any"), ("q2".into(), "any")]);
+        let got: Vec<_> = uni_draw(&r, 3, 1).into_iter().map(|(p, pass)| (p.qa_uid.as_str(), pass)).collect();
+        assert_eq!(got, vec![("q0", "unique"), ("q1", "any"), ("q2", "any")]);
         let got = uni_draw(&r, 2, 8);
         assert_eq!(got.iter().map(|(p, _)| p.qa_uid.as_str()).collect::<Vec<_>>(), vec!["q0", "q2"]);
     }

@@ -232,7 +232,13 @@ pub struct GoalSelectExec {
     pub params: GoalParams,
     properties: Arc<PlanProperties>,
     report: ReportHandle,
+    reservoir: ReservoirHandle,
 }
+
+/// Where the operator leaves its uniform reservoir (spec 4.6) once the stream has
+/// finished, so the caller can draw the goal's Uni-10x baseline from the very
+/// reservoir the goal's fill used, without a second pass over the pool.
+pub type ReservoirHandle = Arc<Mutex<Option<Arc<Vec<Pair>>>>>;
 
 impl GoalSelectExec {
     pub fn new(inputs: Vec<Arc<dyn ExecutionPlan>>, params: GoalParams) -> Self {
@@ -242,12 +248,20 @@ impl GoalSelectExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Self { inputs, params, properties, report: Arc::new(Mutex::new(None)) }
+        Self { inputs, params, properties, report: Arc::new(Mutex::new(None)), reservoir: Arc::new(Mutex::new(None)) }
     }
 
     /// The run report, once the output stream has finished.
     pub fn report(&self) -> Option<serde_json::Value> {
         self.report.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// The reservoir of the finished run: `max(U, ceil(U * reservoir_oversample))`
+    /// pairs with the smallest `pair_random(seed, RESERVOIR, qa_uid)`, in that order,
+    /// where U is the report's `uni_target_count`. `uni_sample` with the same seed,
+    /// count and oversample builds the same reservoir.
+    pub fn reservoir(&self) -> Option<Arc<Vec<Pair>>> {
+        self.reservoir.lock().ok().and_then(|r| r.clone())
     }
 }
 
@@ -286,6 +300,7 @@ impl ExecutionPlan for GoalSelectExec {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut exec = GoalSelectExec::new(children, self.params.clone());
         exec.report = Arc::clone(&self.report);
+        exec.reservoir = Arc::clone(&self.reservoir);
         Ok(Arc::new(exec))
     }
     #[allow(deprecated)]
@@ -312,7 +327,8 @@ impl ExecutionPlan for GoalSelectExec {
         let inputs = self.inputs.clone();
         let params = self.params.clone();
         let report = Arc::clone(&self.report);
-        let fut = async move { run(inputs, params, context, report).await };
+        let reservoir = Arc::clone(&self.reservoir);
+        let fut = async move { run(inputs, params, context, report, reservoir).await };
         Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&OUTPUT_SCHEMA), futures::stream::once(fut))))
     }
 }
@@ -445,6 +461,7 @@ async fn run(
     p: GoalParams,
     ctx: Arc<TaskContext>,
     report: ReportHandle,
+    reservoir_slot: ReservoirHandle,
 ) -> Result<RecordBatch> {
     let started = Instant::now();
     let prof = read_profile(Arc::clone(&inputs[1]), Arc::clone(&ctx)).await?;
@@ -485,6 +502,7 @@ async fn run(
         }
     })
     .await?;
+    tracing::debug!(goal = %p.goal, rows, secs = started.elapsed().as_secs_f64(), "goal_select: scored pairs scanned");
     let sorted = candidates.into_sorted();
     let kept: usize = sorted.iter().map(Vec::len).sum();
     let reservoir = reservoir.into_pairs();
@@ -547,8 +565,12 @@ async fn run(
         "skipped": skipped,
         "seconds": started.elapsed().as_secs_f64(),
     });
+    tracing::debug!(goal = %p.goal, secs = started.elapsed().as_secs_f64(), "goal_select: subset filled");
     if let Ok(mut slot) = report.lock() {
         *slot = Some(r);
+    }
+    if let Ok(mut slot) = reservoir_slot.lock() {
+        *slot = Some(Arc::new(reservoir));
     }
 
     let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![

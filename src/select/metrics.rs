@@ -49,28 +49,50 @@ pub struct MetricsReport {
 type Row = [Option<f64>; 5];
 
 struct Collector {
-    /// Rows in first-seen order of their qa_uid; a later duplicate overwrites in place.
+    /// Rows as read, duplicates included; [`Collector::dedup`] settles them.
     rows: Vec<(String, Row)>,
-    index: HashMap<String, usize>,
     report: MetricsReport,
 }
 
 impl Collector {
     fn push(&mut self, uid: String, row: Row) {
         self.report.rows_read += 1;
-        match self.index.get(&uid) {
-            Some(&i) => {
-                self.rows[i].1 = row;
-                self.report.duplicates += 1;
-            }
-            None => {
-                self.index.insert(uid.clone(), self.rows.len());
-                self.rows.push((uid, row));
-            }
-        }
+        self.rows.push((uid, row));
     }
     fn bad(&mut self, reason: &str) {
         *self.report.bad_rows.entry(reason.to_string()).or_insert(0) += 1;
+    }
+    /// One row per qa_uid, at its first position, with the values of its last
+    /// occurrence (a later duplicate wins). Done once at the end, over borrowed keys:
+    /// cheaper than a key copy and a lookup per row while reading.
+    fn dedup(&mut self) {
+        let mut first: datafusion::common::HashMap<&str, usize> =
+            datafusion::common::HashMap::with_capacity(self.rows.len());
+        let mut later: Vec<(usize, usize)> = Vec::new();
+        for (i, (uid, _)) in self.rows.iter().enumerate() {
+            match first.entry(uid.as_str()) {
+                datafusion::common::hash_map::Entry::Occupied(e) => later.push((*e.get(), i)),
+                datafusion::common::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                }
+            }
+        }
+        drop(first);
+        if later.is_empty() {
+            return;
+        }
+        self.report.duplicates += later.len() as u64;
+        let mut keep = vec![true; self.rows.len()];
+        // In reading order, so the last occurrence is the one left standing.
+        for &(at, dup) in &later {
+            self.rows[at].1 = self.rows[dup].1;
+            keep[dup] = false;
+        }
+        let mut i = 0;
+        self.rows.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
     }
 }
 
@@ -100,20 +122,20 @@ fn parse_line(line: &str) -> std::result::Result<Value, serde_json::Error> {
 async fn load_jsonl(c: &mut Collector, path: &str) -> Result<()> {
     let loc = Location::parse(path)?;
     let raw = loc.read_all().await?;
-    let text = if path.to_ascii_lowercase().ends_with(".gz") {
+    let unzipped;
+    let text: &str = if path.to_ascii_lowercase().ends_with(".gz") {
         let mut s = String::new();
         flate2::read::MultiGzDecoder::new(raw.as_ref())
             .read_to_string(&mut s)
             .map_err(|e| GdoError::Table(format!("{path}: cannot decompress: {e}")))?;
-        s
+        unzipped = s;
+        &unzipped
     } else {
-        String::from_utf8(raw.to_vec()).map_err(|_| GdoError::Table(format!("{path}: not UTF-8 text")))?
+        std::str::from_utf8(&raw).map_err(|_| GdoError::Table(format!("{path}: not UTF-8 text")))?
     };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    // Parse in parallel, keep input order (later duplicates must win).
-    let parsed: Vec<Vec<Parsed>> =
-        lines.par_chunks(4096).map(|chunk| chunk.iter().map(|l| parse_metric_line(l)).collect()).collect();
-    for p in parsed.into_iter().flatten() {
+    // Parse in parallel; the collected rows keep input order (later duplicates win).
+    let parsed: Vec<Parsed> = text.par_lines().filter(|l| !l.trim().is_empty()).map(parse_metric_line).collect();
+    for p in parsed {
         match p {
             Parsed::Row(uid, row, non_finite) => {
                 for f in non_finite {
@@ -245,7 +267,7 @@ async fn load_table(c: &mut Collector, path: &str) -> Result<()> {
 /// Load every source (in order; later duplicates win) and register the result as
 /// `metrics` in `ctx`.
 pub async fn load_metrics(ctx: &SessionContext, paths: &[String]) -> Result<MetricsReport> {
-    let mut c = Collector { rows: Vec::new(), index: HashMap::new(), report: MetricsReport::default() };
+    let mut c = Collector { rows: Vec::new(), report: MetricsReport::default() };
     for path in paths {
         c.report.sources.push(path.clone());
         if is_jsonl(path) {
@@ -254,8 +276,8 @@ pub async fn load_metrics(ctx: &SessionContext, paths: &[String]) -> Result<Metr
             load_table(&mut c, path).await?;
         }
     }
+    c.dedup();
     c.report.loaded = c.rows.len() as u64;
-    drop(std::mem::take(&mut c.index));
     let uids = StringArray::from_iter_values(c.rows.iter().map(|r| r.0.as_str()));
     let mut columns: Vec<datafusion::arrow::array::ArrayRef> = vec![Arc::new(uids)];
     for j in 0..METRIC_FIELDS.len() {
@@ -265,4 +287,22 @@ pub async fn load_metrics(ctx: &SessionContext, paths: &[String]) -> Result<Metr
     let table = MemTable::try_new(Arc::clone(&METRICS_SCHEMA), vec![vec![batch]])?;
     ctx.register_table("metrics", Arc::new(table))?;
     Ok(c.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_the_first_position_and_the_last_values() {
+        let mut c = Collector { rows: Vec::new(), report: MetricsReport::default() };
+        let row = |x: f64| [Some(x), None, None, None, None];
+        for (uid, x) in [("a", 1.0), ("b", 2.0), ("a", 3.0), ("c", 4.0), ("a", 5.0), ("b", 6.0)] {
+            c.push(uid.to_string(), row(x));
+        }
+        c.dedup();
+        let got: Vec<(&str, Option<f64>)> = c.rows.iter().map(|(u, r)| (u.as_str(), r[0])).collect();
+        assert_eq!(got, vec![("a", Some(5.0)), ("b", Some(6.0)), ("c", Some(4.0))]);
+        assert_eq!((c.report.rows_read, c.report.duplicates), (6, 3));
+    }
 }

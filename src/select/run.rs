@@ -15,13 +15,17 @@ use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::common::{Column, JoinType};
+use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
 use super::common::{f64_at, f64s, i64_at, i64s, str_at, strings};
-use super::goal::{Profile, js_to_profile};
+use super::goal::{Pair, Profile, js_to_profile, uni_draw};
 use super::goal_select::GoalSelectExec;
+use super::uni_sample::draw_batch;
 use super::exclude::{ExcludeMode, ExclusionReport, apply_exclusions};
 use super::metrics::{MetricsReport, load_metrics};
 use crate::error::{GdoError, Result};
@@ -113,7 +117,7 @@ async fn set(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
 
 /// Run every statement; return the last one's batches and the goal report found in
 /// its plan.
-async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(Vec<RecordBatch>, Option<Value>)> {
+async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(Vec<RecordBatch>, Option<GoalRun>)> {
     let statements = DFParser::parse_sql(sql)?;
     let count = statements.len();
     if count == 0 {
@@ -129,17 +133,20 @@ async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(Ve
         }
         let physical = df.create_physical_plan().await?;
         let batches = collect(Arc::clone(&physical), ctx.task_ctx()).await?;
-        out = (batches, find_goal_report(&physical));
+        out = (batches, find_goal_run(&physical));
     }
     Ok(out)
 }
 
-fn find_goal_report(plan: &Arc<dyn ExecutionPlan>) -> Option<Value> {
+/// A finished goal_select run: its report and its reservoir.
+type GoalRun = (Value, Arc<Vec<Pair>>);
+
+fn find_goal_run(plan: &Arc<dyn ExecutionPlan>) -> Option<GoalRun> {
     let any: &dyn std::any::Any = plan.as_ref();
     if let Some(g) = any.downcast_ref::<GoalSelectExec>() {
-        return g.report();
+        return g.report().zip(g.reservoir());
     }
-    plan.children().into_iter().find_map(find_goal_report)
+    plan.children().into_iter().find_map(find_goal_run)
 }
 
 async fn profile(ctx: &SessionContext) -> Result<Profile> {
@@ -159,15 +166,6 @@ fn uids(batches: &[RecordBatch]) -> Result<Vec<String>> {
     for b in batches {
         let u = strings(b, "qa_uid")?;
         out.extend((0..b.num_rows()).map(|i| str_at(&u, i).to_string()));
-    }
-    Ok(out)
-}
-
-fn strata_ids(prof: &Profile, batches: &[RecordBatch]) -> Result<Vec<u32>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let s = strings(b, "stratum")?;
-        out.extend((0..b.num_rows()).filter_map(|i| prof.index.get(str_at(&s, i)).copied()));
     }
     Ok(out)
 }
@@ -297,8 +295,9 @@ pub async fn open_scored_session(
     if metrics.is_empty() {
         return Err(GdoError::Usage("no --metrics given: selection needs the merged descriptors".into()));
     }
+    let started = Instant::now();
     let report = load_metrics(&ctx, metrics).await?;
-    tracing::info!(rows = report.loaded, "metrics loaded");
+    tracing::info!(rows = report.loaded, secs = started.elapsed().as_secs_f64(), "metrics loaded");
     for (k, v) in settings {
         set(&ctx, k, v).await?;
     }
@@ -311,12 +310,26 @@ pub async fn open_scored_session(
     Ok(ScoredSession { ctx, total, metrics: report, exclusion })
 }
 
+/// What every goal of one `gdo select` run reads; nothing in it changes once the
+/// goals start, so they can run at the same time.
+struct SharedRun {
+    ctx: SessionContext,
+    job: SelectJob,
+    prof: Profile,
+    total: u64,
+    metrics: MetricsReport,
+    exclusion: Option<ExclusionReport>,
+    unknown: u64,
+    covered: u64,
+    started: Instant,
+}
+
 pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     let started = Instant::now();
     if job.goals.is_empty() {
         return Err(GdoError::Usage("no goal given (--goal NAME|FILE.sql or --all-goals)".into()));
     }
-    let ScoredSession { ctx, total, metrics: metrics_report, exclusion } =
+    let ScoredSession { ctx, total, metrics, exclusion } =
         open_scored_session(&job.pool, &job.metrics, &job.settings, &job.exclude, job.exclude_mode, job.goals.len())
             .await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), "session, metrics and scoring views ready");
@@ -331,90 +344,142 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     let prof = profile(&ctx).await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), "pool profile read");
     let out_root = Location::parse(&job.out)?;
-    let mut outcomes = Vec::new();
-    for goal in &job.goals {
-        let goal_started = Instant::now();
-        let folder =
-            if job.per_goal_folders || job.goals.len() > 1 { out_root.child(&goal.name) } else { out_root.clone() };
-        let report_loc = folder.child("report.json");
-        if report_loc.exists().await? {
-            object_store::ObjectStoreExt::delete(report_loc.store.as_ref(), &report_loc.path).await?;
+    // Each goal spends most of its time in one serial pass (goal_select's scan), so
+    // goals run side by side, as many at once as the session has partitions (cores).
+    // They only read the session (the Uni-10x draw takes its size, seed and cap from
+    // the goal's report, not from session settings), unless a goal file has more than
+    // one statement: its `SET`s would reach the goals beside it, so then they run one
+    // after another. Outcomes come back in goal order.
+    let single_statement = |g: &GoalSource| DFParser::parse_sql(&g.sql).map_or(true, |s| s.len() == 1);
+    let parallel = if job.goals.iter().all(single_statement) {
+        ctx.state().config().target_partitions().clamp(1, job.goals.len())
+    } else {
+        1
+    };
+    let shared = Arc::new(SharedRun {
+        ctx,
+        job: job.clone(),
+        prof,
+        total,
+        metrics,
+        exclusion,
+        unknown,
+        covered,
+        started,
+    });
+    let runs = job.goals.iter().cloned().map(|goal| {
+        let (shared, out_root) = (Arc::clone(&shared), out_root.clone());
+        async move {
+            let name = goal.name.clone();
+            tokio::spawn(run_goal(shared, goal, out_root))
+                .await
+                .map_err(|e| GdoError::Table(format!("goal {name}: the goal's task stopped: {e}")))?
         }
-        let (subset, report) = run_goal_sql(&ctx, &goal.sql, &goal.name).await?;
-        tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "goal subset selected");
-        let Some(mut report) = report else {
-            return Err(GdoError::Usage(format!(
-                "goal {}: the goal file's last statement does not run goal_select(...)",
-                goal.name
-            )));
-        };
-        let params = report.get("params").cloned().unwrap_or(Value::Null);
-        let uni_target = report.get("uni_target_count").and_then(Value::as_u64).unwrap_or(0);
-        let seed = params.get("seed").and_then(Value::as_u64).unwrap_or(42);
-        let per_video = params.get("max_qa_per_video").and_then(Value::as_u64).unwrap_or(8);
-        set(&ctx, "uni_count", &uni_target.to_string()).await?;
-        set(&ctx, "seed", &seed.to_string()).await?;
-        set(&ctx, "max_qa_per_video", &per_video.to_string()).await?;
-        let (uni, _) = run_goal_sql(&ctx, UNI_SQL, "uni_10x").await?;
-        tracing::info!(secs = started.elapsed().as_secs_f64(), "uni baseline drawn");
+    });
+    futures::stream::iter(runs).buffered(parallel).try_collect().await
+}
 
-        let a: HashSet<String> = uids(&subset)?.into_iter().collect();
-        let b: HashSet<String> = uids(&uni)?.into_iter().collect();
-        let overlap = if a.is_empty() || b.is_empty() {
-            0.0
-        } else {
-            a.intersection(&b).count() as f64 / a.len().min(b.len()) as f64
-        };
-        let mut uni_passes = Map::new();
-        for batch in &uni {
-            let s = strings(batch, "stage")?;
-            for i in 0..batch.num_rows() {
-                let e = uni_passes.entry(str_at(&s, i).to_string()).or_insert(json!(0));
-                *e = json!(e.as_u64().unwrap_or(0) + 1);
-            }
-        }
-        let obj = report.as_object_mut().expect("goal report is an object");
-        let js_1x = obj.remove("js_divergence").unwrap_or(Value::Null);
-        obj.insert(
-            "js_divergence".into(),
-            json!({"gdo_1x": js_1x, "uni_10x": js_to_profile(&prof, strata_ids(&prof, &uni)?.into_iter())}),
-        );
-        obj.insert("uni_count".into(), json!(b.len()));
-        obj.insert("uni_passes".into(), Value::Object(uni_passes));
-        obj.insert("overlap_ratio".into(), json!(overlap));
-        obj.insert(
-            "metrics".into(),
-            json!({
-                "report": metrics_report,
-                "unknown_qa_uids": unknown,
-                "pool_pairs_with_metrics": covered,
-                "coverage_ratio": covered as f64 / total as f64,
-            }),
-        );
-        obj.insert("exclusion".into(), json!(exclusion));
-        obj.insert("goal_seconds".into(), json!(goal_started.elapsed().as_secs_f64()));
-        obj.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
-        obj.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
-
-        let subset_schema = subset.first().map(|b| b.schema());
-        let uni_schema = uni.first().map(|b| b.schema());
-        if let Some(schema) = subset_schema {
-            let one = concat_batches(&schema, &subset)?;
-            folder.child("gdo_1x.parquet").write_all(parquet_bytes(std::slice::from_ref(&one), schema)?).await?;
-            if job.write_jsonl {
-                folder.child("gdo_1x.jsonl").write_all(jsonl_bytes(&subset, job.target_frames)?).await?;
-            }
-        }
-        if let Some(schema) = uni_schema {
-            let one = concat_batches(&schema, &uni)?;
-            folder.child("uni_10x.parquet").write_all(parquet_bytes(std::slice::from_ref(&one), schema)?).await?;
-            if job.write_jsonl {
-                folder.child("uni_10x.jsonl").write_all(jsonl_bytes(&uni, job.target_frames)?).await?;
-            }
-        }
-        tracing::info!(secs = started.elapsed().as_secs_f64(), "outputs written");
-        report_loc.write_all(serde_json::to_vec_pretty(&report)?).await?;
-        outcomes.push(GoalOutcome { goal: goal.name.clone(), folder: folder.to_string(), report });
+/// One goal: its subset, its Uni-10x baseline from the goal's own reservoir, the
+/// output files and `report.json` (written last).
+async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) -> Result<GoalOutcome> {
+    let SharedRun { ctx, job, prof, total, metrics, exclusion, unknown, covered, started } = shared.as_ref();
+    let goal_started = Instant::now();
+    let folder = if job.per_goal_folders || job.goals.len() > 1 { out_root.child(&goal.name) } else { out_root };
+    let report_loc = folder.child("report.json");
+    if report_loc.exists().await? {
+        object_store::ObjectStoreExt::delete(report_loc.store.as_ref(), &report_loc.path).await?;
     }
-    Ok(outcomes)
+    let (subset, run) = run_goal_sql(ctx, &goal.sql, &goal.name).await?;
+    tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "goal subset selected");
+    let Some((mut report, reservoir)) = run else {
+        return Err(GdoError::Usage(format!(
+            "goal {}: the goal file's last statement does not run goal_select(...)",
+            goal.name
+        )));
+    };
+    let params = report.get("params").cloned().unwrap_or(Value::Null);
+    let uni_target = report.get("uni_target_count").and_then(Value::as_u64).unwrap_or(0);
+    let per_video = params.get("max_qa_per_video").and_then(Value::as_u64).unwrap_or(8);
+    // The reference draws Uni-10x from the reservoir its goal pass filled (spec 4.6,
+    // 4.8); `uni_sample` with this seed, count and oversample builds the same one.
+    let drawn = uni_draw(&reservoir, uni_target, per_video);
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "uni baseline drawn from the reservoir");
+    let uni = uni_rows(ctx, draw_batch(&drawn)?).await?;
+    tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "uni baseline drawn");
+
+    let a: HashSet<String> = uids(&subset)?.into_iter().collect();
+    let b: HashSet<String> = uids(&uni)?.into_iter().collect();
+    let overlap = if a.is_empty() || b.is_empty() {
+        0.0
+    } else {
+        a.intersection(&b).count() as f64 / a.len().min(b.len()) as f64
+    };
+    let mut uni_passes = Map::new();
+    for (_, pass) in &drawn {
+        let e = uni_passes.entry(pass.to_string()).or_insert(json!(0));
+        *e = json!(e.as_u64().unwrap_or(0) + 1);
+    }
+    let obj = report.as_object_mut().expect("goal report is an object");
+    let js_1x = obj.remove("js_divergence").unwrap_or(Value::Null);
+    obj.insert(
+        "js_divergence".into(),
+        json!({"gdo_1x": js_1x, "uni_10x": js_to_profile(prof, drawn.iter().map(|(p, _)| p.stratum))}),
+    );
+    obj.insert("uni_count".into(), json!(b.len()));
+    obj.insert("uni_passes".into(), Value::Object(uni_passes));
+    obj.insert("overlap_ratio".into(), json!(overlap));
+    obj.insert(
+        "metrics".into(),
+        json!({
+            "report": metrics,
+            "unknown_qa_uids": unknown,
+            "pool_pairs_with_metrics": covered,
+            "coverage_ratio": *covered as f64 / *total as f64,
+        }),
+    );
+    obj.insert("exclusion".into(), json!(exclusion));
+    obj.insert("goal_seconds".into(), json!(goal_started.elapsed().as_secs_f64()));
+    obj.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
+
+    for (name, batches) in [("gdo_1x", subset), ("uni_10x", uni)] {
+        let Some(schema) = batches.first().map(|b| b.schema()) else { continue };
+        // One batch, so the file's pages do not depend on how the rows were batched;
+        // the batches are dropped first so the rows are not held twice while encoding.
+        let one = [concat_batches(&schema, &batches)?];
+        drop(batches);
+        folder.child(&format!("{name}.parquet")).write_all(parquet_bytes(&one, schema)?).await?;
+        if job.write_jsonl {
+            folder.child(&format!("{name}.jsonl")).write_all(jsonl_bytes(&one, job.target_frames)?).await?;
+        }
+    }
+    tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "outputs written");
+    // After the outputs: encoding them is part of the run's peak.
+    if let Some(obj) = report.as_object_mut() {
+        obj.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
+    }
+    report_loc.write_all(serde_json::to_vec_pretty(&report)?).await?;
+    Ok(GoalOutcome { goal: goal.name.clone(), folder: folder.to_string(), report })
+}
+
+/// The full pool rows of a Uni-10x draw, in draw order, with the columns the goal
+/// subsets have (`queries/select/uni_10x.sql` gives the same rows from SQL).
+async fn uni_rows(ctx: &SessionContext, drawn: RecordBatch) -> Result<Vec<RecordBatch>> {
+    let pool = ctx.table("pool").await?;
+    let mut columns: Vec<Expr> =
+        pool.schema().fields().iter().map(|f| Expr::Column(Column::new(Some("p"), f.name()))).collect();
+    let u = |name: &str| Expr::Column(Column::new(Some("u"), name));
+    columns.extend([
+        u("score"),
+        u("base_score"),
+        u("vds3"),
+        u("metric_quality"),
+        u("pass").alias("stage"),
+        u("sample_order").alias("selection_order"),
+    ]);
+    let joined = ctx.read_batch(drawn)?.alias("u")?.join_on(
+        pool.alias("p")?,
+        JoinType::Inner,
+        [u("pool_index").eq(Expr::Column(Column::new(Some("p"), "pool_index")))],
+    )?;
+    Ok(joined.sort(vec![u("sample_order").sort(true, false)])?.select(columns)?.collect().await?)
 }

@@ -37,7 +37,7 @@ use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use serde::{Deserialize, Serialize};
 
 use super::common::{require_columns, row_bound_statistics, table_arg_plan};
-use super::goal::{Reservoir, uni_draw};
+use super::goal::{Pair, Reservoir, uni_draw};
 use super::goal_select::{ExtensionTable, Skipped, scan_pairs};
 use super::params::{closest, named_struct_args};
 use gdo_udfs::options::gdo_options;
@@ -306,7 +306,11 @@ async fn run(input: Arc<dyn ExecutionPlan>, p: UniParams, ctx: Arc<TaskContext>)
     let mut skipped = Skipped::default();
     scan_pairs(input, ctx, None, &mut skipped, |pair| reservoir.offer(p.seed, pair)).await?;
     let sample = reservoir.into_pairs();
-    let drawn = uni_draw(&sample, p.count, p.max_qa_per_video);
+    draw_batch(&uni_draw(&sample, p.count, p.max_qa_per_video))
+}
+
+/// The drawn pairs as the operator's output rows (`OUTPUT_SCHEMA`), in draw order.
+pub fn draw_batch(drawn: &[(&Pair, &'static str)]) -> Result<RecordBatch> {
     let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(drawn.iter().map(|(s, _)| s.pool_index))),
         Arc::new(StringArray::from_iter_values(drawn.iter().map(|(s, _)| s.qa_uid.as_str()))),

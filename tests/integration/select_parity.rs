@@ -429,3 +429,48 @@ async fn parquet_metrics_load_in_file_order_with_stable_statistics() {
     }
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "statistics differ between loads: {seen:?}");
 }
+
+/// `gdo select` draws Uni-10x from the reservoir its goal pass filled; the shipped
+/// `queries/select/uni_10x.sql` (the `uni_sample` operator, its own pass) must give the
+/// same pairs in the same order for the same seed, size and per-video cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uni_from_the_goal_reservoir_equals_the_uni_sample_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    for (goal, seed) in [("temp_plus", "42"), ("diverse", "7")] {
+        let mut j = job(&pool, &dir.path().join(goal), &[goal]);
+        j.settings = vec![("seed".into(), seed.into())];
+        let out = run_select(&j).await.unwrap();
+        let report = &out[0].report;
+        let from_select: Vec<String> = read_jsonl(&Path::new(&out[0].folder).join("uni_10x.jsonl"))
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(from_select.len() as u64, report["uni_target_count"].as_u64().unwrap());
+
+        let s = gdo::select::run::open_scored_session(
+            &pool.display().to_string(),
+            &[metrics_path()],
+            &[("seed".into(), seed.into())],
+            &[],
+            gdo::select::exclude::ExcludeMode::Both,
+            1,
+        )
+        .await
+        .unwrap();
+        for (k, v) in [
+            ("uni_count", report["uni_target_count"].to_string()),
+            ("max_qa_per_video", report["params"]["max_qa_per_video"].to_string()),
+        ] {
+            s.ctx.sql(&format!("SET gdo.{k} = '{v}'")).await.unwrap().collect().await.unwrap();
+        }
+        let batches = s.ctx.sql(gdo::select::run::UNI_SQL).await.unwrap().collect().await.unwrap();
+        let mut from_sql = Vec::new();
+        for b in &batches {
+            let u = gdo::select::common::strings(b, "qa_uid").unwrap();
+            from_sql.extend((0..b.num_rows()).map(|i| gdo::select::common::str_at(&u, i).to_string()));
+        }
+        assert_eq!(from_select, from_sql, "{goal}: Uni-10x differs between gdo select and uni_10x.sql");
+    }
+}
