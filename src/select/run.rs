@@ -348,10 +348,12 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     // goals run side by side, as many at once as the session has partitions (cores).
     // They only read the session (the Uni-10x draw takes its size, seed and cap from
     // the goal's report, not from session settings), unless a goal file has more than
-    // one statement: its `SET`s would reach the goals beside it, so then they run one
-    // after another. Outcomes come back in goal order.
+    // one statement (its `SET`s would reach the goals beside it) or two goals share a
+    // name (and so an output folder): then they run one after another. Outcomes come
+    // back in goal order.
     let single_statement = |g: &GoalSource| DFParser::parse_sql(&g.sql).map_or(true, |s| s.len() == 1);
-    let parallel = if job.goals.iter().all(single_statement) {
+    let names: HashSet<&str> = job.goals.iter().map(|g| g.name.as_str()).collect();
+    let parallel = if names.len() == job.goals.len() && job.goals.iter().all(single_statement) {
         ctx.state().config().target_partitions().clamp(1, job.goals.len())
     } else {
         1
