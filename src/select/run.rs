@@ -409,12 +409,13 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     let uni = uni_rows(ctx, draw_batch(&drawn)?).await?;
     tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "uni baseline drawn");
 
+    // Overlap against the drawn pairs' own ids: no copy of the 10x baseline's strings.
     let a: HashSet<String> = uids(&subset)?.into_iter().collect();
-    let b: HashSet<String> = uids(&uni)?.into_iter().collect();
+    let b: HashSet<&str> = drawn.iter().map(|(p, _)| p.qa_uid.as_str()).collect();
     let overlap = if a.is_empty() || b.is_empty() {
         0.0
     } else {
-        a.intersection(&b).count() as f64 / a.len().min(b.len()) as f64
+        a.iter().filter(|u| b.contains(u.as_str())).count() as f64 / a.len().min(b.len()) as f64
     };
     let mut uni_passes = Map::new();
     for (_, pass) in &drawn {
@@ -427,7 +428,7 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
         "js_divergence".into(),
         json!({"gdo_1x": js_1x, "uni_10x": js_to_profile(prof, drawn.iter().map(|(p, _)| p.stratum))}),
     );
-    obj.insert("uni_count".into(), json!(b.len()));
+    obj.insert("uni_count".into(), json!(uni.iter().map(RecordBatch::num_rows).sum::<usize>()));
     obj.insert("uni_passes".into(), Value::Object(uni_passes));
     obj.insert("overlap_ratio".into(), json!(overlap));
     obj.insert(
