@@ -120,10 +120,20 @@ WITH parts AS (
     m.qa_uid IS NOT NULL AS has_metric,
     coalesce(m.vds3, 0.0) AS vds3,
     coalesce(m.metric_quality, 0.0) AS metric_quality
-  FROM pool p
-  JOIN gdo_stratum_alignment a ON a.stratum = p.stratum
-  JOIN gdo_source_prior sp ON sp.data_source = p.data_source
-  LEFT JOIN gdo_metric_vds3 m ON m.qa_uid = p.qa_uid
+  -- The lookups and the metrics (three narrow columns) are on the left, the side a
+  -- hash join builds when gdo keeps this view (it is then planned as written): the
+  -- pool streams through all three joins in parallel instead of being collected into
+  -- one hash table. Outer joins, so DataFusion does not regroup them; every stratum and
+  -- source has its lookup row (both are grouped from the pool), and pairs without a
+  -- stratum or source are left out, as an inner join would.
+  FROM gdo_source_prior sp
+  RIGHT JOIN (gdo_stratum_alignment a
+              RIGHT JOIN (gdo_metric_vds3 m
+                          RIGHT JOIN (SELECT * FROM pool
+                                      WHERE stratum IS NOT NULL AND data_source IS NOT NULL) p
+                          ON m.qa_uid = p.qa_uid)
+              ON a.stratum = p.stratum)
+  ON sp.data_source = p.data_source
 ),
 based AS (
   SELECT *,

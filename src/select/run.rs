@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -322,7 +323,14 @@ struct SharedRun {
     unknown: u64,
     covered: u64,
     started: Instant,
+    /// Goals whose goal query has not finished yet; the last one to finish drops the
+    /// scored pairs and the metrics, so their memory is free for the row fetches and
+    /// encodings that follow (where the run peaks).
+    goals_selecting: AtomicUsize,
 }
+
+/// In-memory tables only the goal queries read.
+const SCORING_TABLES: &[&str] = &["gdo_scored", "gdo_metric_vds3", "metrics"];
 
 pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     let started = Instant::now();
@@ -368,6 +376,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         unknown,
         covered,
         started,
+        goals_selecting: AtomicUsize::new(job.goals.len()),
     });
     let runs = job.goals.iter().cloned().map(|goal| {
         let (shared, out_root) = (Arc::clone(&shared), out_root.clone());
@@ -384,7 +393,8 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
 /// One goal: its subset, its Uni-10x baseline from the goal's own reservoir, the
 /// output files and `report.json` (written last).
 async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) -> Result<GoalOutcome> {
-    let SharedRun { ctx, job, prof, total, metrics, exclusion, unknown, covered, started } = shared.as_ref();
+    let SharedRun { ctx, job, prof, total, metrics, exclusion, unknown, covered, started, goals_selecting } =
+        shared.as_ref();
     let goal_started = Instant::now();
     let folder = if job.per_goal_folders || job.goals.len() > 1 { out_root.child(&goal.name) } else { out_root };
     let report_loc = folder.child("report.json");
@@ -392,6 +402,11 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
         object_store::ObjectStoreExt::delete(report_loc.store.as_ref(), &report_loc.path).await?;
     }
     let (subset, run) = run_goal_sql(ctx, &goal.sql, &goal.name).await?;
+    if goals_selecting.fetch_sub(1, Ordering::AcqRel) == 1 {
+        for name in SCORING_TABLES {
+            ctx.deregister_table(*name)?;
+        }
+    }
     tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "goal subset selected");
     let Some((mut report, reservoir)) = run else {
         return Err(GdoError::Usage(format!(
