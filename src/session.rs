@@ -155,7 +155,7 @@ async fn replace_with_rows(ctx: &SessionContext, name: &str, df: DataFrame) -> R
 /// with a 23-row lookup is estimated at 23 rows), so left to itself DataFusion built the
 /// scoring join's hash table from the whole pool (75 MB, one thread) instead of from
 /// the metrics.
-fn as_written(df: DataFrame) -> DataFrame {
+pub fn as_written(df: DataFrame) -> DataFrame {
     let (state, plan) = df.into_parts();
     let mut config = state.config().clone();
     config.options_mut().optimizer.join_reordering = false;

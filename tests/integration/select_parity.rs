@@ -430,6 +430,35 @@ async fn parquet_metrics_load_in_file_order_with_stable_statistics() {
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "statistics differ between loads: {seen:?}");
 }
 
+/// The kept `gdo_scored` is planned as `score.sql` writes it: each scoring join builds
+/// its hash table on the small side (the source and stratum lookups, the metrics) and
+/// the pool streams through. Left to its join estimates, DataFusion built the metrics
+/// join on the whole scored pool, in one piece, on one thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_scoring_view_builds_its_joins_on_the_lookups_and_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    let ctx = gdo::session::new_context();
+    gdo::session::register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
+    gdo::select::metrics::load_metrics(&ctx, &[metrics_path()]).await.unwrap();
+    // As `gdo select` keeps them, all but gdo_scored itself (whose plan is checked).
+    let kept = ["gdo_strata", "gdo_stratum_alignment", "gdo_source_prior", "gdo_metric_vds3"];
+    assert!(gdo::session::create_score_views_keeping(&ctx, &kept).await.unwrap());
+    let df = gdo::session::as_written(ctx.table("gdo_scored").await.unwrap());
+    let plan = df.create_physical_plan().await.unwrap();
+    let text = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
+    for key in ["qa_uid", "stratum", "data_source"] {
+        let join = text
+            .lines()
+            .find(|l| l.contains("HashJoinExec") && l.contains(&format!("on=[({key}@")))
+            .unwrap_or_else(|| panic!("no join on {key}:\n{text}"));
+        // Right join, built on the left: the lookup or the metrics, never the pool.
+        assert!(join.contains("mode=CollectLeft") && join.contains("join_type=Right"), "{join}\n{text}");
+    }
+    assert!(!text.contains("Hash([qa_uid@"), "the pool is not repartitioned:\n{text}");
+}
+
 /// `gdo select` draws Uni-10x from the reservoir its goal pass filled; the shipped
 /// `queries/select/uni_10x.sql` (the `uni_sample` operator, its own pass) must give the
 /// same pairs in the same order for the same seed, size and per-video cap.
