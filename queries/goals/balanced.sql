@@ -4,7 +4,9 @@
 --   gdo sql --pool POOL --table metrics=METRICS --file queries/goals/balanced.sql
 -- goal_select reads the scored pairs, the strata and the metric VDS3 (views from
 -- queries/select/score.sql) and returns the selected pairs in selection order;
--- the join brings back each pair's full row.
+-- the join brings back each pair's full row. gdo select recognises this query as
+-- written here (whatever the goal_select arguments) and fetches those rows in the
+-- same pool scan as the Uni-10x rows; edit the query itself and it runs as written.
 SELECT p.*, g.score, g.base_score, g.vds3, g.metric_quality, g.stage, g.selection_order
 FROM goal_select('gdo_scored', 'gdo_strata', 'gdo_metric_vds3', named_struct(
     'goal', 'balanced',

@@ -11,15 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::compute::{cast, concat_batches};
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int8Array, RecordBatch};
+use datafusion::arrow::compute::{cast, concat_batches, interleave_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Int8Type, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::common::{Column, JoinType};
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::DFParser;
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{SetExpr, Statement as SqlStatement};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
@@ -116,17 +117,51 @@ async fn set(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Run every statement; return the last one's batches and the goal report found in
-/// its plan.
-async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(Vec<RecordBatch>, Option<GoalRun>)> {
+/// What a goal query returned.
+enum GoalRows {
+    /// The goal query's own rows.
+    Full(Vec<RecordBatch>),
+    /// goal_select's rows alone: the goal query is the shipped full-row join (see
+    /// [`canonical_call`]), which `gdo select` does in the same pool scan as the
+    /// Uni-10x rows'.
+    Selected(Vec<RecordBatch>),
+}
+
+/// The goal query of the shipped goal files, around their `goal_select(...) g` call.
+const CANONICAL_GOAL_QUERY: &str = "SELECT p.*, g.score, g.base_score, g.vds3, g.metric_quality, g.stage, \
+     g.selection_order FROM {call} JOIN pool p ON p.pool_index = g.pool_index ORDER BY g.selection_order";
+
+/// The `goal_select(...) g` relation of a goal query that is exactly the shipped one
+/// around it (compared as parsed SQL, so layout and comments do not matter). Its rows
+/// are then the pool rows of goal_select's pairs, in selection order, with the
+/// operator's columns after them: what [`full_rows`] builds.
+fn canonical_call(statement: &DFStatement) -> Option<String> {
+    let DFStatement::Statement(inner) = statement else { return None };
+    let SqlStatement::Query(query) = inner.as_ref() else { return None };
+    let SetExpr::Select(select) = query.body.as_ref() else { return None };
+    let call = select.from.first()?.relation.to_string();
+    if !call.to_ascii_lowercase().starts_with("goal_select(") {
+        return None;
+    }
+    let mut template = DFParser::parse_sql(&CANONICAL_GOAL_QUERY.replace("{call}", &call)).ok()?;
+    (template.len() == 1 && template.pop_front()? == *statement).then_some(call)
+}
+
+/// Run every statement; return the last one's rows and the goal report found in its
+/// plan.
+async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(GoalRows, Option<GoalRun>)> {
     let statements = DFParser::parse_sql(sql)?;
     let count = statements.len();
     if count == 0 {
         return Err(GdoError::Usage(format!("goal {goal}: the goal file has no SQL statement")));
     }
-    let mut out = (Vec::new(), None);
+    let mut out = (GoalRows::Full(Vec::new()), None);
     for (i, statement) in statements.into_iter().enumerate() {
-        let plan = ctx.state().statement_to_plan(statement).await?;
+        let call = if i + 1 == count { canonical_call(&statement) } else { None };
+        let plan = match &call {
+            Some(call) => ctx.sql(&format!("SELECT * FROM {call}")).await?.into_unoptimized_plan(),
+            None => ctx.state().statement_to_plan(statement).await?,
+        };
         let df = ctx.execute_logical_plan(plan).await?;
         if i + 1 < count {
             df.collect().await?;
@@ -134,7 +169,8 @@ async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(Ve
         }
         let physical = df.create_physical_plan().await?;
         let batches = collect(Arc::clone(&physical), ctx.task_ctx()).await?;
-        out = (batches, find_goal_run(&physical));
+        let rows = if call.is_some() { GoalRows::Selected(batches) } else { GoalRows::Full(batches) };
+        out = (rows, find_goal_run(&physical));
     }
     Ok(out)
 }
@@ -401,7 +437,7 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     if report_loc.exists().await? {
         object_store::ObjectStoreExt::delete(report_loc.store.as_ref(), &report_loc.path).await?;
     }
-    let (subset, run) = run_goal_sql(ctx, &goal.sql, &goal.name).await?;
+    let (rows, run) = run_goal_sql(ctx, &goal.sql, &goal.name).await?;
     if goals_selecting.fetch_sub(1, Ordering::AcqRel) == 1 {
         for name in SCORING_TABLES {
             ctx.deregister_table(*name)?;
@@ -421,8 +457,11 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     // 4.8); `uni_sample` with this seed, count and oversample builds the same one.
     let drawn = uni_draw(&reservoir, uni_target, per_video);
     tracing::debug!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "uni baseline drawn from the reservoir");
-    let uni = uni_rows(ctx, draw_batch(&drawn)?).await?;
-    tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "uni baseline drawn");
+    let (subset, uni) = match rows {
+        GoalRows::Selected(selected) => full_rows(ctx, &selected, draw_batch(&drawn)?).await?,
+        GoalRows::Full(subset) => (subset, full_rows(ctx, &[], draw_batch(&drawn)?).await?.1),
+    };
+    tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "full rows of the subset and Uni-10x fetched");
 
     // Overlap against the drawn pairs' own ids: no copy of the 10x baseline's strings.
     let a: HashSet<String> = uids(&subset)?.into_iter().collect();
@@ -479,25 +518,115 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     Ok(GoalOutcome { goal: goal.name.clone(), folder: folder.to_string(), report })
 }
 
-/// The full pool rows of a Uni-10x draw, in draw order, with the columns the goal
-/// subsets have (`queries/select/uni_10x.sql` gives the same rows from SQL).
-async fn uni_rows(ctx: &SessionContext, drawn: RecordBatch) -> Result<Vec<RecordBatch>> {
+/// The full pool rows of the goal subset (from goal_select's rows, when the goal query
+/// left them to `gdo select`) and of a Uni-10x draw, from one join with the pool: a
+/// pool scan decodes every column of every row, so one scan serves both. Each subset
+/// comes back in its own order (selection, draw) with the operator's columns after
+/// the pool's, as the shipped goal query and `queries/select/uni_10x.sql` give them.
+async fn full_rows(
+    ctx: &SessionContext,
+    selected: &[RecordBatch],
+    drawn: RecordBatch,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+    let field = |name: &str, t: DataType| Field::new(name, t, false);
+    let wanted_schema = Arc::new(Schema::new(vec![
+        field("pool_index", DataType::Int64),
+        field("score", DataType::Float64),
+        field("base_score", DataType::Float64),
+        field("vds3", DataType::Float64),
+        field("metric_quality", DataType::Float64),
+        field("stage", DataType::Utf8),
+        field("selection_order", DataType::Int64),
+        field("subset", DataType::Int8),
+    ]));
+    let part = |b: &RecordBatch, stage: &str, order: &str, subset: i8| -> Result<RecordBatch> {
+        let col = |name: &str| {
+            b.column_by_name(name).cloned().ok_or_else(|| GdoError::Table(format!("selected rows lack {name}")))
+        };
+        let columns = vec![
+            col("pool_index")?,
+            col("score")?,
+            col("base_score")?,
+            col("vds3")?,
+            col("metric_quality")?,
+            col(stage)?,
+            col(order)?,
+            Arc::new(Int8Array::from(vec![subset; b.num_rows()])) as ArrayRef,
+        ];
+        Ok(RecordBatch::try_new(Arc::clone(&wanted_schema), columns)?)
+    };
+    let mut parts = selected.iter().map(|b| part(b, "stage", "selection_order", 0)).collect::<Result<Vec<_>>>()?;
+    parts.push(part(&drawn, "pass", "sample_order", 1)?);
+    let wanted = concat_batches(&wanted_schema, &parts)?;
+    drop(parts);
+
     let pool = ctx.table("pool").await?;
+    let w = |name: &str| Expr::Column(Column::new(Some("w"), name));
     let mut columns: Vec<Expr> =
         pool.schema().fields().iter().map(|f| Expr::Column(Column::new(Some("p"), f.name()))).collect();
-    let u = |name: &str| Expr::Column(Column::new(Some("u"), name));
-    columns.extend([
-        u("score"),
-        u("base_score"),
-        u("vds3"),
-        u("metric_quality"),
-        u("pass").alias("stage"),
-        u("sample_order").alias("selection_order"),
-    ]);
-    let joined = ctx.read_batch(drawn)?.alias("u")?.join_on(
-        pool.alias("p")?,
-        JoinType::Inner,
-        [u("pool_index").eq(Expr::Column(Column::new(Some("p"), "pool_index")))],
-    )?;
-    Ok(joined.sort(vec![u("sample_order").sort(true, false)])?.select(columns)?.collect().await?)
+    columns.extend(["score", "base_score", "vds3", "metric_quality", "stage", "selection_order", "subset"].map(w));
+    let joined = ctx
+        .read_batch(wanted)?
+        .alias("w")?
+        .join_on(pool.alias("p")?, JoinType::Inner, [w("pool_index").eq(Expr::Column(Column::new(Some("p"), "pool_index")))])?
+        .select(columns)?
+        .collect()
+        .await?;
+    // Split and order straight from the joined batches: one copy of each subset's rows.
+    let mut keys: [Vec<(i64, usize, usize)>; 2] = [Vec::new(), Vec::new()];
+    let mut rows = Vec::with_capacity(joined.len());
+    for (b, batch) in joined.iter().enumerate() {
+        let last = batch.num_columns() - 1;
+        let subset = batch.column(last).as_primitive::<Int8Type>();
+        let order = batch.column(last - 1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            keys[usize::from(subset.value(i) != 0)].push((order.value(i), b, i));
+        }
+        rows.push(batch.project(&(0..last).collect::<Vec<_>>())?);
+    }
+    drop(joined);
+    let refs: Vec<&RecordBatch> = rows.iter().collect();
+    let pick = |mut keys: Vec<(i64, usize, usize)>| -> Result<Vec<RecordBatch>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        keys.sort_unstable();
+        let at: Vec<(usize, usize)> = keys.into_iter().map(|(_, b, i)| (b, i)).collect();
+        Ok(vec![interleave_record_batch(&refs, &at)?])
+    };
+    let [goal, uni] = keys;
+    Ok((pick(goal)?, pick(uni)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_statement(sql: &str) -> DFStatement {
+        DFParser::parse_sql(sql).expect("goal SQL parses").pop_back().expect("a statement")
+    }
+
+    #[test]
+    fn shipped_goal_queries_are_canonical_and_edited_ones_are_not() {
+        for (name, sql) in GOALS {
+            let call = canonical_call(&last_statement(sql)).unwrap_or_else(|| panic!("{name} is not canonical"));
+            assert!(call.starts_with("goal_select(") && call.ends_with(" g"), "{name}: {call}");
+        }
+        let shipped = GOALS.iter().find(|(n, _)| *n == "temp_plus").map(|(_, s)| *s).expect("temp_plus ships");
+        // Each edit changes what the query returns (or may): gdo select must run it as written.
+        for (from, to) in [
+            ("ORDER BY g.selection_order", "ORDER BY g.selection_order DESC"),
+            ("ORDER BY g.selection_order", "WHERE p.bucket = 'image_qa' ORDER BY g.selection_order"),
+            ("JOIN pool p", "LEFT JOIN pool p"),
+            ("SELECT p.*,", "SELECT p.qa_uid,"),
+            ("ORDER BY g.selection_order", "ORDER BY g.selection_order LIMIT 10"),
+        ] {
+            assert!(shipped.contains(from));
+            let edited = shipped.replace(from, to);
+            assert_eq!(canonical_call(&last_statement(&edited)), None, "{to}");
+        }
+        // Layout and comments do not matter.
+        let relaid = shipped.replace("\nJOIN pool p", "\n  -- the full rows\n  JOIN   pool p");
+        assert!(canonical_call(&last_statement(&relaid)).is_some());
+    }
 }

@@ -430,6 +430,31 @@ async fn parquet_metrics_load_in_file_order_with_stable_statistics() {
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "statistics differ between loads: {seen:?}");
 }
 
+/// `gdo select` fetches the shipped goal query's full rows in the same pool scan as the
+/// Uni-10x rows; a goal query it does not recognise runs as written. Both must give
+/// the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_full_row_scan_equals_the_goal_query_run_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/goals/temp_plus.sql")).unwrap();
+    // Same rows, but no longer the shipped text: runs through DataFusion as written.
+    let written = dir.path().join("temp_plus_asc.sql");
+    std::fs::write(&written, shipped.replace("ORDER BY g.selection_order", "ORDER BY g.selection_order ASC")).unwrap();
+    let fast = dir.path().join("fast");
+    let slow = dir.path().join("slow");
+    run_select(&job(&pool, &fast, &["temp_plus"])).await.unwrap();
+    let mut as_written = job(&pool, &slow, &[]);
+    as_written.goals = vec![GoalSource::resolve(&written.display().to_string()).unwrap()];
+    run_select(&as_written).await.unwrap();
+    for file in ["gdo_1x.parquet", "uni_10x.parquet", "gdo_1x.jsonl", "uni_10x.jsonl"] {
+        let a = std::fs::read(fast.join("temp_plus").join(file)).unwrap();
+        let b = std::fs::read(slow.join("temp_plus_asc").join(file)).unwrap();
+        assert!(!a.is_empty() && a == b, "{file} differs");
+    }
+}
+
 /// The kept `gdo_scored` is planned as `score.sql` writes it: each scoring join builds
 /// its hash table on the small side (the source and stratum lookups, the metrics) and
 /// the pool streams through. Left to its join estimates, DataFusion built the metrics
