@@ -156,9 +156,28 @@ async fn replace_with_rows(ctx: &SessionContext, name: &str, df: DataFrame) -> R
 /// scoring join's hash table from the whole pool (75 MB, one thread) instead of from
 /// the metrics.
 pub fn as_written(df: DataFrame) -> DataFrame {
+    planned_with(df, |o| o.optimizer.join_reordering = false)
+}
+
+/// `df` planned with its hash joins built in one piece from their left side however
+/// large it is: for joins whose left side is a known subset of the pool (the rows to
+/// fetch), so the pool streams through instead of being hash-repartitioned, every
+/// column of every row copied once more.
+pub fn left_built(df: DataFrame) -> DataFrame {
+    planned_with(df, |o| {
+        o.optimizer.join_reordering = false;
+        o.optimizer.hash_join_single_partition_threshold = usize::MAX;
+        o.optimizer.hash_join_single_partition_threshold_rows = usize::MAX;
+    })
+}
+
+/// `df` planned with session options changed by `change` (for this plan only).
+fn planned_with(df: DataFrame, change: impl FnOnce(&mut datafusion::config::ConfigOptions)) -> DataFrame {
     let (state, plan) = df.into_parts();
     let mut config = state.config().clone();
-    config.options_mut().optimizer.join_reordering = false;
+    change(config.options_mut());
+    // Share the catalog: building with this flag on would register a fresh, empty
+    // default catalog over the shared one.
     config.options_mut().catalog.create_default_catalog_and_schema = false;
     DataFrame::new(SessionStateBuilder::new_from_existing(state).with_config(config).build(), plan)
 }
@@ -168,13 +187,7 @@ pub fn as_written(df: DataFrame) -> DataFrame {
 /// result depends on row order: duplicates where the later one wins, streaming
 /// k-means, the trainer's seeded shuffle, float sums.
 pub fn in_table_order(df: DataFrame) -> DataFrame {
-    let (state, plan) = df.into_parts();
-    let mut config = state.config().clone();
-    config.options_mut().execution.target_partitions = 1;
-    // Share the catalog: building with this flag on would register a fresh, empty
-    // default catalog over the shared one.
-    config.options_mut().catalog.create_default_catalog_and_schema = false;
-    DataFrame::new(SessionStateBuilder::new_from_existing(state).with_config(config).build(), plan)
+    planned_with(df, |o| o.execution.target_partitions = 1)
 }
 
 /// Make the store of `loc` known to the session (idempotent).

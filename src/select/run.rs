@@ -565,13 +565,12 @@ async fn full_rows(
     let mut columns: Vec<Expr> =
         pool.schema().fields().iter().map(|f| Expr::Column(Column::new(Some("p"), f.name()))).collect();
     columns.extend(["score", "base_score", "vds3", "metric_quality", "stage", "selection_order", "subset"].map(w));
-    let joined = ctx
-        .read_batch(wanted)?
-        .alias("w")?
-        .join_on(pool.alias("p")?, JoinType::Inner, [w("pool_index").eq(Expr::Column(Column::new(Some("p"), "pool_index")))])?
-        .select(columns)?
-        .collect()
-        .await?;
+    let joined = ctx.read_batch(wanted)?.alias("w")?.join_on(
+        pool.alias("p")?,
+        JoinType::Inner,
+        [w("pool_index").eq(Expr::Column(Column::new(Some("p"), "pool_index")))],
+    )?;
+    let joined = crate::session::left_built(joined.select(columns)?).collect().await?;
     // Split and order straight from the joined batches: one copy of each subset's rows.
     let mut keys: [Vec<(i64, usize, usize)>; 2] = [Vec::new(), Vec::new()];
     let mut rows = Vec::with_capacity(joined.len());
