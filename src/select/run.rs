@@ -457,9 +457,10 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     // 4.8); `uni_sample` with this seed, count and oversample builds the same one.
     let drawn = uni_draw(&reservoir, uni_target, per_video);
     tracing::debug!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "uni baseline drawn from the reservoir");
+    let drawn_rows = draw_batch(&drawn)?;
     let (subset, uni) = match rows {
-        GoalRows::Selected(selected) => full_rows(ctx, &selected, draw_batch(&drawn)?).await?,
-        GoalRows::Full(subset) => (subset, full_rows(ctx, &[], draw_batch(&drawn)?).await?.1),
+        GoalRows::Selected(selected) => full_rows(ctx, &selected, drawn_rows).await?,
+        GoalRows::Full(subset) => (subset, full_rows(ctx, &[], drawn_rows).await?.1),
     };
     tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "full rows of the subset and Uni-10x fetched");
 
@@ -541,7 +542,7 @@ async fn full_rows(
     ]));
     let part = |b: &RecordBatch, stage: &str, order: &str, subset: i8| -> Result<RecordBatch> {
         let col = |name: &str| {
-            b.column_by_name(name).cloned().ok_or_else(|| GdoError::Table(format!("selected rows lack {name}")))
+            b.column_by_name(name).cloned().ok_or_else(|| GdoError::Table(format!("rows to fetch lack {name}")))
         };
         let columns = vec![
             col("pool_index")?,
