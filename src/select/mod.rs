@@ -8,6 +8,7 @@ pub mod goal_select;
 pub mod metrics;
 pub mod params;
 pub mod run;
+pub mod sft_jsonl;
 pub mod uni_sample;
 
 use std::sync::Arc;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int8Array, RecordBatch};
-use datafusion::arrow::compute::{cast, concat_batches, interleave_record_batch};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int8Array, RecordBatch};
+use datafusion::arrow::compute::{concat_batches, interleave_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Int8Type, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::physical_plan::{ExecutionPlan, collect};
@@ -24,9 +24,10 @@ use datafusion::sql::sqlparser::ast::{SetExpr, Statement as SqlStatement};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
-use super::common::{f64_at, f64s, i64_at, i64s, str_at, strings};
+use super::common::{i64_at, i64s, str_at, strings};
 use super::goal::{Pair, Profile, js_to_profile, uni_draw};
 use super::goal_select::GoalSelectExec;
+use super::sft_jsonl::write_sft_jsonl;
 use super::uni_sample::draw_batch;
 use super::exclude::{ExcludeMode, ExclusionReport, apply_exclusions};
 use super::metrics::{MetricsReport, load_metrics};
@@ -207,79 +208,17 @@ fn uids(batches: &[RecordBatch]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn parquet_bytes(batches: &[RecordBatch], schema: datafusion::arrow::datatypes::SchemaRef) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(crate::table::writer_properties()))?;
-    for b in batches {
-        w.write(b)?;
-    }
-    w.close()?;
-    Ok(buf)
+fn one_batch(batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>> {
+    let Some(schema) = batches.first().map(|b| b.schema()) else { return Ok(None) };
+    Ok(Some(concat_batches(&schema, &batches)?))
 }
 
-/// SFT-ready JSONL (LLaVA / ms-swift `messages` + `images`): one `<image>` per frame
-/// before the question; frames resampled to `target_frames`.
-fn jsonl_bytes(batches: &[RecordBatch], target_frames: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let list_utf8 = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
-    for b in batches {
-        let col = |n: &str| strings(b, n);
-        let (uid, vid, q, a, bucket, src, tc, stage) = (
-            col("qa_uid")?,
-            col("video_uid")?,
-            col("question")?,
-            col("answer")?,
-            col("bucket")?,
-            col("data_source")?,
-            col("temporal_category")?,
-            col("stage")?,
-        );
-        let (score, base, vds3, mq) =
-            (f64s(b, "score")?, f64s(b, "base_score")?, f64s(b, "vds3")?, f64s(b, "metric_quality")?);
-        let Some(frames) = b.column_by_name("frames") else {
-            return Err(GdoError::Table("subset rows lack the frames column".into()));
-        };
-        let frames: ArrayRef = cast(frames, &list_utf8)?;
-        let frames = frames.as_list::<i32>();
-        for i in 0..b.num_rows() {
-            let all: Vec<String> = if frames.is_null(i) {
-                Vec::new()
-            } else {
-                let v = frames.value(i);
-                let v = v.as_string::<i32>();
-                (0..v.len()).map(|j| v.value(j).to_string()).collect()
-            };
-            let keep: Vec<String> = gdo_udfs::method::uniform_indices(all.len(), target_frames)
-                .into_iter()
-                .map(|k| all[k].clone())
-                .collect();
-            let prompt = format!("{}\n{}", "<image>".repeat(keep.len()), str_at(&q, i));
-            let row = json!({
-                "id": str_at(&uid, i),
-                "messages": [
-                    {"role": "user", "content": prompt},
-                    {"role": "assistant", "content": str_at(&a, i)},
-                ],
-                "images": keep,
-                "meta": {
-                    "qa_uid": str_at(&uid, i),
-                    "video_uid": str_at(&vid, i),
-                    "bucket": str_at(&bucket, i),
-                    "source": str_at(&src, i),
-                    "n_frames": all.len(),
-                    "temporal_category": str_at(&tc, i),
-                    "score": f64_at(&score, i),
-                    "base_score": f64_at(&base, i),
-                    "vds3": f64_at(&vds3, i),
-                    "metric_quality": f64_at(&mq, i),
-                    "stage": str_at(&stage, i),
-                },
-            });
-            serde_json::to_writer(&mut out, &row)?;
-            out.push(b'\n');
-        }
-    }
-    Ok(out)
+fn parquet_bytes(batch: RecordBatch) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(crate::table::writer_properties()))?;
+    w.write(&batch)?;
+    w.close()?;
+    Ok(buf)
 }
 
 /// Peak resident memory of this process so far (Linux; None elsewhere).
@@ -376,7 +315,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     let ScoredSession { ctx, total, metrics, exclusion } =
         open_scored_session(&job.pool, &job.metrics, &job.settings, &job.exclude, job.exclude_mode, job.goals.len())
             .await?;
-    tracing::info!(secs = started.elapsed().as_secs_f64(), "session, metrics and scoring views ready");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), "session, metrics and scoring views ready");
     if total == 0 {
         return Err(GdoError::Usage(format!("{}: the pool is empty; nothing to select", job.pool)));
     }
@@ -384,9 +323,9 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         count_sql(&ctx, "SELECT count(*) FROM metrics m LEFT ANTI JOIN pool p ON p.qa_uid = m.qa_uid").await?;
     let covered =
         count_sql(&ctx, "SELECT count(*) FROM pool p LEFT SEMI JOIN metrics m ON p.qa_uid = m.qa_uid").await?;
-    tracing::info!(secs = started.elapsed().as_secs_f64(), "metric coverage counted");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), "metric coverage counted");
     let prof = profile(&ctx).await?;
-    tracing::info!(secs = started.elapsed().as_secs_f64(), "pool profile read");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), "pool profile read");
     let out_root = Location::parse(&job.out)?;
     // Each goal spends most of its time in one serial pass (goal_select's scan), so
     // goals run side by side, as many at once as the session has partitions (cores).
@@ -443,7 +382,7 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
             ctx.deregister_table(*name)?;
         }
     }
-    tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "goal subset selected");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), goal = %goal.name, "goal subset selected");
     let Some((mut report, reservoir)) = run else {
         return Err(GdoError::Usage(format!(
             "goal {}: the goal file's last statement does not run goal_select(...)",
@@ -462,7 +401,7 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
         GoalRows::Selected(selected) => full_rows(ctx, &selected, drawn_rows).await?,
         GoalRows::Full(subset) => (subset, full_rows(ctx, &[], drawn_rows).await?.1),
     };
-    tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "full rows of the subset and Uni-10x fetched");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), goal = %goal.name, "full rows of the subset and Uni-10x fetched");
 
     // Overlap against the drawn pairs' own ids: no copy of the 10x baseline's strings.
     let a: HashSet<String> = uids(&subset)?.into_iter().collect();
@@ -499,18 +438,32 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     obj.insert("goal_seconds".into(), json!(goal_started.elapsed().as_secs_f64()));
     obj.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
 
-    for (name, batches) in [("gdo_1x", subset), ("uni_10x", uni)] {
-        let Some(schema) = batches.first().map(|b| b.schema()) else { continue };
-        // One batch, so the file's pages do not depend on how the rows were batched;
-        // the batches are dropped first so the rows are not held twice while encoding.
-        let one = [concat_batches(&schema, &batches)?];
-        drop(batches);
-        folder.child(&format!("{name}.parquet")).write_all(parquet_bytes(&one, schema)?).await?;
-        if job.write_jsonl {
-            folder.child(&format!("{name}.jsonl")).write_all(jsonl_bytes(&one, job.target_frames)?).await?;
+    // One batch per subset, so the files do not depend on how the rows were batched;
+    // the batches go as they are joined, so the rows are not held twice.
+    let subset = one_batch(subset)?;
+    let uni = one_batch(uni)?;
+    // The Parquet encodings run on the rayon pool, off the async workers, while the
+    // JSONL exports stream out beside them.
+    let parquet = {
+        let (subset, uni) = (subset.clone(), uni.clone());
+        tokio::task::spawn_blocking(move || rayon::join(|| subset.map(parquet_bytes).transpose(), || uni.map(parquet_bytes).transpose()))
+    };
+    if job.write_jsonl {
+        for (name, batch) in [("gdo_1x", &subset), ("uni_10x", &uni)] {
+            if let Some(batch) = batch {
+                write_sft_jsonl(&folder.child(&format!("{name}.jsonl")), batch.clone(), job.target_frames).await?;
+            }
         }
     }
-    tracing::info!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "outputs written");
+    drop((subset, uni));
+    let (a, b) =
+        parquet.await.map_err(|e| GdoError::Table(format!("goal {}: encoding the outputs stopped: {e}", goal.name)))?;
+    for (name, bytes) in [("gdo_1x", a?), ("uni_10x", b?)] {
+        if let Some(bytes) = bytes {
+            folder.child(&format!("{name}.parquet")).write_all(bytes).await?;
+        }
+    }
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), goal = %goal.name, "outputs written");
     // After the outputs: encoding them is part of the run's peak.
     if let Some(obj) = report.as_object_mut() {
         obj.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
