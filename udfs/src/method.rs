@@ -34,6 +34,15 @@ pub fn norm(text: &str) -> String {
 
 /// True when `norm(text) == text`, so callers can skip an allocation.
 pub fn is_normalised(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.is_ascii() {
+        // ASCII: no whitespace but single inner spaces. Whole-slice folds (no early
+        // exit) so the compiler vectorises them; the common text is normalised and
+        // needs every byte looked at anyway.
+        let control_space = bytes.iter().fold(false, |acc, &b| acc | matches!(b, 0x09..=0x0d | 0x1c..=0x1f));
+        let double_space = bytes.iter().zip(&bytes[1.min(bytes.len())..]).fold(false, |acc, (&a, &b)| acc | ((a == b' ') & (b == b' ')));
+        return !(control_space || double_space || bytes.first() == Some(&b' ') || bytes.last() == Some(&b' '));
+    }
     let mut prev_space = true; // a leading space is not normalised
     for c in text.chars() {
         if is_py_space(c) {
@@ -50,14 +59,27 @@ pub fn is_normalised(text: &str) -> bool {
 
 /// User-turn text: media tokens `<image>`, `<video>`, `<audio>` become spaces, then `norm`.
 pub fn norm_user_text(text: &str) -> String {
-    if text.contains("<image>") || text.contains("<video>") || text.contains("<audio>") {
-        let stripped = text
-            .replace("<image>", " ")
-            .replace("<video>", " ")
-            .replace("<audio>", " ");
-        norm(&stripped)
-    } else {
-        norm(text)
+    const TAGS: [&[u8]; 3] = [b"<image>", b"<video>", b"<audio>"];
+    let bytes = text.as_bytes();
+    // One pass over the `<`s: each tag becomes a space, the rest is copied as is.
+    let mut stripped: Option<String> = None;
+    let mut copied = 0;
+    for at in memchr::memchr_iter(b'<', bytes) {
+        if at < copied || !TAGS.iter().any(|t| bytes[at..].starts_with(t)) {
+            continue;
+        }
+        let out = stripped.get_or_insert_with(|| String::with_capacity(text.len()));
+        // Tags and `<` are ASCII, so these cuts fall on char boundaries.
+        out.push_str(&text[copied..at]);
+        out.push(' ');
+        copied = at + TAGS[0].len();
+    }
+    match stripped {
+        Some(mut out) => {
+            out.push_str(&text[copied..]);
+            norm(&out)
+        }
+        None => norm(text),
     }
 }
 
@@ -73,17 +95,26 @@ pub fn token_count(text: &str) -> usize {
     }
 }
 
+#[inline]
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() | (b == b'_')
+}
+
+/// Tokens start where a token byte follows a non-token byte (or the text's start);
+/// counted over byte pairs without branches, which the compiler vectorises.
 fn count_ascii_tokens(bytes: &[u8]) -> usize {
-    let mut count = 0;
-    let mut in_token = false;
-    for &b in bytes {
-        let word = b.is_ascii_alphanumeric() || b == b'_';
-        if word && !in_token {
-            count += 1;
-        }
-        in_token = word;
-    }
-    count
+    let Some(&first) = bytes.first() else { return 0 };
+    let (before, after) = (&bytes[..bytes.len() - 1], &bytes[1..]);
+    // u16 lanes; a chunk of u16::MAX pairs cannot overflow them.
+    let lane = usize::from(u16::MAX);
+    let starts: usize = before
+        .chunks(lane)
+        .zip(after.chunks(lane))
+        .map(|(a, b)| {
+            a.iter().zip(b).map(|(&x, &y)| u16::from(!is_token_byte(x) & is_token_byte(y))).sum::<u16>() as usize
+        })
+        .sum();
+    starts + usize::from(is_token_byte(first))
 }
 
 /// The lower-cased `[A-Za-z0-9_]+` tokens of `text`, in order (used for distinct-token
@@ -268,6 +299,46 @@ pub fn uniform_indices(n: usize, t: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plain forms the fast paths must equal: char by char, as the reference reads.
+    fn plain_is_normalised(text: &str) -> bool {
+        text.split(is_py_space).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ") == text
+    }
+    fn plain_token_count(text: &str) -> usize {
+        text.to_lowercase().split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|t| !t.is_empty()).count()
+    }
+    fn plain_norm_user_text(text: &str) -> String {
+        norm(&text.replace("<image>", " ").replace("<video>", " ").replace("<audio>", " "))
+    }
+
+    #[test]
+    fn fast_text_paths_equal_their_plain_forms() {
+        // Texts drawn from an alphabet dense in the edge cases: every kind of Python
+        // whitespace, tag fragments, underscores, non-ASCII letters (one lower-cases
+        // to ASCII), at lengths that cross the vector widths.
+        let alphabet: Vec<&str> = vec![
+            " ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\u{85}", "\u{a0}", "\u{3000}", "a", "Z", "9",
+            "_", "-", ",", "é", "\u{212a}", "<", ">", "<image>", "<video>", "<audio>", "<imag", "<<image>", "image>", "ok",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let len = next(90);
+            let text: String = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
+            assert_eq!(is_normalised(&text), plain_is_normalised(&text), "{text:?}");
+            assert_eq!(token_count(&text), plain_token_count(&text), "{text:?}");
+            assert_eq!(norm_user_text(&text), plain_norm_user_text(&text), "{text:?}");
+        }
+        // Long texts cross the u16 lane chunks.
+        let long = "ab_1 ".repeat(40_000);
+        assert_eq!(token_count(&long), 40_000);
+        assert_eq!(token_count(&long[1..]), 40_000);
+    }
 
     #[test]
     fn norm_collapses_python_whitespace() {
