@@ -442,25 +442,28 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     // the batches go as they are joined, so the rows are not held twice.
     let subset = one_batch(subset)?;
     let uni = one_batch(uni)?;
-    // The Parquet encodings run on the rayon pool, off the async workers, while the
-    // JSONL exports stream out beside them.
+    // The two Parquet encodings run side by side on the rayon pool, off the async
+    // workers; the JSONL exports stream out after them, so the encoders' buffers and
+    // the export's are not held at the same time (the run peaks here).
     let parquet = {
         let (subset, uni) = (subset.clone(), uni.clone());
-        tokio::task::spawn_blocking(move || rayon::join(|| subset.map(parquet_bytes).transpose(), || uni.map(parquet_bytes).transpose()))
+        tokio::task::spawn_blocking(move || {
+            rayon::join(|| subset.map(parquet_bytes).transpose(), || uni.map(parquet_bytes).transpose())
+        })
     };
-    if job.write_jsonl {
-        for (name, batch) in [("gdo_1x", &subset), ("uni_10x", &uni)] {
-            if let Some(batch) = batch {
-                write_sft_jsonl(&folder.child(&format!("{name}.jsonl")), batch.clone(), job.target_frames).await?;
-            }
-        }
-    }
-    drop((subset, uni));
     let (a, b) =
         parquet.await.map_err(|e| GdoError::Table(format!("goal {}: encoding the outputs stopped: {e}", goal.name)))?;
     for (name, bytes) in [("gdo_1x", a?), ("uni_10x", b?)] {
         if let Some(bytes) = bytes {
             folder.child(&format!("{name}.parquet")).write_all(bytes).await?;
+        }
+    }
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), goal = %goal.name, "parquet outputs written");
+    if job.write_jsonl {
+        for (name, batch) in [("gdo_1x", subset), ("uni_10x", uni)] {
+            if let Some(batch) = batch {
+                write_sft_jsonl(&folder.child(&format!("{name}.jsonl")), batch, job.target_frames).await?;
+            }
         }
     }
     tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), goal = %goal.name, "outputs written");

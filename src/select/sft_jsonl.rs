@@ -152,7 +152,7 @@ impl Columns {
 
 /// Write the JSON lines of `batch` to `loc` while they are serialised: groups of
 /// chunks are serialised side by side on the rayon pool and uploaded in order, so
-/// memory holds about two groups, not the file. The object appears whole or not at
+/// memory holds a few groups and one upload part, not the file. The object appears whole or not at
 /// all (one put, or a multipart upload completed at the end and aborted on error).
 pub async fn write_sft_jsonl(loc: &Location, batch: RecordBatch, target_frames: usize) -> Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>>>(1);
@@ -165,7 +165,7 @@ pub async fn write_sft_jsonl(loc: &Location, batch: RecordBatch, target_frames: 
             }
         };
         let n = batch.num_rows();
-        let group = CHUNK_ROWS * 2 * rayon::current_num_threads();
+        let group = CHUNK_ROWS * rayon::current_num_threads();
         for start in (0..n).step_by(group) {
             let end = (start + group).min(n);
             let parts: Result<Vec<Bytes>> = (start..end)
@@ -181,10 +181,10 @@ pub async fn write_sft_jsonl(loc: &Location, batch: RecordBatch, target_frames: 
             }
         }
     });
-    // Parts of S3's smallest size, two in flight: the upload keeps pace with two
-    // cores of serialisation without holding more of the file than that.
+    // Parts of S3's smallest size, one in flight while the next group is serialised:
+    // little of the file is held at any time.
     let mut writer =
-        BufWriter::with_capacity(Arc::clone(&loc.store), loc.path.clone(), UPLOAD_PART_BYTES).with_max_concurrency(2);
+        BufWriter::with_capacity(Arc::clone(&loc.store), loc.path.clone(), UPLOAD_PART_BYTES).with_max_concurrency(1);
     let mut outcome: Result<()> = Ok(());
     while let Some(parts) = rx.recv().await {
         let written = async {
