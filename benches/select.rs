@@ -1,4 +1,4 @@
-//! `cargo bench --profile dev --bench select`: the reference-style flow (ingest, then
+//! `cargo bench --bench select` (release build): the reference-style flow (ingest, then
 //! select one preset) on a generated pool, and `--all-goals` against four single-goal
 //! runs, all measured in this run. Each `gdo` step runs as its own process so its peak
 //! memory is its own (`report.json`'s `peak_rss_mib`).
