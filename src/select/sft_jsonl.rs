@@ -4,8 +4,8 @@
 //!
 //! Rows are serialised straight from the Arrow columns (borrowed strings, no JSON
 //! tree per row) in chunks on the rayon pool and uploaded in row order, so the file's
-//! bytes do not depend on the thread count. Keys are written in sorted
-//! order, as earlier releases (a `serde_json::Value` tree) wrote them.
+//! bytes do not depend on the thread count. Keys are written in sorted order, as
+//! earlier releases (a `serde_json::Value` tree) wrote them.
 
 use std::sync::Arc;
 
@@ -152,8 +152,9 @@ impl Columns {
 
 /// Write the JSON lines of `batch` to `loc` while they are serialised: groups of
 /// chunks are serialised side by side on the rayon pool and uploaded in order, so
-/// memory holds a few groups and one upload part, not the file. The object appears whole or not at
-/// all (one put, or a multipart upload completed at the end and aborted on error).
+/// memory holds a few groups and one upload part, not the file. The object appears
+/// whole or not at all (one put, or a multipart upload completed at the end and
+/// aborted on error).
 pub async fn write_sft_jsonl(loc: &Location, batch: RecordBatch, target_frames: usize) -> Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>>>(1);
     let producer = tokio::task::spawn_blocking(move || {
