@@ -7,6 +7,7 @@ pub mod demo;
 pub mod describe;
 pub mod device;
 pub mod error;
+pub mod memory;
 pub mod merge;
 pub mod pool;
 pub mod queries;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Int8Array, RecordBatch};
-use datafusion::arrow::compute::{concat_batches, interleave_record_batch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int8Array, RecordBatch};
+use datafusion::arrow::compute::{concat_batches, interleave};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Int8Type, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::physical_plan::{ExecutionPlan, collect};
@@ -32,6 +32,7 @@ use super::uni_sample::draw_batch;
 use super::exclude::{ExcludeMode, ExclusionReport, apply_exclusions};
 use super::metrics::{MetricsReport, load_metrics};
 use crate::error::{GdoError, Result};
+use crate::memory::{peak_rss_mib, release_free_heap, rss_mib};
 use crate::session::{create_score_views_keeping, new_context, register_table};
 use crate::store::Location;
 
@@ -221,14 +222,6 @@ fn parquet_bytes(batch: RecordBatch) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Peak resident memory of this process so far (Linux; None elsewhere).
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 async fn count_sql(ctx: &SessionContext, sql: &str) -> Result<u64> {
     let b = ctx.sql(sql).await?.collect().await?;
     let Some(first) = b.first() else { return Ok(0) };
@@ -315,7 +308,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     let ScoredSession { ctx, total, metrics, exclusion } =
         open_scored_session(&job.pool, &job.metrics, &job.settings, &job.exclude, job.exclude_mode, job.goals.len())
             .await?;
-    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), "session, metrics and scoring views ready");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), "session, metrics and scoring views ready");
     if total == 0 {
         return Err(GdoError::Usage(format!("{}: the pool is empty; nothing to select", job.pool)));
     }
@@ -323,9 +316,9 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         count_sql(&ctx, "SELECT count(*) FROM metrics m LEFT ANTI JOIN pool p ON p.qa_uid = m.qa_uid").await?;
     let covered =
         count_sql(&ctx, "SELECT count(*) FROM pool p LEFT SEMI JOIN metrics m ON p.qa_uid = m.qa_uid").await?;
-    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), "metric coverage counted");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), "metric coverage counted");
     let prof = profile(&ctx).await?;
-    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), "pool profile read");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), "pool profile read");
     let out_root = Location::parse(&job.out)?;
     // Each goal spends most of its time in one serial pass (goal_select's scan), so
     // goals run side by side, as many at once as the session has partitions (cores).
@@ -382,7 +375,7 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
             ctx.deregister_table(*name)?;
         }
     }
-    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), goal = %goal.name, "goal subset selected");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), goal = %goal.name, "goal subset selected");
     let Some((mut report, reservoir)) = run else {
         return Err(GdoError::Usage(format!(
             "goal {}: the goal file's last statement does not run goal_select(...)",
@@ -397,31 +390,33 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     let drawn = uni_draw(&reservoir, uni_target, per_video);
     tracing::debug!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "uni baseline drawn from the reservoir");
     let drawn_rows = draw_batch(&drawn)?;
-    let (subset, uni) = match rows {
-        GoalRows::Selected(selected) => full_rows(ctx, &selected, drawn_rows).await?,
-        GoalRows::Full(subset) => (subset, full_rows(ctx, &[], drawn_rows).await?.1),
-    };
-    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), goal = %goal.name, "full rows of the subset and Uni-10x fetched");
-
-    // Overlap against the drawn pairs' own ids: no copy of the 10x baseline's strings.
-    let a: HashSet<String> = uids(&subset)?.into_iter().collect();
-    let b: HashSet<&str> = drawn.iter().map(|(p, _)| p.qa_uid.as_str()).collect();
-    let overlap = if a.is_empty() || b.is_empty() {
-        0.0
-    } else {
-        a.iter().filter(|u| b.contains(u.as_str())).count() as f64 / a.len().min(b.len()) as f64
-    };
+    // What the report needs of the draw, taken now: the reservoir (every pair the goal
+    // pass kept a place for) is freed before the pool scan below, the run's peak.
+    let drawn_uids: HashSet<String> = drawn.iter().map(|(p, _)| p.qa_uid.clone()).collect();
     let mut uni_passes = Map::new();
     for (_, pass) in &drawn {
         let e = uni_passes.entry(pass.to_string()).or_insert(json!(0));
         *e = json!(e.as_u64().unwrap_or(0) + 1);
     }
+    let js_uni = js_to_profile(prof, drawn.iter().map(|(p, _)| p.stratum));
+    drop(drawn);
+    drop(reservoir);
+    release_free_heap();
+    let (subset, uni) = match rows {
+        GoalRows::Selected(selected) => full_rows(ctx, &selected, drawn_rows).await?,
+        GoalRows::Full(subset) => (subset, full_rows(ctx, &[], drawn_rows).await?.1),
+    };
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), goal = %goal.name, "full rows of the subset and Uni-10x fetched");
+
+    let a: HashSet<String> = uids(&subset)?.into_iter().collect();
+    let overlap = if a.is_empty() || drawn_uids.is_empty() {
+        0.0
+    } else {
+        a.iter().filter(|u| drawn_uids.contains(u.as_str())).count() as f64 / a.len().min(drawn_uids.len()) as f64
+    };
     let obj = report.as_object_mut().expect("goal report is an object");
     let js_1x = obj.remove("js_divergence").unwrap_or(Value::Null);
-    obj.insert(
-        "js_divergence".into(),
-        json!({"gdo_1x": js_1x, "uni_10x": js_to_profile(prof, drawn.iter().map(|(p, _)| p.stratum))}),
-    );
+    obj.insert("js_divergence".into(), json!({"gdo_1x": js_1x, "uni_10x": js_uni}));
     obj.insert("uni_count".into(), json!(uni.iter().map(RecordBatch::num_rows).sum::<usize>()));
     obj.insert("uni_passes".into(), Value::Object(uni_passes));
     obj.insert("overlap_ratio".into(), json!(overlap));
@@ -442,9 +437,10 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     // the batches go as they are joined, so the rows are not held twice.
     let subset = one_batch(subset)?;
     let uni = one_batch(uni)?;
+    release_free_heap();
     // The two Parquet encodings run side by side on the rayon pool, off the async
     // workers; the JSONL exports stream out after them, so the encoders' buffers and
-    // the export's are not held at the same time (the run peaks here).
+    // the export's are not held at the same time.
     let parquet = {
         let (subset, uni) = (subset.clone(), uni.clone());
         tokio::task::spawn_blocking(move || {
@@ -458,7 +454,7 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
             folder.child(&format!("{name}.parquet")).write_all(bytes).await?;
         }
     }
-    tracing::debug!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), goal = %goal.name, "parquet outputs written");
+    tracing::debug!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), goal = %goal.name, "parquet outputs written");
     if job.write_jsonl {
         for (name, batch) in [("gdo_1x", subset), ("uni_10x", uni)] {
             if let Some(batch) = batch {
@@ -466,7 +462,7 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
             }
         }
     }
-    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), goal = %goal.name, "outputs written");
+    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), goal = %goal.name, "outputs written");
     // After the outputs: encoding them is part of the run's peak.
     if let Some(obj) = report.as_object_mut() {
         obj.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
@@ -528,30 +524,45 @@ async fn full_rows(
         [w("pool_index").eq(Expr::Column(Column::new(Some("p"), "pool_index")))],
     )?;
     let joined = crate::session::left_built(joined.select(columns)?).collect().await?;
-    // Split and order straight from the joined batches: one copy of each subset's rows.
+    let Some(schema) = joined.first().map(|b| b.schema()) else { return Ok((Vec::new(), Vec::new())) };
+    // The scan decoded every pool row to keep a fifth of them; its buffers go back
+    // to the OS before the reordering copies below allocate.
+    release_free_heap();
+    // Where each subset's rows are, in its own order.
     let mut keys: [Vec<(i64, usize, usize)>; 2] = [Vec::new(), Vec::new()];
-    let mut rows = Vec::with_capacity(joined.len());
+    let last = schema.fields().len() - 1;
     for (b, batch) in joined.iter().enumerate() {
-        let last = batch.num_columns() - 1;
         let subset = batch.column(last).as_primitive::<Int8Type>();
         let order = batch.column(last - 1).as_primitive::<Int64Type>();
         for i in 0..batch.num_rows() {
             keys[usize::from(subset.value(i) != 0)].push((order.value(i), b, i));
         }
-        rows.push(batch.project(&(0..last).collect::<Vec<_>>())?);
     }
+    let [goal_at, uni_at] = keys.map(|mut k| {
+        k.sort_unstable();
+        k.into_iter().map(|(_, b, i)| (b, i)).collect::<Vec<_>>()
+    });
+    // Reorder column by column, each joined column dropped once both subsets have
+    // theirs: the run's peak holds the joined rows plus one column's copy (the frame
+    // lists at most), not the joined rows twice over.
+    let mut by_column: Vec<Vec<ArrayRef>> =
+        (0..last).map(|c| joined.iter().map(|b| Arc::clone(b.column(c))).collect()).collect();
     drop(joined);
-    let refs: Vec<&RecordBatch> = rows.iter().collect();
-    let pick = |mut keys: Vec<(i64, usize, usize)>| -> Result<Vec<RecordBatch>> {
-        if keys.is_empty() {
+    let (mut goal_columns, mut uni_columns) = (Vec::with_capacity(last), Vec::with_capacity(last));
+    for column in &mut by_column {
+        let arrays = std::mem::take(column);
+        let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+        goal_columns.push(interleave(&refs, &goal_at)?);
+        uni_columns.push(interleave(&refs, &uni_at)?);
+    }
+    let out_schema = Arc::new(schema.project(&(0..last).collect::<Vec<_>>())?);
+    let batch = |columns: Vec<ArrayRef>, at: &[(usize, usize)]| -> Result<Vec<RecordBatch>> {
+        if at.is_empty() {
             return Ok(Vec::new());
         }
-        keys.sort_unstable();
-        let at: Vec<(usize, usize)> = keys.into_iter().map(|(_, b, i)| (b, i)).collect();
-        Ok(vec![interleave_record_batch(&refs, &at)?])
+        Ok(vec![RecordBatch::try_new(Arc::clone(&out_schema), columns)?])
     };
-    let [goal, uni] = keys;
-    Ok((pick(goal)?, pick(uni)?))
+    Ok((batch(goal_columns, &goal_at)?, batch(uni_columns, &uni_at)?))
 }
 
 #[cfg(test)]
