@@ -39,6 +39,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
+    crate::memory::keep_freed_heap();
     let opts = IngestOptions {
         onevision: args.onevision,
         video: args.video,

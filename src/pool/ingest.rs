@@ -237,6 +237,66 @@ impl<R: Read> Read for Counting<R> {
 /// Target size of one chunk's buffer; with the bounded queue this bounds memory.
 const CHUNK_BYTES: usize = 4 << 20;
 
+/// Cuts a byte stream into chunks of whole lines.
+///
+/// Each chunk is read straight into its own buffer (reads this large bypass the
+/// `BufReader`'s buffer) and cut at a line end, so no line is copied on its own; the
+/// bytes after the cut start the next chunk. The cuts fall where reading line by line
+/// put them, so the pool's Parquet bytes (which follow the chunks) did not change.
+struct ChunkCutter<R> {
+    reader: R,
+    /// Bytes read past the previous chunk's last line.
+    carry: Vec<u8>,
+    eof: bool,
+    chunk_bytes: usize,
+    chunk_lines: usize,
+}
+
+impl<R: Read> ChunkCutter<R> {
+    fn new(reader: R, chunk_bytes: usize, chunk_lines: usize) -> Self {
+        Self { reader, carry: Vec::new(), eof: false, chunk_bytes: chunk_bytes.max(1), chunk_lines: chunk_lines.max(1) }
+    }
+
+    /// The next chunk and the end offset of each of its lines (terminators included):
+    /// lines up to and including the first one that reaches `chunk_bytes`, at most
+    /// `chunk_lines` of them. None at the end of the stream.
+    fn next_chunk(&mut self) -> std::io::Result<Option<(Vec<u8>, Vec<usize>)>> {
+        let step = (self.chunk_bytes / 64).max(64);
+        let mut data = Vec::with_capacity(self.chunk_bytes.max(self.carry.len()) + 2 * step);
+        data.append(&mut self.carry);
+        let mut line_ends = Vec::with_capacity(self.chunk_lines.min(1 << 16));
+        let mut scanned = 0;
+        'fill: loop {
+            for at in memchr::memchr_iter(b'\n', &data[scanned..]) {
+                let end = scanned + at + 1;
+                line_ends.push(end);
+                if line_ends.len() == self.chunk_lines || end >= self.chunk_bytes {
+                    break 'fill;
+                }
+            }
+            scanned = data.len();
+            if self.eof {
+                // The stream's last line may lack its terminator.
+                if data.len() > line_ends.last().copied().unwrap_or(0) {
+                    line_ends.push(data.len());
+                }
+                break;
+            }
+            // Fill up to the chunk size, then a little at a time until a line ends there.
+            let want = match self.chunk_bytes.saturating_sub(data.len()) {
+                0 => step,
+                n => n,
+            };
+            let got = (&mut self.reader).take(want as u64).read_to_end(&mut data)?;
+            self.eof = got < want;
+        }
+        let Some(&cut) = line_ends.last() else { return Ok(None) };
+        self.carry.extend_from_slice(&data[cut..]);
+        data.truncate(cut);
+        Ok(Some((data, line_ends)))
+    }
+}
+
 /// Read `loc` (un-gzipping when it starts with the gzip magic), cut it into chunks,
 /// hand each to rayon and queue the pending result, in order.
 fn read_chunks(
@@ -268,30 +328,20 @@ fn read_chunks(
     };
     let mut raw = BufReader::with_capacity(1 << 20, Counting { inner: source, bar });
     let head = raw.fill_buf().map_err(|e| GdoError::io(loc.to_string(), e))?;
-    let mut reader: Box<dyn BufRead> = if head.starts_with(&[0x1f, 0x8b]) {
+    let reader: Box<dyn BufRead> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(raw)))
     } else {
         Box::new(raw)
     };
+    let mut cutter = ChunkCutter::new(reader, CHUNK_BYTES, chunk_lines);
     let mut next_line = 1u64;
     loop {
-        let mut data = Vec::with_capacity(CHUNK_BYTES + (64 << 10));
-        let mut line_ends = Vec::with_capacity(chunk_lines.min(1 << 16));
-        while line_ends.len() < chunk_lines && data.len() < CHUNK_BYTES {
-            let n = reader.read_until(b'\n', &mut data).map_err(|e| {
-                GdoError::io(
-                    loc.to_string(),
-                    std::io::Error::new(e.kind(), format!("reading line {}: {e}", next_line + line_ends.len() as u64)),
-                )
-            })?;
-            if n == 0 {
-                break;
-            }
-            line_ends.push(data.len());
-        }
-        if line_ends.is_empty() {
+        let Some((data, line_ends)) = cutter.next_chunk().map_err(|e| {
+            GdoError::io(loc.to_string(), std::io::Error::new(e.kind(), format!("reading from line {next_line}: {e}")))
+        })?
+        else {
             return Ok(());
-        }
+        };
         let chunk = Chunk { ctx: Arc::clone(&ctx), first_line: next_line, data, line_ends };
         next_line += chunk.line_ends.len() as u64;
         let (tx, rx) = oneshot::channel();
@@ -457,4 +507,72 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
     // The report beside the manifest is informational; the manifest (meta) holds it too.
     out.child(REPORT_FILE).write_all(serde_json::to_vec_pretty(&report)?).await?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out at most `step` bytes per read, as a network stream may.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn cut_all(input: &[u8], step: usize, chunk_bytes: usize, chunk_lines: usize) -> Vec<(Vec<u8>, Vec<usize>)> {
+        let mut cutter = ChunkCutter::new(Trickle { data: input, step }, chunk_bytes, chunk_lines);
+        let mut chunks = Vec::new();
+        while let Some(c) = cutter.next_chunk().expect("in-memory reads do not fail") {
+            chunks.push(c);
+        }
+        chunks
+    }
+
+    #[test]
+    fn chunks_hold_whole_lines_in_order_whatever_the_read_sizes() {
+        // Short, empty, CRLF and over-long lines; with and without a final terminator.
+        let mut body = Vec::new();
+        for i in 0..200usize {
+            match i % 7 {
+                0 => body.extend_from_slice(b"\n"),
+                1 => body.extend_from_slice(format!("{{\"id\": {i}}}\r\n").as_bytes()),
+                2 => body.extend_from_slice(format!("{}\n", "x".repeat(150 + i)).as_bytes()),
+                _ => body.extend_from_slice(format!("line {i}\n").as_bytes()),
+            }
+        }
+        for input in [body.clone(), [&body[..], b"last line without terminator"].concat(), Vec::new()] {
+            let expected_lines: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
+            for (step, chunk_bytes, chunk_lines) in [(7, 64, 3), (1 << 20, 64, 1000), (13, 4096, 5), (4096, 1 << 20, 8192)] {
+                let chunks = cut_all(&input, step, chunk_bytes, chunk_lines);
+                let mut lines: Vec<&[u8]> = Vec::new();
+                for (data, ends) in &chunks {
+                    assert!(!ends.is_empty() && ends.len() <= chunk_lines, "{} lines", ends.len());
+                    assert_eq!(*ends.last().unwrap(), data.len(), "a chunk ends on its last line");
+                    let mut start = 0;
+                    for &end in ends {
+                        let line = &data[start..end];
+                        // Only the stream's very last line may lack a terminator.
+                        assert!(line.ends_with(b"\n") || end == data.len());
+                        lines.push(line);
+                        start = end;
+                    }
+                    // A chunk ends with the first line that reaches chunk_bytes.
+                    assert!(ends[..ends.len() - 1].iter().all(|&e| e < chunk_bytes));
+                    if ends.len() < chunk_lines && !std::ptr::eq(data, &chunks.last().unwrap().0) {
+                        assert!(data.len() >= chunk_bytes, "chunk of {} bytes cut early", data.len());
+                    }
+                }
+                assert_eq!(lines, expected_lines, "step {step}, chunk {chunk_bytes} bytes / {chunk_lines} lines");
+            }
+        }
+    }
 }
