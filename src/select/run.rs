@@ -15,6 +15,8 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int8Array, RecordBatch}
 use datafusion::arrow::compute::{concat_batches, interleave};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Int8Type, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_writer::compute_leaves;
+use rayon::prelude::*;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::common::{Column, JoinType};
 use datafusion::logical_expr::Expr;
@@ -214,12 +216,36 @@ fn one_batch(batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>> {
     Ok(Some(concat_batches(&schema, &batches)?))
 }
 
+/// The batch as a Parquet file, its columns encoded side by side on the rayon pool.
+/// The bytes are those `ArrowWriter::write` then `close` give (the same column
+/// writers, row groups cut at the same row counts); only the encoding is parallel.
 fn parquet_bytes(batch: RecordBatch) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(crate::table::writer_properties()))?;
-    w.write(&batch)?;
-    w.close()?;
-    Ok(buf)
+    let schema = batch.schema();
+    let props = crate::table::writer_properties();
+    let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+    let (mut file, factory) = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))?.into_serialized_writer()?;
+    for (index, offset) in (0..batch.num_rows()).step_by(group_rows).enumerate() {
+        let group = batch.slice(offset, group_rows.min(batch.num_rows() - offset));
+        let mut leaves = Vec::new();
+        for (field, column) in schema.fields().iter().zip(group.columns()) {
+            leaves.extend(compute_leaves(field, column)?);
+        }
+        let writers = factory.create_column_writers(index)?;
+        let chunks = writers
+            .into_par_iter()
+            .zip(leaves.into_par_iter())
+            .map(|(mut writer, leaf)| {
+                writer.write(&leaf)?;
+                writer.close()
+            })
+            .collect::<datafusion::parquet::errors::Result<Vec<_>>>()?;
+        let mut group_writer = file.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut group_writer)?;
+        }
+        group_writer.close()?;
+    }
+    Ok(file.into_inner()?)
 }
 
 async fn count_sql(ctx: &SessionContext, sql: &str) -> Result<u64> {
@@ -576,6 +602,38 @@ mod tests {
 
     fn last_statement(sql: &str) -> DFStatement {
         DFParser::parse_sql(sql).expect("goal SQL parses").pop_back().expect("a statement")
+    }
+
+    #[test]
+    fn parallel_parquet_encoding_gives_the_writers_bytes() {
+        use datafusion::arrow::array::{Int64Array, ListBuilder, StringArray, StringBuilder};
+        // Over one row group (65,536 rows) so the cut between groups is covered too.
+        let n = 70_000usize;
+        let mut frames = ListBuilder::new(StringBuilder::new());
+        for i in 0..n {
+            for k in 0..(i % 4) {
+                frames.values().append_value(format!("file:///f/{}/{k}.jpg", i % 977));
+            }
+            frames.append(i % 11 != 0);
+        }
+        let frames = frames.finish();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("pool_index", DataType::Int64, false),
+            Field::new("stage", DataType::Utf8, true),
+            Field::new("frames", frames.data_type().clone(), true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            Arc::new(StringArray::from_iter((0..n).map(|i| (i % 7 != 0).then(|| format!("stage{}", i % 5))))),
+            Arc::new(frames),
+        ];
+        let batch = RecordBatch::try_new(schema, columns).expect("batch");
+        let mut expected = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut expected, batch.schema(), Some(crate::table::writer_properties()))
+            .expect("writer");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+        assert_eq!(parquet_bytes(batch).expect("parallel encoding"), expected);
     }
 
     #[test]
