@@ -13,14 +13,10 @@ fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 fn main() {
+    // The heap settings `gdo ingest` runs with (src/main.rs, src/cli/ingest.rs).
+    gdo::memory::share_heap_arenas();
+    gdo::memory::keep_freed_heap();
     // `cargo bench` passes --bench; nothing else to parse.
     let pairs = env_usize("GDO_BENCH_PAIRS", 250_000);
     let runs = env_usize("GDO_BENCH_RUNS", 5).max(1);
@@ -59,7 +55,7 @@ fn main() {
         "gdo ingest (JSONL -> Parquet pool): {total_pairs} pairs, median {median:.3} s over {runs} runs (min {:.3} s), {:.0} pairs/s, peak RSS {:.0} MiB",
         times[0],
         total_pairs as f64 / median,
-        peak_rss_mib().unwrap_or(f64::NAN)
+        gdo::memory::peak_rss_mib().unwrap_or(f64::NAN)
     );
 
     let python = std::env::var("GDO_PYTHON").unwrap_or_else(|_| "python3".into());

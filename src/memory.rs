@@ -22,11 +22,12 @@ fn proc_status_mib(key: &str) -> Option<f64> {
 /// Call before any thread starts. glibc gives threads up to 8 arenas per core, and
 /// memory freed in one arena is not reused by a thread allocating from another, so a
 /// phase's peak stacks on what earlier phases freed on other threads (tokio workers,
-/// the blocking pool, rayon). On the 250k-pair bench (test profile, 4 runs each):
-/// `gdo select --goal temp_plus` peaked at 332-362 MiB with glibc's default, 278-298
-/// MiB with two arenas and 258-261 MiB with one, at the same speed with two and about
-/// 8% slower with one (the threads then queue on one lock); `--all-goals` at 470-500
-/// vs 380-400 MiB, same speed.
+/// the blocking pool, rayon). On the 250k-pair bench, `gdo select --goal temp_plus`
+/// (4 runs each) peaked at 332-362 MiB with glibc's default and 278-298 MiB with two
+/// arenas at the same speed (test profile); a release build peaked at 320-342 MiB by
+/// default, 269-296 MiB with two arenas and 258-261 MiB with one, the last about 8%
+/// slower (the threads then queue on one lock). `--all-goals`: 470-500 vs 380-400 MiB
+/// with two arenas, same speed.
 pub fn share_heap_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; any value is valid to pass.

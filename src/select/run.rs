@@ -202,11 +202,15 @@ async fn profile(ctx: &SessionContext) -> Result<Profile> {
     Ok(Profile::new(rows)?)
 }
 
-fn uids(batches: &[RecordBatch]) -> Result<Vec<String>> {
-    let mut out = Vec::new();
+/// The distinct qa_uids of `batches`, borrowed from them.
+fn uid_set(batches: &[RecordBatch]) -> Result<HashSet<&str>> {
+    let mut out = HashSet::new();
     for b in batches {
-        let u = strings(b, "qa_uid")?;
-        out.extend((0..b.num_rows()).map(|i| str_at(&u, i).to_string()));
+        let u = b
+            .column_by_name("qa_uid")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| GdoError::Table("subset rows lack a Utf8 qa_uid column".into()))?;
+        out.extend(u.iter().flatten());
     }
     Ok(out)
 }
@@ -418,7 +422,6 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     let drawn_rows = draw_batch(&drawn)?;
     // What the report needs of the draw, taken now: the reservoir (every pair the goal
     // pass kept a place for) is freed before the pool scan below, the run's peak.
-    let drawn_uids: HashSet<String> = drawn.iter().map(|(p, _)| p.qa_uid.clone()).collect();
     let mut uni_passes = Map::new();
     for (_, pass) in &drawn {
         let e = uni_passes.entry(pass.to_string()).or_insert(json!(0));
@@ -437,11 +440,12 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     };
     tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), goal = %goal.name, "full rows of the subset and Uni-10x fetched");
 
-    let a: HashSet<String> = uids(&subset)?.into_iter().collect();
-    let overlap = if a.is_empty() || drawn_uids.is_empty() {
+    // The Uni-10x rows are the drawn pairs, joined to their pool rows.
+    let (a, b) = (uid_set(&subset)?, uid_set(&uni)?);
+    let overlap = if a.is_empty() || b.is_empty() {
         0.0
     } else {
-        a.iter().filter(|u| drawn_uids.contains(u.as_str())).count() as f64 / a.len().min(drawn_uids.len()) as f64
+        a.iter().filter(|u| b.contains(*u)).count() as f64 / a.len().min(b.len()) as f64
     };
     let obj = report.as_object_mut().expect("goal report is an object");
     let js_1x = obj.remove("js_divergence").unwrap_or(Value::Null);
