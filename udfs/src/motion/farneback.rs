@@ -11,8 +11,14 @@
 //! 3 levels for 224x224), replicated borders in the expansion and the box filter, the
 //! border damping of the matrices, the 1e-3 regulariser, and float vs double where it
 //! matters. Written from the algorithm (Farneback 2003) and those facts.
+//!
+//! Speed, without changing a bit of the result (a test compares the paths): the
+//! coefficients and the normal equations are stored row-planar, the displacement
+//! update runs 8 pixels at a time with AVX2 where the CPU has it (`matrices_x8`),
+//! and every large buffer is recycled ([`Buf`]).
 
-use super::imgops::{Plane, gaussian_kernel, gaussian_blur_f32, resize_linear_f32};
+use super::imgops::{Plane, gaussian_blur_f32, gaussian_kernel, resize_linear_f32};
+use super::scratch::Buf;
 
 /// Pyramid scale between levels.
 pub const PYR_SCALE: f64 = 0.5;
@@ -28,13 +34,15 @@ pub const POLY_N: usize = 5;
 pub const POLY_SIGMA: f64 = 1.1;
 const MIN_SIZE: f64 = 32.0;
 
-/// Polynomial coefficients of one level: 5 floats per pixel
-/// (linear y, linear x, quadratic yy, quadratic xx, mixed xy).
+/// Polynomial coefficients of one level: 5 per pixel (linear y, linear x, quadratic yy,
+/// quadratic xx, mixed xy), row-planar: row `y` holds its 5 coefficient rows one after
+/// another, coefficient `c` of pixel `x` at `y * 5 * width + c * width + x`, so that the
+/// displacement update reads 8 neighbouring pixels' coefficient in one load.
 #[derive(Debug, Clone)]
 pub struct PolyLevel {
     pub width: usize,
     pub height: usize,
-    pub coef: Vec<f32>,
+    pub coef: Buf,
 }
 
 /// One frame's polynomial expansion at every pyramid level, coarsest first.
@@ -92,9 +100,9 @@ impl ExpansionKernel {
 /// passes run with `x` innermost over planar arrays so that the compiler vectorises
 /// them; the per-pixel operation order is OpenCV's, so the result does not change.
 #[inline(always)]
-fn poly_expand(src: &[f32], width: usize, height: usize, k: &ExpansionKernel) -> Vec<f32> {
+fn poly_expand(src: &[f32], width: usize, height: usize, k: &ExpansionKernel) -> Buf {
     let n = POLY_N;
-    let mut out = vec![0f32; width * height * 5];
+    let mut out = Buf::uninit(width * height * 5);
     let padded = width + 2 * n;
     let mut rows = [vec![0f32; padded], vec![0f32; padded], vec![0f32; padded]];
     let mut b = [(); 6].map(|_| vec![0f64; width]);
@@ -153,12 +161,16 @@ fn poly_expand(src: &[f32], width: usize, height: usize, k: &ExpansionKernel) ->
             }
         }
         let orow = &mut out[y * width * 5..(y + 1) * width * 5];
-        for (x, o) in orow.chunks_exact_mut(5).enumerate() {
-            o[0] = (b3[x] * k.ig11) as f32;
-            o[1] = (b2[x] * k.ig11) as f32;
-            o[2] = (b1[x] * k.ig03 + b5[x] * k.ig33) as f32;
-            o[3] = (b1[x] * k.ig03 + b4[x] * k.ig33) as f32;
-            o[4] = (b6[x] * k.ig55) as f32;
+        let (o0, rest) = orow.split_at_mut(width);
+        let (o1, rest) = rest.split_at_mut(width);
+        let (o2, rest) = rest.split_at_mut(width);
+        let (o3, o4) = rest.split_at_mut(width);
+        for x in 0..width {
+            o0[x] = (b3[x] * k.ig11) as f32;
+            o1[x] = (b2[x] * k.ig11) as f32;
+            o2[x] = (b1[x] * k.ig03 + b5[x] * k.ig33) as f32;
+            o3[x] = (b1[x] * k.ig03 + b4[x] * k.ig33) as f32;
+            o4[x] = (b6[x] * k.ig55) as f32;
         }
     }
     out
@@ -188,55 +200,45 @@ fn level_plan(width: usize, height: usize) -> Vec<(usize, usize, Vec<f32>)> {
         .collect()
 }
 
-/// Runs the kernel compiled for AVX2 when the CPU has it, else for baseline x86-64.
-/// The hot loops are written so the compiler vectorises them; with AVX2 they run 8
-/// floats (4 doubles) wide instead of 4 (2). Rust never fuses a multiply and an add on
-/// its own, so each element sees the same operations either way: bit-identical results.
-macro_rules! avx2_dispatch {
-    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $body:ident, $fast:ident) => {
-        $(#[$doc])*
-        $vis fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU was just checked to support AVX2.
-                return unsafe { $fast($($arg),*) };
-            }
-            $body($($arg),*)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        fn $fast($($arg: $ty),*) -> $ret {
-            $body($($arg),*)
-        }
-    };
-}
-
 impl FlowPyramid {
     /// Expand an 8-bit gray frame at every level.
     pub fn new(gray: &Plane<u8>) -> Self {
-        expand(gray)
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU was just checked to support AVX2.
+            return unsafe { expand_frame_avx2(gray) };
+        }
+        expand_frame(gray)
     }
 }
 
-avx2_dispatch! {
-    fn expand(gray: &Plane<u8>) -> FlowPyramid => expand_frame, expand_frame_avx2
+/// [`expand_frame`] compiled for AVX2: its loops are written so that the compiler
+/// vectorises them, 8 floats (4 doubles) wide here instead of 4 (2). Rust never fuses
+/// a multiply and an add on its own, so each element sees the same operations either
+/// way: bit-identical results. [`flow`] dispatches the same way.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn expand_frame_avx2(gray: &Plane<u8>) -> FlowPyramid {
+    expand_frame(gray)
 }
 
-// The kernels below are `inline(always)` so that they are compiled into each variant
-// of the dispatch above.
+// The kernels below are `inline(always)` so that they are compiled into both the
+// baseline and the AVX2 variant.
 #[inline(always)]
 fn expand_frame(gray: &Plane<u8>) -> FlowPyramid {
     let kernel = ExpansionKernel::new(POLY_N, POLY_SIGMA);
-    let f = Plane { width: gray.width, height: gray.height, data: gray.data.iter().map(|&v| v as f32).collect() };
+    let mut f = Buf::uninit(gray.data.len());
+    for (o, &v) in f.iter_mut().zip(&gray.data) {
+        *o = v as f32;
+    }
     // A plain loop, not `map(..).collect()`: the iterator's generic `try_fold` is its
     // own function, which does not get the AVX2 of `expand_frame_avx2` (the profile
     // showed the expansion there, outside the AVX2 function).
     let plan = level_plan(gray.width, gray.height);
     let mut levels = Vec::with_capacity(plan.len());
     for (w, h, blur) in plan {
-        let smooth = gaussian_blur_f32(&f, &blur);
-        let img = resize_linear_f32(&smooth.data, f.width, f.height, 1, w, h);
+        let smooth = gaussian_blur_f32(&f, gray.width, gray.height, &blur);
+        let img = resize_linear_f32(&smooth, gray.width, gray.height, 1, w, h);
         levels.push(PolyLevel { width: w, height: h, coef: poly_expand(&img, w, h, &kernel) });
     }
     FlowPyramid { levels }
@@ -263,90 +265,237 @@ fn floor_i32(v: f32) -> i32 {
     t - ((t as f32) > v) as i32
 }
 
-/// Per-pixel normal equations (G11, G12, G22, h1, h2) of the displacement update,
-/// from the two expansions and the current flow.
+/// One level's inputs to the normal equations, and their row-planar geometry.
+struct MatrixInputs<'a> {
+    r0: &'a [f32],
+    r1: &'a [f32],
+    flow: &'a [f32],
+    w: usize,
+    h: usize,
+    col_w: &'a [f32],
+}
+
+/// Normal equations (G11, G12, G22, h1, h2) of the displacement update at pixel
+/// `(x, y)`, written to `mrow[c * w + x]`, with the row's border weight `wy`.
 #[inline(always)]
-fn update_matrices(r0: &PolyLevel, r1: &PolyLevel, flow: &[f32], m: &mut [f32]) {
-    let (w, h) = (r0.width, r0.height);
-    let c1 = &r1.coef;
+fn matrices_at(inp: &MatrixInputs, x: usize, y: usize, wy: f32, mrow: &mut [f32]) {
+    let (w, h) = (inp.w, inp.h);
     let s = w * 5;
-    let (col_w, row_w) = (border_weights(w), border_weights(h));
+    let prow = &inp.r0[y * s..(y + 1) * s];
+    let p0 = |c: usize| prow[c * w + x];
+    let (dx, dy) = (inp.flow[(y * w + x) * 2], inp.flow[(y * w + x) * 2 + 1]);
+    let mut fx = x as f32 + dx;
+    let mut fy = y as f32 + dy;
+    let x1 = floor_i32(fx);
+    let y1 = floor_i32(fy);
+    fx -= x1 as f32;
+    fy -= y1 as f32;
+    let (mut r2, mut r3, r4, r5, r6);
+    if (x1 as u32) < (w - 1) as u32 && (y1 as u32) < (h - 1) as u32 {
+        let a00 = (1.0 - fx) * (1.0 - fy);
+        let a01 = fx * (1.0 - fy);
+        let a10 = (1.0 - fx) * fy;
+        let a11 = fx * fy;
+        let b = y1 as usize * s + x1 as usize;
+        let c1 = inp.r1;
+        let v = |c: usize| {
+            let q = b + c * w;
+            a00 * c1[q] + a01 * c1[q + 1] + a10 * c1[q + s] + a11 * c1[q + s + 1]
+        };
+        r2 = v(0);
+        r3 = v(1);
+        r4 = (p0(2) + v(2)) * 0.5;
+        r5 = (p0(3) + v(3)) * 0.5;
+        r6 = (p0(4) + v(4)) * 0.25;
+    } else {
+        // Displaced outside the next frame: no observation, keep frame 0's shape.
+        r2 = 0.0;
+        r3 = 0.0;
+        r4 = p0(2);
+        r5 = p0(3);
+        r6 = p0(4) * 0.5;
+    }
+    r2 = (p0(0) - r2) * 0.5;
+    r3 = (p0(1) - r3) * 0.5;
+    r2 += r4 * dy + r6 * dx;
+    r3 += r6 * dy + r5 * dx;
+    // Damp the equations near the image border, where the expansion is poor
+    // (the weight is exactly 1 inside, so multiplying everywhere changes nothing).
+    let scale = inp.col_w[x] * wy;
+    let (r2, r3, r4, r5, r6) = (r2 * scale, r3 * scale, r4 * scale, r5 * scale, r6 * scale);
+    mrow[x] = r4 * r4 + r6 * r6;
+    mrow[w + x] = (r4 + r5) * r6;
+    mrow[2 * w + x] = r5 * r5 + r6 * r6;
+    mrow[3 * w + x] = r4 * r2 + r6 * r3;
+    mrow[4 * w + x] = r6 * r2 + r5 * r3;
+}
+
+/// [`matrices_at`] for the pixels `x0..x0 + 8` of row `y`, 8 lanes wide. Every lane does the scalar code's operations in the same order, without fused
+/// multiply-adds, so the results are bit-identical (a unit test compares them).
+///
+/// The caller guarantees `x0 + 8 <= w`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn matrices_x8(inp: &MatrixInputs, x0: usize, y: usize, wy: f32, mrow: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (w, h) = (inp.w, inp.h);
+    let s = w * 5;
+    assert!(x0 + 8 <= w && y < h && inp.r0.len() >= h * s && inp.r1.len() >= h * s && mrow.len() >= s);
+    assert!(inp.flow.len() >= h * w * 2 && inp.col_w.len() >= w && h * s < i32::MAX as usize);
+    let prow = &inp.r0[y * s..(y + 1) * s];
+    let fl = &inp.flow[(y * w + x0) * 2..(y * w + x0 + 8) * 2];
+    let load = |v: &[f32]| -> __m256 {
+        let v: &[f32; 8] = v[..8].try_into().expect("8 floats");
+        // SAFETY: `v` is 8 initialised floats; unaligned load.
+        unsafe { _mm256_loadu_ps(v.as_ptr()) }
+    };
+    let p0 = |c: usize| load(&prow[c * w + x0..]);
+    // Interleaved (dx, dy) pairs -> a dx and a dy vector in pixel order.
+    let (f0, f1) = (load(&fl[..8]), load(&fl[8..]));
+    let dx = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<0b10_00_10_00>(
+        f0, f1,
+    ))));
+    let dy = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<0b11_01_11_01>(
+        f0, f1,
+    ))));
+    let xs = _mm256_add_ps(_mm256_set1_ps(x0 as f32), _mm256_setr_ps(0., 1., 2., 3., 4., 5., 6., 7.));
+    let mut fx = _mm256_add_ps(xs, dx);
+    let mut fy = _mm256_add_ps(_mm256_set1_ps(y as f32), dy);
+    // floor_i32: truncate, then step down where truncation went up. Out-of-range values
+    // truncate to i32::MIN here (saturate in the scalar code): out of bounds either way.
+    let floor = |v: __m256| {
+        let t = _mm256_cvttps_epi32(v);
+        _mm256_add_epi32(t, _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_cvtepi32_ps(t), v)))
+    };
+    let (x1, y1) = (floor(fx), floor(fy));
+    fx = _mm256_sub_ps(fx, _mm256_cvtepi32_ps(x1));
+    fy = _mm256_sub_ps(fy, _mm256_cvtepi32_ps(y1));
+    let inside = |v: __m256i, n: usize| {
+        _mm256_and_si256(
+            _mm256_cmpgt_epi32(v, _mm256_set1_epi32(-1)),
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32 - 1), v),
+        )
+    };
+    let mask = _mm256_and_si256(inside(x1, w), inside(y1, h));
+    let one = _mm256_set1_ps(1.0);
+    let a00 = _mm256_mul_ps(_mm256_sub_ps(one, fx), _mm256_sub_ps(one, fy));
+    let a01 = _mm256_mul_ps(fx, _mm256_sub_ps(one, fy));
+    let a10 = _mm256_mul_ps(_mm256_sub_ps(one, fx), fy);
+    let a11 = _mm256_mul_ps(fx, fy);
+    // Top-left sample index per lane; lanes outside the frame read pixel 0 instead
+    // (always in bounds) and their values are discarded by the blends below.
+    let idx = _mm256_and_si256(_mm256_add_epi32(_mm256_mullo_epi32(y1, _mm256_set1_epi32(s as i32)), x1), mask);
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` is 8 writable i32; unaligned store.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), idx) };
+    let c1 = inp.r1;
+    // Each lane's two horizontally adjacent samples are one 8-byte load (the
+    // coefficients are row-planar); four lanes' pairs make a vector that is then split
+    // into the left and the right samples. AVX2 gathers did the same 2x slower here.
+    let pairs = |off: usize| -> (__m256, __m256) {
+        // SAFETY: a lane index is 0 or `y1 * s + x1` with 0 <= x1 < w - 1 and
+        // 0 <= y1 < h - 1, and `off <= 4w + s`, so both floats read lie below `h * s`,
+        // which the assertion above bounds by `r1.len()`.
+        let pair = |i: usize| unsafe { c1.as_ptr().add(lanes[i] as usize + off).cast::<i64>().read_unaligned() };
+        let lo = _mm256_castsi256_ps(_mm256_set_epi64x(pair(3), pair(2), pair(1), pair(0)));
+        let hi = _mm256_castsi256_ps(_mm256_set_epi64x(pair(7), pair(6), pair(5), pair(4)));
+        let left = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+        let right = _mm256_shuffle_ps::<0b11_01_11_01>(lo, hi);
+        let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+        (order(left), order(right))
+    };
+    let v = |c: usize| {
+        let (q00, q01) = pairs(c * w);
+        let (q10, q11) = pairs(c * w + s);
+        let t = _mm256_add_ps(_mm256_mul_ps(a00, q00), _mm256_mul_ps(a01, q01));
+        let t = _mm256_add_ps(t, _mm256_mul_ps(a10, q10));
+        _mm256_add_ps(t, _mm256_mul_ps(a11, q11))
+    };
+    let mask_ps = _mm256_castsi256_ps(mask);
+    let (half, quarter) = (_mm256_set1_ps(0.5), _mm256_set1_ps(0.25));
+    let pick = |inside: __m256, outside: __m256| _mm256_blendv_ps(outside, inside, mask_ps);
+    let zero = _mm256_setzero_ps();
+    let mut r2 = pick(v(0), zero);
+    let mut r3 = pick(v(1), zero);
+    let r4 = pick(_mm256_mul_ps(_mm256_add_ps(p0(2), v(2)), half), p0(2));
+    let r5 = pick(_mm256_mul_ps(_mm256_add_ps(p0(3), v(3)), half), p0(3));
+    let r6 = pick(_mm256_mul_ps(_mm256_add_ps(p0(4), v(4)), quarter), _mm256_mul_ps(p0(4), half));
+    r2 = _mm256_mul_ps(_mm256_sub_ps(p0(0), r2), half);
+    r3 = _mm256_mul_ps(_mm256_sub_ps(p0(1), r3), half);
+    r2 = _mm256_add_ps(r2, _mm256_add_ps(_mm256_mul_ps(r4, dy), _mm256_mul_ps(r6, dx)));
+    r3 = _mm256_add_ps(r3, _mm256_add_ps(_mm256_mul_ps(r6, dy), _mm256_mul_ps(r5, dx)));
+    let scale = _mm256_mul_ps(load(&inp.col_w[x0..]), _mm256_set1_ps(wy));
+    let (r2, r3, r4, r5, r6) = (
+        _mm256_mul_ps(r2, scale),
+        _mm256_mul_ps(r3, scale),
+        _mm256_mul_ps(r4, scale),
+        _mm256_mul_ps(r5, scale),
+        _mm256_mul_ps(r6, scale),
+    );
+    let out = [
+        _mm256_add_ps(_mm256_mul_ps(r4, r4), _mm256_mul_ps(r6, r6)),
+        _mm256_mul_ps(_mm256_add_ps(r4, r5), r6),
+        _mm256_add_ps(_mm256_mul_ps(r5, r5), _mm256_mul_ps(r6, r6)),
+        _mm256_add_ps(_mm256_mul_ps(r4, r2), _mm256_mul_ps(r6, r3)),
+        _mm256_add_ps(_mm256_mul_ps(r6, r2), _mm256_mul_ps(r5, r3)),
+    ];
+    for (c, o) in out.into_iter().enumerate() {
+        let dst: &mut [f32; 8] = (&mut mrow[c * w + x0..c * w + x0 + 8]).try_into().expect("8 floats");
+        // SAFETY: `dst` is 8 writable floats; unaligned store.
+        unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), o) };
+    }
+}
+
+/// Per-pixel normal equations (G11, G12, G22, h1, h2) of the displacement update,
+/// from the two expansions and the current flow, into `m` (row-planar like the
+/// coefficients). `avx2`: the caller runs on a CPU with AVX2.
+#[inline(always)]
+fn update_matrices(r0: &PolyLevel, r1: &PolyLevel, flow: &[f32], m: &mut [f32], avx2: bool) {
+    let (w, h) = (r0.width, r0.height);
+    let s = w * 5;
+    let col_w = border_weights(w);
+    let row_w = border_weights(h);
+    let inp = MatrixInputs { r0: &r0.coef, r1: &r1.coef, flow, w, h, col_w: &col_w };
     for y in 0..h {
-        let frow = &flow[y * w * 2..(y + 1) * w * 2];
-        let prow = &r0.coef[y * s..(y + 1) * s];
         let mrow = &mut m[y * s..(y + 1) * s];
-        let wy = row_w[y];
-        for x in 0..w {
-            let (dx, dy) = (frow[x * 2], frow[x * 2 + 1]);
-            let mut fx = x as f32 + dx;
-            let mut fy = y as f32 + dy;
-            let x1 = floor_i32(fx);
-            let y1 = floor_i32(fy);
-            fx -= x1 as f32;
-            fy -= y1 as f32;
-            let p0: &[f32; 5] = prow[x * 5..x * 5 + 5].try_into().expect("5 coefficients");
-            let (mut r2, mut r3, r4, r5, r6);
-            if (x1 as u32) < (w - 1) as u32 && (y1 as u32) < (h - 1) as u32 {
-                let a00 = (1.0 - fx) * (1.0 - fy);
-                let a01 = fx * (1.0 - fy);
-                let a10 = (1.0 - fx) * fy;
-                let a11 = fx * fy;
-                let b = (y1 as usize * w + x1 as usize) * 5;
-                let q0: &[f32; 10] = c1[b..b + 10].try_into().expect("two pixels");
-                let q1: &[f32; 10] = c1[b + s..b + s + 10].try_into().expect("two pixels");
-                let mut v = [0f32; 5];
-                for c in 0..5 {
-                    v[c] = a00 * q0[c] + a01 * q0[c + 5] + a10 * q1[c] + a11 * q1[c + 5];
-                }
-                r2 = v[0];
-                r3 = v[1];
-                r4 = (p0[2] + v[2]) * 0.5;
-                r5 = (p0[3] + v[3]) * 0.5;
-                r6 = (p0[4] + v[4]) * 0.25;
-            } else {
-                // Displaced outside the next frame: no observation, keep frame 0's shape.
-                r2 = 0.0;
-                r3 = 0.0;
-                r4 = p0[2];
-                r5 = p0[3];
-                r6 = p0[4] * 0.5;
+        let mut x = 0;
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            while x + 8 <= w {
+                // SAFETY: `avx2` is only set where the CPU was checked to have AVX2.
+                unsafe { matrices_x8(&inp, x, y, row_w[y], mrow) };
+                x += 8;
             }
-            r2 = (p0[0] - r2) * 0.5;
-            r3 = (p0[1] - r3) * 0.5;
-            r2 += r4 * dy + r6 * dx;
-            r3 += r6 * dy + r5 * dx;
-            // Damp the equations near the image border, where the expansion is poor
-            // (the weight is exactly 1 inside, so multiplying everywhere changes nothing).
-            let scale = col_w[x] * wy;
-            let (r2, r3, r4, r5, r6) = (r2 * scale, r3 * scale, r4 * scale, r5 * scale, r6 * scale);
-            let o = &mut mrow[x * 5..x * 5 + 5];
-            o[0] = r4 * r4 + r6 * r6;
-            o[1] = (r4 + r5) * r6;
-            o[2] = r5 * r5 + r6 * r6;
-            o[3] = r4 * r2 + r6 * r3;
-            o[4] = r6 * r2 + r5 * r3;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = avx2;
+        for x in x..w {
+            matrices_at(&inp, x, y, row_w[y], mrow);
         }
     }
 }
 
 /// Box-filter the equations over the window (replicated borders, double sums) and
-/// solve the 2x2 system per pixel for the new flow.
+/// solve the 2x2 system per pixel for the new flow. `m` is row-planar (channel `c` of
+/// row `y` at `y * 5w + c * w`).
 #[inline(always)]
 fn update_flow_box(m: &[f32], flow: &mut [f32], w: usize, h: usize) {
     let r = WINSIZE / 2;
     let scale = 1.0 / (WINSIZE * WINSIZE) as f64;
-    // Vertical running sums per column and channel, with r + 1 replicated columns on
-    // the left and r on the right so the horizontal window needs no clamping.
+    // Vertical running sums per channel and column, each channel padded with r + 1
+    // replicated columns on the left and r on the right so the horizontal window needs
+    // no clamping: column x of channel c is at padded[c * pw + left + x].
     let (left, right) = (r + 1, r);
-    let mut padded = vec![0f64; (w + left + right) * 5];
+    let pw = w + left + right;
+    let mut padded = vec![0f64; pw * 5];
     let row = |y: i64| -> &[f32] {
         let y = y.clamp(0, h as i64 - 1) as usize;
         &m[y * w * 5..(y + 1) * w * 5]
     };
-    {
-        let vsum = &mut padded[left * 5..(left + w) * 5];
-        for k in -(r as i64)..=(r as i64) {
-            for (v, &s) in vsum.iter_mut().zip(row(k)) {
+    for k in -(r as i64)..=(r as i64) {
+        let src = row(k);
+        for c in 0..5 {
+            for (v, &s) in padded[c * pw + left..c * pw + left + w].iter_mut().zip(&src[c * w..(c + 1) * w]) {
                 *v += s as f64;
             }
         }
@@ -355,31 +504,28 @@ fn update_flow_box(m: &[f32], flow: &mut [f32], w: usize, h: usize) {
         if y > 0 {
             let add = row(y as i64 + r as i64);
             let sub = row(y as i64 - r as i64 - 1);
-            let vsum = &mut padded[left * 5..(left + w) * 5];
-            for ((v, &a), &s) in vsum.iter_mut().zip(add).zip(sub) {
-                *v += a as f64 - s as f64;
-            }
-        }
-        for i in 0..left {
-            padded.copy_within(left * 5..left * 5 + 5, i * 5);
-        }
-        for i in 0..right {
-            let last = (left + w - 1) * 5;
-            padded.copy_within(last..last + 5, (left + w + i) * 5);
-        }
-        // col(x) = padded[(x + left) * 5..]
-        let mut hs = [0f64; 5];
-        for j in (left - r)..=(left + r) {
             for c in 0..5 {
-                hs[c] += padded[j * 5 + c];
+                let vsum = &mut padded[c * pw + left..c * pw + left + w];
+                for ((v, &a), &s) in vsum.iter_mut().zip(&add[c * w..(c + 1) * w]).zip(&sub[c * w..(c + 1) * w]) {
+                    *v += a as f64 - s as f64;
+                }
             }
         }
+        for ch in padded.chunks_exact_mut(pw) {
+            let (first, last) = (ch[left], ch[left + w - 1]);
+            ch[..left].fill(first);
+            ch[left + w..].fill(last);
+        }
+        let ch: [&[f64]; 5] = std::array::from_fn(|c| &padded[c * pw..(c + 1) * pw]);
+        // The window of x = 0, summed in column order.
+        let hs0 = |c: usize| ch[c][left - r..=left + r].iter().fold(0f64, |a, &v| a + v);
+        let mut hs: [f64; 5] = std::array::from_fn(hs0);
         let frow = &mut flow[y * w * 2..(y + 1) * w * 2];
         for x in 0..w {
             if x > 0 {
-                let (a, s) = ((x + left + r) * 5, (x + left - r - 1) * 5);
+                let (a, s) = (x + left + r, x + left - r - 1);
                 for c in 0..5 {
-                    hs[c] += padded[a + c] - padded[s + c];
+                    hs[c] += ch[c][a] - ch[c][s];
                 }
             }
             let g11 = hs[0] * scale;
@@ -394,31 +540,42 @@ fn update_flow_box(m: &[f32], flow: &mut [f32], w: usize, h: usize) {
     }
 }
 
-avx2_dispatch! {
-    /// Dense flow from `prev` to `next` (interleaved dx, dy per pixel at the finest level).
-    pub fn flow(prev: &FlowPyramid, next: &FlowPyramid) -> Vec<f32> => solve_flow, solve_flow_avx2
+/// Dense flow from `prev` to `next` (interleaved dx, dy per pixel at the finest level).
+pub fn flow(prev: &FlowPyramid, next: &FlowPyramid) -> Buf {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU was just checked to support AVX2.
+        return unsafe { solve_flow_avx2(prev, next) };
+    }
+    solve_flow(prev, next, false)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn solve_flow_avx2(prev: &FlowPyramid, next: &FlowPyramid) -> Buf {
+    solve_flow(prev, next, true)
 }
 
 #[inline(always)]
-fn solve_flow(prev: &FlowPyramid, next: &FlowPyramid) -> Vec<f32> {
-    let mut flow: Vec<f32> = Vec::new();
+fn solve_flow(prev: &FlowPyramid, next: &FlowPyramid, avx2: bool) -> Buf {
+    let mut flow = Buf::zeroed(0);
     let mut prev_size = (0usize, 0usize);
     for (r0, r1) in prev.levels.iter().zip(&next.levels) {
         let (w, h) = (r0.width, r0.height);
         flow = if flow.is_empty() {
-            vec![0f32; w * h * 2]
+            Buf::zeroed(w * h * 2)
         } else {
             let mut f = resize_linear_f32(&flow, prev_size.0, prev_size.1, 2, w, h);
             let s = (1.0 / PYR_SCALE) as f32;
             f.iter_mut().for_each(|v| *v *= s);
             f
         };
-        let mut m = vec![0f32; w * h * 5];
-        update_matrices(r0, r1, &flow, &mut m);
+        let mut m = Buf::uninit(w * h * 5);
+        update_matrices(r0, r1, &flow, &mut m, avx2);
         for it in 0..ITERATIONS {
             update_flow_box(&m, &mut flow, w, h);
             if it + 1 < ITERATIONS {
-                update_matrices(r0, r1, &flow, &mut m);
+                update_matrices(r0, r1, &flow, &mut m, avx2);
             }
         }
         prev_size = (w, h);
@@ -435,4 +592,72 @@ pub fn flow_magnitude_mean(prev: &FlowPyramid, next: &FlowPyramid) -> f64 {
     }
     let sum: f64 = f.chunks_exact(2).map(|p| ((p[0] * p[0] + p[1] * p[1]) as f64).sqrt()).sum();
     sum / n as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic test values in [0, 1) (xorshift64*).
+    fn noise(seed: u64, n: usize) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s >> 12;
+                s ^= s << 25;
+                s ^= s >> 27;
+                (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect()
+    }
+
+    /// A textured frame: smooth gradients plus noise, so the expansion is not flat.
+    fn frame(w: usize, h: usize, seed: u64) -> Plane<u8> {
+        let n = noise(seed, w * h);
+        let data = (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) as f32, (i / w) as f32);
+                (96.0 + 60.0 * (x * 0.21 + seed as f32).sin() * (y * 0.13).cos() + 40.0 * n[i]) as u8
+            })
+            .collect();
+        Plane { width: w, height: h, data }
+    }
+
+    #[test]
+    fn avx2_kernel_equals_the_scalar_kernel_bit_for_bit() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !std::arch::is_x86_feature_detected!("avx2") {
+                eprintln!("no AVX2 on this CPU: only the scalar kernel exists here");
+                return;
+            }
+            // 224: the method's size (levels 224, 112, 56); 61 x 45: rows that end in a
+            // scalar tail, and a single pyramid level.
+            for (w, h) in [(224, 224), (61, 45)] {
+                let (a, b) = (FlowPyramid::new(&frame(w, h, 1)), FlowPyramid::new(&frame(w, h, 2)));
+                let (r0, r1) = (a.levels.last().unwrap(), b.levels.last().unwrap());
+                // Small, large and far-outside displacements, and exact integers.
+                let field: Vec<f32> = noise(3, w * h * 2)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| match i % 7 {
+                        0 => (v * 2000.0 - 1000.0).round(),
+                        1 => v * 80.0 - 40.0,
+                        _ => v * 6.0 - 3.0,
+                    })
+                    .collect();
+                let (mut scalar, mut simd) = (vec![0f32; w * h * 5], vec![0f32; w * h * 5]);
+                update_matrices(r0, r1, &field, &mut scalar, false);
+                update_matrices(r0, r1, &field, &mut simd, true);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert!(scalar.iter().all(|v| v.is_finite()));
+                assert_eq!(bits(&scalar), bits(&simd), "{w}x{h}: normal equations differ");
+                // The whole flow, through both kernels.
+                let fast = flow(&a, &b);
+                let plain = solve_flow(&a, &b, false);
+                assert_eq!(bits(&fast), bits(&plain), "{w}x{h}: flows differ");
+                assert!(plain.iter().any(|v| v.abs() > 1e-3), "{w}x{h}: the test flow is not trivially zero");
+            }
+        }
+    }
 }

@@ -5,6 +5,8 @@
 //! because the reference descriptors were computed with OpenCV; the facts come from
 //! OpenCV's documentation and source, the code is ours.
 
+use super::scratch::Buf;
+
 /// A single-channel image, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plane<T> {
@@ -197,41 +199,37 @@ pub fn gaussian_kernel(ksize: usize, sigma: f64) -> Vec<f32> {
     k
 }
 
-/// Separable Gaussian blur of a float plane with reflect-101 borders (rows, then columns).
+/// Separable Gaussian blur of a `w` x `h` float plane with reflect-101 borders (rows,
+/// then columns).
 #[inline(always)]
-pub fn gaussian_blur_f32(src: &Plane<f32>, kernel: &[f32]) -> Plane<f32> {
-    let (w, h) = (src.width, src.height);
-    let r = (kernel.len() / 2) as i64;
-    let xidx: Vec<Vec<usize>> = (0..w as i64)
-        .map(|x| (-r..=r).map(|k| reflect101(x + k, w)).collect())
-        .collect();
-    let mut tmp = vec![0f32; w * h];
+pub fn gaussian_blur_f32(src: &[f32], w: usize, h: usize, kernel: &[f32]) -> Buf {
+    let r = kernel.len() / 2;
+    let mut tmp = Buf::uninit(w * h);
     for y in 0..h {
-        let row = src.row(y);
+        let row = &src[y * w..(y + 1) * w];
         let trow = &mut tmp[y * w..(y + 1) * w];
         for x in 0..w {
             let mut s = 0f32;
-            if x as i64 >= r && (x as i64) + r < w as i64 {
+            if x >= r && x + r < w {
                 // Interior: the window is a plain slice (same sum order as the border path).
-                let win = &row[x - r as usize..=x + r as usize];
+                let win = &row[x - r..=x + r];
                 for (v, kv) in win.iter().zip(kernel) {
                     s += v * kv;
                 }
             } else {
-                for (k, &sx) in xidx[x].iter().enumerate() {
-                    s += row[sx] * kernel[k];
+                for (k, kv) in kernel.iter().enumerate() {
+                    s += row[reflect101(x as i64 + k as i64 - r as i64, w)] * kv;
                 }
             }
             trow[x] = s;
         }
     }
-    let mut out = vec![0f32; w * h];
-    for y in 0..h as i64 {
-        let rows: Vec<usize> = (-r..=r).map(|k| reflect101(y + k, h)).collect();
-        let orow = &mut out[y as usize * w..(y as usize + 1) * w];
-        for (k, &sy) in rows.iter().enumerate() {
+    let mut out = Buf::uninit(w * h);
+    for y in 0..h {
+        let orow = &mut out[y * w..(y + 1) * w];
+        for (k, &kv) in kernel.iter().enumerate() {
+            let sy = reflect101(y as i64 + k as i64 - r as i64, h);
             let trow = &tmp[sy * w..(sy + 1) * w];
-            let kv = kernel[k];
             if k == 0 {
                 for (o, t) in orow.iter_mut().zip(trow) {
                     *o = t * kv;
@@ -243,18 +241,40 @@ pub fn gaussian_blur_f32(src: &Plane<f32>, kernel: &[f32]) -> Plane<f32> {
             }
         }
     }
-    Plane { width: w, height: h, data: out }
+    out
+}
+
+/// Source index and fraction of the linear interpolation along one axis: half-pixel
+/// centres, edge pixels clamped.
+fn linear_tab(ssize: usize, dsize: usize) -> Vec<(usize, f32)> {
+    let scale = ssize as f64 / dsize as f64;
+    (0..dsize)
+        .map(|d| {
+            let fx = ((d as f64 + 0.5) * scale - 0.5) as f32;
+            let mut s = fx.floor() as i64;
+            let mut f = fx - s as f32;
+            if s < 0 {
+                s = 0;
+                f = 0.0;
+            }
+            if s >= ssize as i64 - 1 {
+                s = ssize as i64 - 1;
+                f = 0.0;
+            }
+            (s as usize, f)
+        })
+        .collect()
 }
 
 /// Bilinear ("INTER_LINEAR") resize of an interleaved float image with `cn` channels:
 /// half-pixel centres, edge pixels clamped; a 2x shrink averages 2x2 blocks as OpenCV does.
 #[inline(always)]
-pub fn resize_linear_f32(src: &[f32], sw: usize, sh: usize, cn: usize, dw: usize, dh: usize) -> Vec<f32> {
+pub fn resize_linear_f32(src: &[f32], sw: usize, sh: usize, cn: usize, dw: usize, dh: usize) -> Buf {
     if sw == dw && sh == dh {
-        return src.to_vec();
+        return Buf::copy_of(src);
     }
     if sw == dw * 2 && sh == dh * 2 {
-        let mut out = vec![0f32; dw * dh * cn];
+        let mut out = Buf::uninit(dw * dh * cn);
         for y in 0..dh {
             let r0 = &src[2 * y * sw * cn..(2 * y + 1) * sw * cn];
             let r1 = &src[(2 * y + 1) * sw * cn..(2 * y + 2) * sw * cn];
@@ -268,46 +288,28 @@ pub fn resize_linear_f32(src: &[f32], sw: usize, sh: usize, cn: usize, dw: usize
         }
         return out;
     }
-    let tab = |ssize: usize, dsize: usize| -> Vec<(usize, f32)> {
-        let scale = ssize as f64 / dsize as f64;
-        (0..dsize)
-            .map(|d| {
-                let fx = ((d as f64 + 0.5) * scale - 0.5) as f32;
-                let mut s = fx.floor() as i64;
-                let mut f = fx - s as f32;
-                if s < 0 {
-                    s = 0;
-                    f = 0.0;
-                }
-                if s >= ssize as i64 - 1 {
-                    s = ssize as i64 - 1;
-                    f = 0.0;
-                }
-                (s as usize, f)
-            })
-            .collect()
-    };
-    let xt = tab(sw, dw);
-    let yt = tab(sh, dh);
-    let hrow = |sy: usize| -> Vec<f32> {
+    let xt = linear_tab(sw, dw);
+    let yt = linear_tab(sh, dh);
+    // Each source row is interpolated horizontally once, then blended vertically.
+    let stride = dw * cn;
+    let mut hrows = Buf::uninit(sh * stride);
+    for sy in 0..sh {
         let row = &src[sy * sw * cn..(sy + 1) * sw * cn];
-        let mut o = vec![0f32; dw * cn];
+        let o = &mut hrows[sy * stride..(sy + 1) * stride];
         for (dx, &(sx, f)) in xt.iter().enumerate() {
             let sx1 = (sx + 1).min(sw - 1);
             for c in 0..cn {
                 o[dx * cn + c] = row[sx * cn + c] * (1.0 - f) + row[sx1 * cn + c] * f;
             }
         }
-        o
-    };
-    // Each source row is interpolated horizontally once, then blended vertically.
-    let hrows: Vec<Vec<f32>> = (0..sh).map(hrow).collect();
-    let mut out = vec![0f32; dw * dh * cn];
+    }
+    let mut out = Buf::uninit(dh * stride);
     for (dy, &(sy, f)) in yt.iter().enumerate() {
-        let r0 = &hrows[sy];
-        let r1 = &hrows[(sy + 1).min(sh - 1)];
+        let sy1 = (sy + 1).min(sh - 1);
+        let r0 = &hrows[sy * stride..(sy + 1) * stride];
+        let r1 = &hrows[sy1 * stride..(sy1 + 1) * stride];
         let (b0, b1) = (1.0 - f, f);
-        for (i, o) in out[dy * dw * cn..(dy + 1) * dw * cn].iter_mut().enumerate() {
+        for (i, o) in out[dy * stride..(dy + 1) * stride].iter_mut().enumerate() {
             *o = r0[i] * b0 + r1[i] * b1;
         }
     }

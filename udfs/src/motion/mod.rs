@@ -8,6 +8,7 @@
 
 pub mod farneback;
 pub mod imgops;
+pub mod scratch;
 
 use rayon::prelude::*;
 

@@ -3,7 +3,8 @@
 //! from Python (`benches/motion_opencv.py`, cv2.imread + calcOpticalFlowFarneback with
 //! the spec's parameters), same clips, same thread count, in the same run.
 //!
-//! Run: `cargo bench --profile dev --bench motion`. Threads: `GDO_BENCH_THREADS`
+//! Run: `cargo bench -p gdo-udfs --bench motion` (release; `--profile dev` for the test
+//! profile). Threads: `GDO_BENCH_THREADS`
 //! (default: all cores). Python: `GDO_BENCH_PYTHON` (default
 //! `~/.cache/gdo/venv/bin/python`, then `python3`); without cv2 OpenCV is skipped with
 //! a note.
@@ -20,7 +21,7 @@ use rayon::prelude::*;
 const REPS: usize = 5;
 
 fn clips() -> Vec<Vec<PathBuf>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/motion-reference");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/motion-reference");
     let text = std::fs::read_to_string(dir.join("clips.jsonl")).expect("motion-reference clips.jsonl");
     text.lines()
         .filter(|l| !l.trim().is_empty())
