@@ -42,7 +42,8 @@ pub struct Args {
     /// Sampled answers per pair for self-consistency; default 5 with a scorer; 0 = not computed (-1).
     #[arg(long)]
     pub sc_samples: Option<usize>,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda or cuda:N: the scorer's device, and with cuda the motion descriptors
+    /// also run there (through candle; on cpu they use the tuned CPU kernel).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Shard I/N: pool row i goes to shard i mod N.
@@ -74,10 +75,12 @@ fn parse_shard(s: &str) -> Result<(u64, u64)> {
 
 pub async fn run(args: Args) -> Result<()> {
     let shard = parse_shard(&args.shard)?;
+    // Checked up front: a device this build or machine lacks is a usage error, also
+    // for a cheap-only run (its motion would run there).
+    let device = crate::device::select(&args.device)?;
     let scorer = if args.scorer.is_empty() || args.cheap_only {
         None
     } else {
-        let device = crate::device::select(&args.device)?;
         let mut models = Vec::new();
         for path in &args.scorer {
             models.push(Arc::from(load_scorer(Path::new(path), &device)?));
@@ -104,6 +107,7 @@ pub async fn run(args: Args) -> Result<()> {
         seed: args.seed,
         progress: std::io::stderr().is_terminal(),
         stop_after_chunks: args.stop_after_chunks,
+        motion_device: if device.is_cuda() { args.device.trim().to_owned() } else { "cpu".into() },
     };
     let r = run_describe(&opts).await?;
     if !r.complete {

@@ -69,6 +69,9 @@ pub struct DescribeOptions {
     pub progress: bool,
     /// Test hook: stop (without committing) after this many new chunks.
     pub stop_after_chunks: Option<usize>,
+    /// Where AMM and frame diversity run (`gdo.motion_device`): `cpu` (the tuned
+    /// kernel), `cuda[:N]` (the candle path on that GPU), `candle-cpu`.
+    pub motion_device: String,
 }
 
 impl Default for DescribeOptions {
@@ -87,6 +90,7 @@ impl Default for DescribeOptions {
             seed: 42,
             progress: false,
             stop_after_chunks: None,
+            motion_device: "cpu".into(),
         }
     }
 }
@@ -148,6 +152,11 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
         return Err(GdoError::Usage("--batch-size and the chunk size must be at least 1".into()));
     }
     let ctx = new_context();
+    if !opts.motion_device.is_empty() {
+        // A session setting, so the SQL functions see it (in this process or on an executor).
+        let value = opts.motion_device.replace('\'', "");
+        ctx.sql(&format!("SET gdo.motion_device = '{value}'")).await?.collect().await?;
+    }
     register_table(&ctx, "pool", &opts.pool).await?;
     let out = Location::parse(&opts.out)?;
     let chunks_dir = out.child(CHUNK_DIR);

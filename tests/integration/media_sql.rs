@@ -246,3 +246,57 @@ fn utf8(col: &datafusion::arrow::array::ArrayRef) -> Vec<String> {
     let c = datafusion::arrow::compute::cast(col, &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
     c.as_string::<i32>().iter().flatten().map(str::to_owned).collect()
 }
+
+/// `SET gdo.motion_device = 'candle-cpu'` runs AMM and frame diversity through the candle
+/// path (the one `cuda` uses) in SQL: same rows, AMM within 1e-3 of the tuned kernel,
+/// frame diversity and vis_feat equal; an unknown device is a clear error.
+#[tokio::test(flavor = "multi_thread")]
+async fn motion_device_setting_switches_to_the_candle_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_sample_pool(&pool).await;
+    // The rows are picked before the function runs: 10 video pairs and 2 image pairs.
+    let query = "SELECT qa_uid, m['amm'] AS a, m['frame_diversity'] AS d, m['vis_feat'] AS v \
+                 FROM (SELECT qa_uid, media_descriptors(frames) AS m FROM ( \
+                   (SELECT * FROM pool WHERE bucket = 'short_video' ORDER BY qa_uid LIMIT 10) \
+                   UNION ALL (SELECT * FROM pool WHERE bucket = 'image_qa' ORDER BY qa_uid LIMIT 2))) \
+                 ORDER BY qa_uid";
+    let run = |setting: Option<&'static str>| {
+        let pool = pool.clone();
+        async move {
+            let ctx = new_context();
+            register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
+            if let Some(s) = setting {
+                sql_ok(&ctx, &format!("SET gdo.motion_device = '{s}'")).await;
+            }
+            let b = sql(&ctx, query).await;
+            datafusion::arrow::compute::concat_batches(&b[0].schema(), &b).unwrap()
+        }
+    };
+    let (tuned, candle) = (run(None).await, run(Some("candle-cpu")).await);
+    assert_eq!(tuned.num_rows(), 12);
+    assert_eq!(utf8(tuned.column(0)), utf8(candle.column(0)));
+    let (ta, ca) = (tuned.column(1).as_primitive::<Float64Type>(), candle.column(1).as_primitive::<Float64Type>());
+    let mut moving = 0;
+    for r in 0..tuned.num_rows() {
+        let (t, c) = (ta.value(r), ca.value(r));
+        assert!((t - c).abs() <= 1e-6 + 1e-3 * t, "row {r}: amm {c} (candle) vs {t} (tuned)");
+        moving += (t > 0.05) as usize;
+    }
+    assert!(moving >= 3, "the sample has moving clips: {moving}");
+    assert_eq!(tuned.column(2), candle.column(2), "frame diversity");
+    assert_eq!(tuned.column(3), candle.column(3), "vis_feat");
+
+    let ctx = new_context();
+    register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
+    sql_ok(&ctx, "SET gdo.motion_device = 'tpu'").await;
+    let err = match run_statements(&ctx, "SELECT amm(frames) FROM pool LIMIT 3").await {
+        Ok(_) => panic!("an unknown motion device must fail the query"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("gdo.motion_device = 'tpu'") && err.contains("cuda:N"), "{err}");
+}
+
+async fn sql_ok(ctx: &datafusion::prelude::SessionContext, text: &str) {
+    run_statements(ctx, text).await.expect("statement runs");
+}

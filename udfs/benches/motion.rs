@@ -4,7 +4,8 @@
 //! the spec's parameters), same clips, same thread count, in the same run.
 //!
 //! Run: `cargo bench -p gdo-udfs --bench motion` (release; `--profile dev` for the test
-//! profile). Threads: `GDO_BENCH_THREADS`
+//! profile). `GDO_BENCH_MOTION_DEVICE=cuda` (with `--features cuda`) or `candle-cpu` also
+//! times the candle path, all clips as one batch, on that device. Threads: `GDO_BENCH_THREADS`
 //! (default: all cores). Python: `GDO_BENCH_PYTHON` (default
 //! `~/.cache/gdo/venv/bin/python`, then `python3`); without cv2 OpenCV is skipped with
 //! a note.
@@ -33,15 +34,14 @@ fn clips() -> Vec<Vec<PathBuf>> {
         .collect()
 }
 
+fn gray(p: &Path) -> gdo_udfs::motion::Plane<u8> {
+    let bytes = std::fs::read(p).expect("frame file");
+    let rgb = image::load_from_memory(&bytes).expect("frame decodes").into_rgb8();
+    prepare_gray(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize)
+}
+
 fn gdo_clip(paths: &[PathBuf]) -> (f64, f64) {
-    let planes: Vec<_> = paths
-        .par_iter()
-        .map(|p| {
-            let bytes = std::fs::read(p).expect("frame file");
-            let rgb = image::load_from_memory(&bytes).expect("frame decodes").into_rgb8();
-            prepare_gray(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize)
-        })
-        .collect();
+    let planes: Vec<_> = paths.par_iter().map(|p| gray(p)).collect();
     motion_descriptors(&planes)
 }
 
@@ -103,6 +103,7 @@ fn main() {
     let ours = median(rates.clone());
     println!("motion: {} clips x {} frames (224x224), {threads} thread(s), {REPS} reps", clips.len(), clips[0].len());
     println!("gdo kernel (decode + motion): median {ours:.1} clips/s (reps: {rates:.1?})");
+    let candle = std::env::var("GDO_BENCH_MOTION_DEVICE").ok().map(|spec| candle_rate(&spec, &clips, &pool, &amm));
     if let Some((cv_rates, cv_amm)) = opencv(&clips, threads) {
         let theirs = median(cv_rates.clone());
         println!(
@@ -111,5 +112,41 @@ fn main() {
         let rel: Vec<f64> = amm.iter().zip(&cv_amm).map(|(a, b)| (a - b).abs() / b.abs().max(1e-12)).collect();
         println!("AMM agreement on these clips: median relative difference {:.2e}", median(rel));
         println!("ratio gdo / OpenCV: {:.2}x (target >= 2x)", ours / theirs);
+        if let Some((spec, rate)) = candle {
+            println!("ratio candle path on {spec} / OpenCV: {:.2}x", rate / theirs);
+        }
     }
+}
+
+/// The candle path on `spec` (`candle-cpu`, `cuda`, `cuda:N`): decode on the CPU pool,
+/// then all clips' motion as one batch on the device. Prints clips/s and the agreement
+/// with the tuned kernel's AMM; returns the median rate.
+fn candle_rate(spec: &str, clips: &[Vec<PathBuf>], pool: &rayon::ThreadPool, tuned: &[f64]) -> (String, f64) {
+    use gdo_udfs::motion::candle_flow::CandleMotion;
+    let device = match spec {
+        "candle-cpu" => candle_core::Device::Cpu,
+        s => {
+            let n = s.strip_prefix("cuda:").map_or(0, |n| n.parse().expect("cuda:N"));
+            candle_core::Device::new_cuda(n).expect("the CUDA device opens (build with --features cuda)")
+        }
+    };
+    let motion = CandleMotion::new(device);
+    let mut rates = Vec::new();
+    let mut amm = Vec::new();
+    // One untimed warm-up run (CUDA kernels load on first use).
+    for rep in 0..=REPS {
+        let t0 = Instant::now();
+        let planes: Vec<Vec<_>> =
+            pool.install(|| clips.par_iter().map(|c| c.iter().map(|p| gray(p)).collect()).collect());
+        amm = motion.motion_descriptors(&planes).expect("candle motion runs").into_iter().map(|m| m.0).collect();
+        if rep > 0 {
+            rates.push(clips.len() as f64 / t0.elapsed().as_secs_f64());
+        }
+    }
+    let rate = median(rates.clone());
+    let worst = amm.iter().zip(tuned).map(|(a, b)| (a - b).abs() / b.abs().max(1e-6)).fold(0f64, f64::max);
+    println!(
+        "candle path on {spec}: median {rate:.1} clips/s (reps: {rates:.1?}); worst AMM relative difference to the tuned kernel {worst:.2e}"
+    );
+    (spec.to_owned(), rate)
 }

@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
+use candle_core::Device;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Builder, Int64Builder, ListBuilder, StringBuilder, StructArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
-use datafusion::common::{Result, exec_err};
+use datafusion::common::{Result, exec_datafusion_err, exec_err, plan_err};
+use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -18,7 +20,9 @@ use rayon::prelude::*;
 use crate::common::DOC_SECTION_GDO;
 use crate::media::{FrameError, FrameFetcher, decode_rgb};
 use crate::method::uniform_indices;
-use crate::motion::{FLOW_FRAMES, motion_descriptors, prepare_gray};
+use crate::motion::candle_flow::CandleMotion;
+use crate::motion::{FLOW_FRAMES, Plane, motion_descriptors, prepare_gray};
+use crate::options::gdo_options;
 
 /// At most this many frames (uniformly resampled) enter `vis_feat`.
 pub const VIS_FRAMES: usize = 6;
@@ -68,6 +72,9 @@ pub struct MediaDescriptors {
     fetcher: FrameFetcher,
     /// Frames decoded by this registered instance (one session), for tests and reports.
     decodes: Arc<AtomicU64>,
+    /// The candle motion path of the last `gdo.motion_device` seen, built once (opening
+    /// a CUDA device is slow): a cache, the setting itself lives in the session config.
+    candle: Mutex<Option<(String, CandleMotion)>>,
 }
 
 impl PartialEq for MediaDescriptors {
@@ -84,7 +91,12 @@ impl std::hash::Hash for MediaDescriptors {
 
 impl MediaDescriptors {
     pub fn new(fetcher: FrameFetcher) -> Self {
-        Self { signature: Signature::any(1, Volatility::Immutable), fetcher, decodes: Arc::new(AtomicU64::new(0)) }
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+            fetcher,
+            decodes: Arc::new(AtomicU64::new(0)),
+            candle: Mutex::new(None),
+        }
     }
 
     /// Frames decoded so far by this function instance.
@@ -92,8 +104,55 @@ impl MediaDescriptors {
         self.decodes.load(Ordering::Relaxed)
     }
 
-    /// Compute the descriptors of many rows (None = NULL frames list).
-    pub fn compute(&self, rows: &[Option<Vec<String>>]) -> Vec<Option<MediaValues>> {
+    /// The candle motion path for a `gdo.motion_device` value, or None for the tuned
+    /// CPU kernel (`cpu`).
+    fn candle_for(&self, spec: &str) -> Result<Option<CandleMotion>> {
+        let spec = spec.trim();
+        if spec.is_empty() || spec == "cpu" {
+            return Ok(None);
+        }
+        let mut cache = self.candle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((s, m)) = cache.as_ref()
+            && s == spec
+        {
+            return Ok(Some(m.clone()));
+        }
+        let device = match spec {
+            "candle-cpu" => Device::Cpu,
+            s if s == "cuda" || s.starts_with("cuda:") => {
+                let n = match s.strip_prefix("cuda:") {
+                    None => 0,
+                    Some(n) => match n.parse::<usize>() {
+                        Ok(n) => n,
+                        Err(_) => return plan_err!("gdo.motion_device = '{spec}': '{n}' is not a GPU number"),
+                    },
+                };
+                match Device::new_cuda(n) {
+                    Ok(d) => d,
+                    Err(e) => return exec_err!("gdo.motion_device = '{spec}': {e}"),
+                }
+            }
+            _ => return plan_err!("gdo.motion_device = '{spec}': use cpu, candle-cpu, cuda or cuda:N"),
+        };
+        let motion = CandleMotion::new(device);
+        *cache = Some((spec.to_owned(), motion.clone()));
+        Ok(Some(motion))
+    }
+
+    /// Compute the descriptors of many rows (None = NULL frames list) under a session's
+    /// settings: `gdo.motion_device` picks the motion path.
+    pub fn compute_in(&self, rows: &[Option<Vec<String>>], config: &ConfigOptions) -> Result<Vec<Option<MediaValues>>> {
+        let candle = self.candle_for(&gdo_options(config).motion_device)?;
+        self.compute_with(rows, candle.as_ref())
+    }
+
+    /// With `candle`, the motion of the whole batch runs as one candle program after
+    /// the frames are decoded; without, each row's motion runs on the tuned kernel.
+    fn compute_with(
+        &self,
+        rows: &[Option<Vec<String>>],
+        candle: Option<&CandleMotion>,
+    ) -> Result<Vec<Option<MediaValues>>> {
         // Which frames each row needs: the union of the motion and vis_feat choices.
         let plans: Vec<Option<RowPlan>> = rows.iter().map(|r| r.as_ref().map(|f| RowPlan::new(f))).collect();
         let mut uris: Vec<String> = Vec::new();
@@ -115,18 +174,40 @@ impl MediaDescriptors {
                 _ => None,
             })
             .collect();
-        per_row
+        let tuned = candle.is_none();
+        let mut values: Vec<Option<(MediaValues, Vec<Plane<u8>>)>> = per_row
             .into_par_iter()
-            .map(|row| row.map(|(bytes, plan, frames)| self.row_values(frames, plan, bytes)))
-            .collect()
+            .map(|row| row.map(|(bytes, plan, frames)| self.row_values(frames, plan, bytes, tuned)))
+            .collect();
+        if let Some(candle) = candle {
+            // Rows with readable frames, in order; the others keep their NULLs.
+            let (at, clips): (Vec<usize>, Vec<Vec<Plane<u8>>>) = values
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, v)| v.as_mut().filter(|(m, _)| m.amm.is_some()).map(|(_, g)| (i, std::mem::take(g))))
+                .unzip();
+            let motion = candle
+                .motion_descriptors(&clips)
+                .map_err(|e| exec_datafusion_err!("motion on {:?}: {e}", candle.device()))?;
+            for (i, (amm, div)) in at.into_iter().zip(motion) {
+                if let Some((m, _)) = values[i].as_mut() {
+                    m.amm = Some(amm);
+                    m.frame_diversity = Some(div);
+                }
+            }
+        }
+        Ok(values.into_iter().map(|v| v.map(|(m, _)| m)).collect())
     }
 
+    /// One row's values; with `tuned`, its motion too, else its prepared gray frames
+    /// for a batched motion pass (amm and frame_diversity then hold 0 until it runs).
     fn row_values(
         &self,
         frames: &[String],
         plan: &RowPlan,
         bytes: Vec<Result<bytes::Bytes, FrameError>>,
-    ) -> MediaValues {
+        tuned: bool,
+    ) -> (MediaValues, Vec<Plane<u8>>) {
         let decoded: Vec<Result<image::RgbImage, FrameError>> = plan
             .needed
             .par_iter()
@@ -147,7 +228,7 @@ impl MediaDescriptors {
             format!("{} of {} frames unreadable: {}{more}", errors.len(), decoded.len(), shown.join("; "))
         });
         if !plan.needed.is_empty() && n_read == 0 {
-            return MediaValues {
+            let values = MediaValues {
                 amm: None,
                 frame_diversity: None,
                 vis_feat: None,
@@ -155,6 +236,7 @@ impl MediaDescriptors {
                 frame_errors: errors.len() as i64,
                 error,
             };
+            return (values, Vec::new());
         }
         let gray: Vec<_> = plan
             .motion
@@ -162,16 +244,17 @@ impl MediaDescriptors {
             .filter_map(|i| by_index[i].as_ref().ok())
             .map(|img| prepare_gray(img.as_raw(), img.width() as usize, img.height() as usize))
             .collect();
-        let (amm, div) = motion_descriptors(&gray);
+        let (amm, div) = if tuned { motion_descriptors(&gray) } else { (0.0, 0.0) };
         let vis: Vec<&image::RgbImage> = plan.vis.iter().filter_map(|i| by_index[i].as_ref().ok()).collect();
-        MediaValues {
+        let values = MediaValues {
             amm: Some(amm),
             frame_diversity: Some(div),
             vis_feat: Some(vis_feat(&vis)),
             n_frames_read: n_read as i64,
             frame_errors: errors.len() as i64,
             error,
-        }
+        };
+        (values, if tuned { Vec::new() } else { gray })
     }
 }
 
@@ -362,7 +445,7 @@ impl ScalarUDFImpl for MediaDescriptors {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let array = crate::common::single_array(&args.args, args.number_rows, self.name())?;
         let rows = frames_lists(&array, self.name())?;
-        let values = self.compute(&rows);
+        let values = self.compute_in(&rows, &args.config_options)?;
         Ok(ColumnarValue::Array(Arc::new(to_struct_array(&values)?)))
     }
     fn documentation(&self) -> Option<&Documentation> {
@@ -436,7 +519,7 @@ impl ScalarUDFImpl for MediaField {
             return exec_err!("{}: media_descriptors is not gdo's", self.name);
         };
         let array = crate::common::single_array(&args.args, args.number_rows, self.name)?;
-        let values = media.compute(&frames_lists(&array, self.name)?);
+        let values = media.compute_in(&frames_lists(&array, self.name)?, &args.config_options)?;
         let all = to_struct_array(&values)?;
         match all.column_by_name(self.field) {
             Some(col) => Ok(ColumnarValue::Array(Arc::clone(col))),

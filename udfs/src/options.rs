@@ -29,6 +29,10 @@ extensions_options! {
         pub uni_multiplier: Option<f64>, default = None
         /// Size of the uniform baseline drawn by `uni_sample` when the call gives none.
         pub uni_count: Option<u64>, default = None
+        /// Where `amm` / `frame_diversity` run: `cpu` (the tuned CPU kernel), `cuda` or
+        /// `cuda:N` (the candle path on a GPU; needs the `cuda` feature), or
+        /// `candle-cpu` (the candle path on the CPU, for checking it).
+        pub motion_device: String, default = "cpu".to_owned()
     }
 }
 

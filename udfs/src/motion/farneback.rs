@@ -51,21 +51,21 @@ pub struct FlowPyramid {
     pub levels: Vec<PolyLevel>,
 }
 
-struct ExpansionKernel {
-    g: Vec<f32>,
-    xg: Vec<f32>,
-    xxg: Vec<f32>,
-    ig11: f64,
-    ig03: f64,
-    ig33: f64,
-    ig55: f64,
+pub(super) struct ExpansionKernel {
+    pub(super) g: Vec<f32>,
+    pub(super) xg: Vec<f32>,
+    pub(super) xxg: Vec<f32>,
+    pub(super) ig11: f64,
+    pub(super) ig03: f64,
+    pub(super) ig33: f64,
+    pub(super) ig55: f64,
 }
 
 impl ExpansionKernel {
     /// Gaussian applicability and the entries of the inverse normal-equation matrix the
     /// least-squares fit of `1, x, y, x^2, y^2, xy` needs (the matrix is block sparse,
     /// so the 3x3 block of `1, x^2, y^2` is inverted in closed form).
-    fn new(n: usize, sigma: f64) -> Self {
+    pub(super) fn new(n: usize, sigma: f64) -> Self {
         let ni = n as i64;
         let raw: Vec<f32> = (-ni..=ni).map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
         let s: f64 = 1.0 / raw.iter().map(|&v| v as f64).sum::<f64>();
@@ -177,7 +177,7 @@ fn poly_expand(src: &[f32], width: usize, height: usize, k: &ExpansionKernel) ->
 }
 
 /// Level sizes and their smoothing, finest last: (scale, width, height, blur kernel).
-fn level_plan(width: usize, height: usize) -> Vec<(usize, usize, Vec<f32>)> {
+pub(super) fn level_plan(width: usize, height: usize) -> Vec<(usize, usize, Vec<f32>)> {
     let mut levels = 0;
     let mut scale = 1.0;
     while levels < LEVELS {
@@ -248,7 +248,7 @@ const BORDER: usize = 5;
 const BORDER_WEIGHT: [f32; BORDER] = [0.14, 0.14, 0.4472, 0.4472, 0.4472];
 
 /// Border damping of one axis: OpenCV's weights on the five outermost pixels, 1 inside.
-fn border_weights(len: usize) -> Vec<f32> {
+pub(super) fn border_weights(len: usize) -> Vec<f32> {
     (0..len)
         .map(|i| {
             (if i < BORDER { BORDER_WEIGHT[i] } else { 1.0 })
@@ -352,12 +352,12 @@ fn matrices_x8(inp: &MatrixInputs, x0: usize, y: usize, wy: f32, mrow: &mut [f32
     let p0 = |c: usize| load(&prow[c * w + x0..]);
     // Interleaved (dx, dy) pairs -> a dx and a dy vector in pixel order.
     let (f0, f1) = (load(&fl[..8]), load(&fl[8..]));
-    let dx = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<0b10_00_10_00>(
-        f0, f1,
-    ))));
-    let dy = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<0b11_01_11_01>(
-        f0, f1,
-    ))));
+    let dx = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<
+        0b10_00_10_00,
+    >(f0, f1))));
+    let dy = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(_mm256_shuffle_ps::<
+        0b11_01_11_01,
+    >(f0, f1))));
     let xs = _mm256_add_ps(_mm256_set1_ps(x0 as f32), _mm256_setr_ps(0., 1., 2., 3., 4., 5., 6., 7.));
     let mut fx = _mm256_add_ps(xs, dx);
     let mut fy = _mm256_add_ps(_mm256_set1_ps(y as f32), dy);

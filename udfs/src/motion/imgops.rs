@@ -136,9 +136,7 @@ fn grow_area_u8(src: &Plane<u8>, dw: usize, dh: usize, scale_x: f64, scale_y: f6
     // Horizontal pass per source row, in fixed point (value * 2048).
     let hrow = |sy: usize| -> Vec<i32> {
         let row = src.row(sy);
-        xtab.iter()
-            .map(|&(sx, a0, a1)| row[sx] as i32 * a0 + row[(sx + 1).min(last)] as i32 * a1)
-            .collect()
+        xtab.iter().map(|&(sx, a0, a1)| row[sx] as i32 * a0 + row[(sx + 1).min(last)] as i32 * a1).collect()
     };
     let rows: Vec<Vec<i32>> = (0..src.height).map(hrow).collect();
     let mut out = vec![0u8; dw * dh];
@@ -156,7 +154,7 @@ fn grow_area_u8(src: &Plane<u8>, dw: usize, dh: usize, scale_x: f64, scale_y: f6
 
 /// Reflect-101 border index (`gfedcb|abcdefgh|gfedcba`), OpenCV's default for filters.
 #[inline]
-fn reflect101(i: i64, n: usize) -> usize {
+pub(super) fn reflect101(i: i64, n: usize) -> usize {
     if n == 1 {
         return 0;
     }
@@ -246,7 +244,7 @@ pub fn gaussian_blur_f32(src: &[f32], w: usize, h: usize, kernel: &[f32]) -> Buf
 
 /// Source index and fraction of the linear interpolation along one axis: half-pixel
 /// centres, edge pixels clamped.
-fn linear_tab(ssize: usize, dsize: usize) -> Vec<(usize, f32)> {
+pub(super) fn linear_tab(ssize: usize, dsize: usize) -> Vec<(usize, f32)> {
     let scale = ssize as f64 / dsize as f64;
     (0..dsize)
         .map(|d| {

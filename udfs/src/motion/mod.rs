@@ -6,6 +6,7 @@
 //! (frame diversity). The reference computed the difference on the resized uint8
 //! frames (its static clips score exactly 0), and so do we.
 
+pub mod candle_flow;
 pub mod farneback;
 pub mod imgops;
 pub mod scratch;
