@@ -55,6 +55,9 @@ pub fn media_fields() -> Fields {
 ///
 /// Frames are URIs (`file:///...`, `s3://...`, `gs://...`, `az://...`) fetched
 /// concurrently through the session's object stores and decoded (JPEG, PNG, WebP).
+/// `SET gdo.motion_device = 'cuda:0'` runs the motion of each batch of rows as one
+/// candle program on that GPU (`'candle-cpu'`: the same program on the CPU; `'cpu'`,
+/// the default: the tuned CPU kernel).
 /// `amm(frames)`, `frame_diversity(frames)` and `vis_feat(frames)` are rewritten to
 /// fields of this function, so a query asking for several decodes each frame once.
 ///
@@ -424,7 +427,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "Frame-based descriptors from one fetch and decode of the frames: amm, frame_diversity, \
          vis_feat (RGB mean and std of up to 6 frames), n_frames_read, frame_errors, error. \
          Unreadable frames are dropped and counted; if none is readable the values are NULL \
-         and error says why.",
+         and error says why. Motion runs where `SET gdo.motion_device` says: 'cpu' (default, \
+         the tuned kernel), 'cuda' or 'cuda:N' (candle on that GPU), 'candle-cpu'.",
         "media_descriptors(frames)",
     )
     .with_argument("frames", "List of frame URIs (file://, s3://, gs://, az://) in time order.")
