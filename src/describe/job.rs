@@ -154,8 +154,7 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     let ctx = new_context();
     if !opts.motion_device.is_empty() {
         // A session setting, so the SQL functions see it (in this process or on an executor).
-        let value = opts.motion_device.replace('\'', "");
-        ctx.sql(&format!("SET gdo.motion_device = '{value}'")).await?.collect().await?;
+        ctx.state_ref().write().config_mut().options_mut().set("gdo.motion_device", &opts.motion_device)?;
     }
     register_table(&ctx, "pool", &opts.pool).await?;
     let out = Location::parse(&opts.out)?;

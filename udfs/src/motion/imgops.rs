@@ -106,25 +106,29 @@ fn shrink_area_u8(src: &Plane<u8>, dw: usize, dh: usize, scale_x: f64, scale_y: 
     Plane { width: dw, height: dh, data: out }
 }
 
+/// A 2-tap interpolation's first source index and fraction, with the edges clamped:
+/// before the first pixel or from the last one on, the tap is that pixel alone.
+fn clamp_tap(s: i64, f: f32, ssize: usize) -> (usize, f32) {
+    if s < 0 {
+        (0, 0.0)
+    } else if s >= ssize as i64 - 1 {
+        (ssize - 1, 0.0)
+    } else {
+        (s as usize, f)
+    }
+}
+
 /// Source index and 11-bit fixed-point weights of one axis for the growing case.
 fn grow_tab(ssize: usize, dsize: usize, scale: f64) -> Vec<(usize, i32, i32)> {
     let inv_scale = dsize as f64 / ssize as f64;
     (0..dsize)
         .map(|d| {
-            let mut s = (d as f64 * scale).floor() as i64;
-            let mut f = ((d + 1) as f64 - (s + 1) as f64 * inv_scale) as f32;
-            f = if f <= 0.0 { 0.0 } else { f - f.floor() };
-            if s < 0 {
-                s = 0;
-                f = 0.0;
-            }
-            if s >= ssize as i64 - 1 {
-                s = ssize as i64 - 1;
-                f = 0.0;
-            }
+            let s = (d as f64 * scale).floor() as i64;
+            let f = ((d + 1) as f64 - (s + 1) as f64 * inv_scale) as f32;
+            let (s, f) = clamp_tap(s, if f <= 0.0 { 0.0 } else { f - f.floor() }, ssize);
             let w0 = round_even_f32((1.0 - f) * 2048.0);
             let w1 = round_even_f32(f * 2048.0);
-            (s as usize, w0, w1)
+            (s, w0, w1)
         })
         .collect()
 }
@@ -249,17 +253,8 @@ pub(super) fn linear_tab(ssize: usize, dsize: usize) -> Vec<(usize, f32)> {
     (0..dsize)
         .map(|d| {
             let fx = ((d as f64 + 0.5) * scale - 0.5) as f32;
-            let mut s = fx.floor() as i64;
-            let mut f = fx - s as f32;
-            if s < 0 {
-                s = 0;
-                f = 0.0;
-            }
-            if s >= ssize as i64 - 1 {
-                s = ssize as i64 - 1;
-                f = 0.0;
-            }
-            (s as usize, f)
+            let s = fx.floor() as i64;
+            clamp_tap(s, fx - s as f32, ssize)
         })
         .collect()
 }
