@@ -1,5 +1,6 @@
-//! The one place a compute device is chosen: `cpu` (default) or `cuda[:N]` (needs the
-//! `cuda` cargo feature). Every model, scorer and trainer takes the device from here.
+//! The CLI's device choice: `cpu` (default) or `cuda[:N]` (needs the `cuda` cargo
+//! feature). Every model, scorer and trainer takes the device from here; the names are
+//! parsed in `gdo_udfs::device`, which the `gdo.motion_device` setting uses too.
 
 use candle_core::Device;
 
@@ -7,21 +8,7 @@ use crate::error::{GdoError, Result};
 
 /// Parse a `--device` value: `cpu`, `cuda` (GPU 0) or `cuda:N`.
 pub fn select(spec: &str) -> Result<Device> {
-    let bad = |why: String| GdoError::Usage(format!("--device {spec}: {why}"));
-    match spec.trim() {
-        "" | "cpu" => Ok(Device::Cpu),
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal = match s.strip_prefix("cuda:") {
-                None => 0,
-                Some(n) => n.parse::<usize>().map_err(|_| bad(format!("'{n}' is not a GPU number")))?,
-            };
-            if !cfg!(feature = "cuda") {
-                return Err(bad("this gdo was built without the `cuda` feature (cargo build --features cuda)".into()));
-            }
-            Device::new_cuda(ordinal).map_err(|e| bad(e.to_string()))
-        }
-        other => Err(bad(format!("unknown device '{other}' (use cpu, cuda or cuda:N)"))),
-    }
+    gdo_udfs::device::select(spec).map_err(|why| GdoError::Usage(format!("--device {spec}: {why}")))
 }
 
 /// The dtype models run in on a device: bf16 on GPU, f32 on CPU (spec: the reference

@@ -6,6 +6,7 @@
 //! process-global state).
 
 pub mod common;
+pub mod device;
 pub mod media;
 pub mod method;
 pub mod motion;

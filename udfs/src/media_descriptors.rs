@@ -122,19 +122,10 @@ impl MediaDescriptors {
         }
         let device = match spec {
             "candle-cpu" => Device::Cpu,
-            s if s == "cuda" || s.starts_with("cuda:") => {
-                let n = match s.strip_prefix("cuda:") {
-                    None => 0,
-                    Some(n) => match n.parse::<usize>() {
-                        Ok(n) => n,
-                        Err(_) => return plan_err!("gdo.motion_device = '{spec}': '{n}' is not a GPU number"),
-                    },
-                };
-                match Device::new_cuda(n) {
-                    Ok(d) => d,
-                    Err(e) => return exec_err!("gdo.motion_device = '{spec}': {e}"),
-                }
-            }
+            _ if spec.starts_with("cuda") => match crate::device::select(spec) {
+                Ok(d) => d,
+                Err(why) => return exec_err!("gdo.motion_device = '{spec}': {why}"),
+            },
             _ => return plan_err!("gdo.motion_device = '{spec}': use cpu, candle-cpu, cuda or cuda:N"),
         };
         let motion = CandleMotion::new(device);
