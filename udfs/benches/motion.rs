@@ -8,7 +8,10 @@
 //! times the candle path, all clips as one batch, on that device. Threads: `GDO_BENCH_THREADS`
 //! (default: all cores). Python: `GDO_BENCH_PYTHON` (default
 //! `~/.cache/gdo/venv/bin/python`, then `python3`); without cv2 OpenCV is skipped with
-//! a note.
+//! a note. A binary carried to another machine (scripts/gpu-check.sh) finds the clips
+//! through `GDO_MOTION_REFERENCE` (the motion-reference folder) and the OpenCV script
+//! through `GDO_REPO_ROOT`; `GDO_BENCH_CLIP_COPIES=N` times every path over N copies of
+//! the clips (larger batches for a GPU).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,7 +25,9 @@ use rayon::prelude::*;
 const REPS: usize = 5;
 
 fn clips() -> Vec<Vec<PathBuf>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/motion-reference");
+    let dir = std::env::var_os("GDO_MOTION_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/motion-reference"));
     let text = std::fs::read_to_string(dir.join("clips.jsonl")).expect("motion-reference clips.jsonl");
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -67,7 +72,10 @@ fn opencv(clips: &[Vec<PathBuf>], threads: usize) -> Option<(Vec<f64>, Vec<f64>)
         println!("note: OpenCV skipped: no Python with cv2 (set GDO_BENCH_PYTHON)");
         return None;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/motion_opencv.py");
+    let script = match std::env::var_os("GDO_REPO_ROOT") {
+        Some(root) => PathBuf::from(root).join("udfs/benches/motion_opencv.py"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/motion_opencv.py"),
+    };
     let req = serde_json::json!({
         "threads": threads,
         "reps": REPS,
@@ -91,7 +99,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let clips = clips();
+    let copies: usize = std::env::var("GDO_BENCH_CLIP_COPIES").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
+    let base = clips();
+    let n = base.len() * copies;
+    let clips: Vec<_> = base.into_iter().cycle().take(n).collect();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
     let mut rates = Vec::new();
     let mut amm = Vec::new();
@@ -112,7 +123,13 @@ fn main() {
         let rel: Vec<f64> = amm.iter().zip(&cv_amm).map(|(a, b)| (a - b).abs() / b.abs().max(1e-12)).collect();
         println!("AMM agreement on these clips: median relative difference {:.2e}", median(rel));
         println!("ratio gdo / OpenCV: {:.2}x (target >= 2x)", ours / theirs);
-        if let Some((spec, rate)) = candle {
+        if let Some((spec, rate, candle_amm)) = candle {
+            let rel: Vec<f64> =
+                candle_amm.iter().zip(&cv_amm).map(|(a, b)| (a - b).abs() / b.abs().max(1e-12)).collect();
+            println!(
+                "candle path on {spec}: AMM median relative difference to OpenCV {:.2e} (bound 5e-2)",
+                median(rel)
+            );
             println!("ratio candle path on {spec} / OpenCV: {:.2}x", rate / theirs);
         }
     }
@@ -120,15 +137,12 @@ fn main() {
 
 /// The candle path on `spec` (`candle-cpu`, `cuda`, `cuda:N`): decode on the CPU pool,
 /// then all clips' motion as one batch on the device. Prints clips/s and the agreement
-/// with the tuned kernel's AMM; returns the median rate.
-fn candle_rate(spec: &str, clips: &[Vec<PathBuf>], pool: &rayon::ThreadPool, tuned: &[f64]) -> (String, f64) {
+/// with the tuned kernel's AMM; returns the median rate and the AMM values.
+fn candle_rate(spec: &str, clips: &[Vec<PathBuf>], pool: &rayon::ThreadPool, tuned: &[f64]) -> (String, f64, Vec<f64>) {
     use gdo_udfs::motion::candle_flow::CandleMotion;
     let device = match spec {
         "candle-cpu" => candle_core::Device::Cpu,
-        s => {
-            let n = s.strip_prefix("cuda:").map_or(0, |n| n.parse().expect("cuda:N"));
-            candle_core::Device::new_cuda(n).expect("the CUDA device opens (build with --features cuda)")
-        }
+        s => gdo_udfs::device::select(s).unwrap_or_else(|why| panic!("GDO_BENCH_MOTION_DEVICE: {why}")),
     };
     let motion = CandleMotion::new(device);
     let mut rates = Vec::new();
@@ -148,5 +162,5 @@ fn candle_rate(spec: &str, clips: &[Vec<PathBuf>], pool: &rayon::ThreadPool, tun
     println!(
         "candle path on {spec}: median {rate:.1} clips/s (reps: {rates:.1?}); worst AMM relative difference to the tuned kernel {worst:.2e}"
     );
-    (spec.to_owned(), rate)
+    (spec.to_owned(), rate, amm)
 }

@@ -2,11 +2,13 @@
 //! (`config.json`, `preprocessor_config.json`, `tokenizer.json`, `model.safetensors`), so
 //! tests and demos exercise the same loading path as a real download.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Mutex;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::VarBuilder;
+use candle_nn::var_builder::SimpleBackend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -108,18 +110,15 @@ pub fn write_tiny_checkpoint(dir: &Path, seed: u64, config_patch: Option<&Value>
     let cfg: Qwen3VlConfig = serde_json::from_value(config.clone())?;
     cfg.validate().map_err(GdoError::Usage)?;
 
-    // Build the model once over a VarMap to learn every tensor name and shape from the
+    // Build the model once over a recorder to learn every tensor name and shape from the
     // module itself, then fill each in name order from one seeded stream.
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let shapes = Mutex::new(BTreeMap::new());
+    let vb = VarBuilder::from_backend(Box::new(ShapeRecorder(&shapes)), DType::F32, Device::Cpu);
     Qwen3VlModel::new(&cfg, Mode::Inference, vb)?;
-    let vars = varmap.data().lock().map_err(|_| GdoError::Usage("poisoned var map".into()))?.clone();
-    let mut names: Vec<&String> = vars.keys().collect();
-    names.sort();
+    let shapes = shapes.into_inner().map_err(|_| GdoError::Usage("poisoned shape recorder".into()))?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut tensors = HashMap::new();
-    for name in names {
-        let shape = vars[name].shape().clone();
+    for (name, shape) in &shapes {
         let dims = shape.dims().to_vec();
         let n = shape.elem_count();
         let is_norm = dims.len() == 1 && name.ends_with("weight") && name.contains("norm");
@@ -158,6 +157,32 @@ pub fn write_tiny_checkpoint(dir: &Path, seed: u64, config_patch: Option<&Value>
     let tok = tiny_tokenizer()?;
     tok.save(dir.join("tokenizer.json"), false).map_err(|e| GdoError::Usage(format!("tiny tokenizer: {e}")))?;
     Ok(())
+}
+
+/// A `VarBuilder` backend that records the name and shape of every tensor a module asks
+/// for and hands out zeros: the values come from the seeded stream afterwards, so
+/// initialising them here would be wasted (for a 2B-sized model, most of the time).
+struct ShapeRecorder<'a>(&'a Mutex<BTreeMap<String, Shape>>);
+
+impl SimpleBackend for ShapeRecorder<'_> {
+    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let mut seen = self.0.lock().map_err(|_| candle_core::Error::Msg("poisoned shape recorder".into()))?;
+        if let Some(earlier) = seen.get(name)
+            && earlier != &s
+        {
+            candle_core::bail!("{name} asked for as {s:?} and earlier as {earlier:?}");
+        }
+        seen.insert(name.to_owned(), s.clone());
+        Tensor::zeros(s, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("{name}: the shape recorder has no tensor to give without a shape")
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.lock().is_ok_and(|seen| seen.contains_key(name))
+    }
 }
 
 fn merge_json(base: &mut Value, patch: &Value) {

@@ -284,6 +284,15 @@ mod tests {
         Plane { width: n, height: n, data }
     }
 
+    /// The device these tests run the candle program on: the CPU, or the GPU that
+    /// `GDO_TEST_MOTION_DEVICE=cuda[:N]` names (scripts/gpu-check.sh on a lent GPU).
+    fn test_device() -> Device {
+        match std::env::var("GDO_TEST_MOTION_DEVICE") {
+            Ok(spec) => crate::device::select(&spec).unwrap_or_else(|why| panic!("GDO_TEST_MOTION_DEVICE: {why}")),
+            Err(_) => Device::Cpu,
+        }
+    }
+
     #[test]
     fn candle_path_agrees_with_the_tuned_kernel() {
         let clips = vec![
@@ -292,7 +301,7 @@ mod tests {
             vec![shifted(2.0, 2.0)],
             vec![shifted(0.0, 0.0), shifted(-2.5, 1.0)],
         ];
-        let got = CandleMotion::new(Device::Cpu).motion_descriptors(&clips).unwrap();
+        let got = CandleMotion::new(test_device()).motion_descriptors(&clips).unwrap();
         for (clip, (amm, div)) in clips.iter().zip(&got) {
             let (want_amm, want_div) = motion_descriptors(clip);
             assert!((amm - want_amm).abs() <= 1e-6 + 1e-4 * want_amm, "amm {amm} vs tuned {want_amm}");
