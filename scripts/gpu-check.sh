@@ -110,6 +110,27 @@ find_lib() {
     { find "$@" -name "$name" 2>/dev/null || true; } | head -1
 }
 
+# Step 2: the sample pool described on the CPU and on the GPU, and the two compared.
+e2e() {
+    local bin=$1 dir=/tmp/gdo-gpu-e2e t0 t1 t2
+    rm -rf "$dir"
+    "$bin/gdo" ingest --onevision data-samples/onevision.jsonl --video data-samples/video.jsonl \
+        --out "$dir/pool" >/dev/null
+    t0=$(date +%s.%N)
+    "$bin/gdo" describe --pool "$dir/pool" --out "$dir/cpu" --cheap-only >/dev/null
+    t1=$(date +%s.%N)
+    "$bin/gdo" describe --pool "$dir/pool" --out "$dir/gpu" --cheap-only --device cuda >/dev/null
+    t2=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" -v c="$t2" \
+        'BEGIN { printf "describe --cheap-only: cpu %.1f s, cuda %.1f s\n", b - a, c - b }'
+    "$bin/gdo" sql --table c="$dir/cpu" --table g="$dir/gpu" \
+        "SELECT count(*) AS pairs, count(c.amm) AS with_amm,
+                sum(CASE WHEN (c.amm IS NULL) <> (g.amm IS NULL) THEN 1 ELSE 0 END) AS null_mismatch,
+                max(abs(c.amm - g.amm)) AS worst_amm_diff,
+                max(abs(c.frame_diversity - g.frame_diversity)) AS worst_frame_diversity_diff
+         FROM c JOIN g USING (qa_uid)"
+}
+
 run() {
     local out="${OUT:-/tmp/gpu-check-out}"
     mkdir -p "$out"
@@ -150,20 +171,7 @@ run() {
     echo "== 1. candle motion unit tests on cuda"
     GDO_TEST_MOTION_DEVICE=cuda timeout 45 "$bin/udfs-tests" candle --test-threads 1 || status=1
     echo "== 2. gdo describe --cheap-only on the sample pool: --device cuda against the CPU"
-    local e2e=/tmp/gdo-gpu-e2e
-    rm -rf "$e2e"
-    if timeout 75 bash -c "
-        set -e
-        '$bin/gdo' ingest --onevision data-samples/onevision.jsonl --video data-samples/video.jsonl --out '$e2e/pool' >/dev/null
-        '$bin/gdo' describe --pool '$e2e/pool' --out '$e2e/cpu' --cheap-only >/dev/null
-        '$bin/gdo' describe --pool '$e2e/pool' --out '$e2e/gpu' --cheap-only --device cuda >/dev/null
-        '$bin/gdo' sql --table c='$e2e/cpu' --table g='$e2e/gpu' \
-            'SELECT count(*) AS pairs, count(c.amm) AS with_amm,
-                    sum(CASE WHEN (c.amm IS NULL) <> (g.amm IS NULL) THEN 1 ELSE 0 END) AS null_mismatch,
-                    max(abs(c.amm - g.amm)) AS worst_amm_diff,
-                    max(abs(c.frame_diversity - g.frame_diversity)) AS worst_frame_diversity_diff
-             FROM c JOIN g USING (qa_uid)'
-    "; then :; else status=1; fi
+    timeout 75 bash "$0" e2e "$bin" || status=1
     echo "== 3. motion throughput, $threads threads: tuned CPU kernel, candle on cuda, OpenCV"
     GDO_BENCH_MOTION_DEVICE=cuda GDO_BENCH_THREADS="$threads" GDO_BENCH_CLIP_COPIES=8 \
         GDO_MOTION_REFERENCE="$PWD/$carry/motion-reference" GDO_REPO_ROOT="$PWD" GDO_BENCH_PYTHON=python3 \
@@ -181,8 +189,9 @@ run() {
 case "${1:-}" in
     build) build ;;
     run) run ;;
+    e2e) e2e "$2" ;;
     *)
-        echo "usage: scripts/gpu-check.sh build|run" >&2
+        echo "usage: scripts/gpu-check.sh build|run (e2e BIN_DIR: step 2 alone)" >&2
         exit 2
         ;;
 esac
