@@ -25,7 +25,8 @@ fn main() {
     let summary = gdo::samples::generate_synthetic_pool(&input, pairs, 42).expect("generate pool");
     let ov = input.join("onevision.jsonl");
     let video = input.join("video.jsonl");
-    let bytes = std::fs::metadata(&ov).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(&video).map(|m| m.len()).unwrap_or(0);
+    let bytes =
+        std::fs::metadata(&ov).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(&video).map(|m| m.len()).unwrap_or(0);
     println!(
         "input: {} image rows + {} video rows, {:.1} MB of JSONL, {} threads",
         summary.image_rows,
@@ -65,7 +66,10 @@ fn main() {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("baseline prints json");
             let secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
             let py_pairs = v["pairs"].as_u64().unwrap_or(0);
-            println!("python profile pass (baseline): {py_pairs} pairs, {secs:.3} s, {:.0} pairs/s", py_pairs as f64 / secs);
+            println!(
+                "python profile pass (baseline): {py_pairs} pairs, {secs:.3} s, {:.0} pairs/s",
+                py_pairs as f64 / secs
+            );
             println!(
                 "ratio: gdo ingest is {:.1}x the baseline's pair throughput (target >= 30x)",
                 (total_pairs as f64 / median) / (py_pairs as f64 / secs)

@@ -87,9 +87,8 @@ fn main() {
     let (ov, video) = (input.join("onevision.jsonl"), input.join("video.jsonl"));
     let pool = dir.path().join("pool");
     let (ov, video, pool_s) = (ov.display().to_string(), video.display().to_string(), pool.display().to_string());
-    let ingest_secs = median(
-        (0..runs).map(|_| gdo(&["ingest", "--onevision", &ov, "--video", &video, "--out", &pool_s])).collect(),
-    );
+    let ingest_secs =
+        median((0..runs).map(|_| gdo(&["ingest", "--onevision", &ov, "--video", &video, "--out", &pool_s])).collect());
     let metrics = dir.path().join("metrics.jsonl");
     let with_metrics = write_metrics(&pool, &metrics);
     let m = metrics.display().to_string();
@@ -98,8 +97,12 @@ fn main() {
 
     let one = dir.path().join("one");
     let one_s = one.display().to_string();
-    let select_args =
-        |goal: &'static str, out: &str| -> Vec<String> { ["select", "--pool", &pool_s, "--metrics", &m, "--goal", goal, "--out", out].iter().map(|s| s.to_string()).collect() };
+    let select_args = |goal: &'static str, out: &str| -> Vec<String> {
+        ["select", "--pool", &pool_s, "--metrics", &m, "--goal", goal, "--out", out]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
     let run = |args: Vec<String>| gdo(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let select_secs = median((0..runs).map(|_| run(select_args("temp_plus", &one_s))).collect());
     let select_peak = peak(&one.join("report.json"));
@@ -123,9 +126,7 @@ fn main() {
         .sum();
     let all = dir.path().join("all").display().to_string();
     let all_secs = median(
-        (0..runs)
-            .map(|_| gdo(&["select", "--pool", &pool_s, "--metrics", &m, "--all-goals", "--out", &all]))
-            .collect(),
+        (0..runs).map(|_| gdo(&["select", "--pool", &pool_s, "--metrics", &m, "--all-goals", "--out", &all])).collect(),
     );
     println!("four single-goal gdo runs: {four:.3} s; --all-goals: {all_secs:.3} s ({:.2}x)", four / all_secs);
     println!(

@@ -10,12 +10,7 @@ pub struct Query {
 impl Query {
     /// The leading comment of the query: what it answers.
     pub fn summary(&self) -> String {
-        self.sql
-            .lines()
-            .map_while(|l| l.strip_prefix("--"))
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.sql.lines().map_while(|l| l.strip_prefix("--")).map(str::trim).collect::<Vec<_>>().join(" ")
     }
 }
 

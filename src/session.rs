@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::datasource::MemTable;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use object_store::ObjectStore;
 use url::Url;
-use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 use crate::error::{GdoError, Result};
 use crate::store::{Location, store_for, store_key};
@@ -77,7 +77,8 @@ impl ObjectStoreRegistry for LazyStoreRegistry {
             Ok(store) => Ok(store),
             Err(missing) => match url.scheme() {
                 "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl" => {
-                    let store = store_for(url).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                    let store =
+                        store_for(url).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
                     // Two threads may race here; the later registration wins and both stores work.
                     self.inner.register_store(&store_key(url), Arc::clone(&store));
                     Ok(store)
@@ -209,18 +210,13 @@ async fn listing_table(ctx: &SessionContext, urls: Vec<ListingTableUrl>) -> Resu
     // would read strings as Utf8View whatever the session says).
     let format = ParquetFormat::default().with_options(ctx.state().default_table_options().parquet);
     let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .infer_schema(&ctx.state())
-        .await?;
+    let config =
+        ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).infer_schema(&ctx.state()).await?;
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 fn file_urls(root: &Location, files: &[crate::table::FileEntry]) -> Result<Vec<ListingTableUrl>> {
-    files
-        .iter()
-        .map(|f| Ok(ListingTableUrl::parse(root.child(&f.path).url.as_str())?))
-        .collect()
+    files.iter().map(|f| Ok(ListingTableUrl::parse(root.child(&f.path).url.as_str())?)).collect()
 }
 
 /// Register the table at `path` (a gdo table folder, a folder of Parquet files, or one

@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::error::{GdoError, Result};
@@ -58,10 +58,7 @@ pub fn has_scheme(s: &str) -> bool {
 
 /// Turn a local path or URI into a URL (local paths made absolute, not required to exist).
 pub fn to_url(location: &str) -> Result<Url> {
-    let invalid = |reason: String| GdoError::InvalidLocation {
-        location: location.to_owned(),
-        reason,
-    };
+    let invalid = |reason: String| GdoError::InvalidLocation { location: location.to_owned(), reason };
     if location.is_empty() {
         return Err(invalid("empty path".into()));
     }
@@ -112,18 +109,14 @@ pub fn store_for(url: &Url) -> Result<Arc<dyn ObjectStore>> {
             }
             Arc::new(b.build()?)
         }
-        "gs" => Arc::new(
-            GoogleCloudStorageBuilder::from_env().with_url(bucket_url.as_str()).build()?,
-        ),
-        "az" | "azure" | "abfs" | "abfss" | "adl" => Arc::new(
-            MicrosoftAzureBuilder::from_env().with_url(bucket_url.as_str()).build()?,
-        ),
+        "gs" => Arc::new(GoogleCloudStorageBuilder::from_env().with_url(bucket_url.as_str()).build()?),
+        "az" | "azure" | "abfs" | "abfss" | "adl" => {
+            Arc::new(MicrosoftAzureBuilder::from_env().with_url(bucket_url.as_str()).build()?)
+        }
         other => {
             return Err(GdoError::InvalidLocation {
                 location: url.to_string(),
-                reason: format!(
-                    "unsupported scheme '{other}' (use a local path, file://, s3://, gs:// or az://)"
-                ),
+                reason: format!("unsupported scheme '{other}' (use a local path, file://, s3://, gs:// or az://)"),
             });
         }
     };
@@ -140,10 +133,8 @@ impl Location {
     /// Resolve a URL.
     pub fn from_url(url: Url) -> Result<Self> {
         let store = store_for(&url)?;
-        let path = ObjPath::from_url_path(url.path()).map_err(|e| GdoError::InvalidLocation {
-            location: url.to_string(),
-            reason: e.to_string(),
-        })?;
+        let path = ObjPath::from_url_path(url.path())
+            .map_err(|e| GdoError::InvalidLocation { location: url.to_string(), reason: e.to_string() })?;
         Ok(Self { url, store, path })
     }
 

@@ -19,17 +19,17 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::arrow::async_writer::AsyncFileWriter;
-use datafusion::parquet::errors::ParquetError;
-use object_store::ObjectStoreExt;
-use object_store::buffered::BufWriter;
-use tokio::io::AsyncWriteExt;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
+use object_store::ObjectStoreExt;
+use object_store::buffered::BufWriter;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
 
 use crate::error::{GdoError, Result};
 use crate::store::Location;
@@ -167,10 +167,8 @@ impl TableWriter {
 
     /// Make the run visible: write the manifest, then delete every other run's files.
     pub async fn commit(self, meta: serde_json::Value) -> Result<Manifest> {
-        let created_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
+        let created_unix_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
         let manifest = Manifest {
             format: FORMAT.to_owned(),
             version: FORMAT_VERSION,
@@ -266,9 +264,7 @@ impl AsyncFileWriter for HashingWriter {
     fn write(&mut self, bs: Bytes) -> BoxFuture<'_, datafusion::parquet::errors::Result<()>> {
         self.hasher.update(&bs);
         self.bytes += bs.len() as u64;
-        Box::pin(async move {
-            self.inner.write_all(&bs).await.map_err(|e| ParquetError::External(Box::new(e)))
-        })
+        Box::pin(async move { self.inner.write_all(&bs).await.map_err(|e| ParquetError::External(Box::new(e))) })
     }
 
     fn complete(&mut self) -> BoxFuture<'_, datafusion::parquet::errors::Result<()>> {
@@ -290,9 +286,8 @@ pub async fn read_manifest(root: &Location) -> Result<Option<Manifest>> {
     match loc.store.get(&loc.path).await {
         Ok(r) => {
             let body = r.bytes().await?;
-            let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| {
-                GdoError::Table(format!("{loc}: not a valid gdo manifest: {e}"))
-            })?;
+            let manifest: Manifest = serde_json::from_slice(&body)
+                .map_err(|e| GdoError::Table(format!("{loc}: not a valid gdo manifest: {e}")))?;
             if manifest.format != FORMAT || manifest.version > FORMAT_VERSION {
                 return Err(GdoError::Table(format!(
                     "{loc}: unsupported table format {} v{} (this gdo reads {FORMAT} v{FORMAT_VERSION})",

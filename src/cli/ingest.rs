@@ -61,8 +61,7 @@ pub async fn run(args: Args) -> Result<()> {
         println!("  {bucket}: {n} pairs");
     }
     if report.rejected > 0 {
-        let reasons: Vec<String> =
-            report.rejected_by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let reasons: Vec<String> = report.rejected_by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
         println!(
             "  rejected {} line(s): {} (see table pool_rejects: gdo sql --pool {} --query rejects)",
             report.rejected,

@@ -47,7 +47,11 @@ pub async fn run(args: Args) -> Result<()> {
     } else {
         String::new()
     };
-    let dups = if r.duplicate_qa_uids > 0 { format!(", {} duplicate qa_uid(s) (later row kept)", r.duplicate_qa_uids) } else { String::new() };
+    let dups = if r.duplicate_qa_uids > 0 {
+        format!(", {} duplicate qa_uid(s) (later row kept)", r.duplicate_qa_uids)
+    } else {
+        String::new()
+    };
     println!(
         "merged {} rows from {} input(s) into {} (k={}, mean distance {:.4}, SC fallback on {} rows{bad}{dups}) in {:.2}s",
         r.rows_written, r.num_inputs, r.out, r.cluster_k, r.kmeans_mean_dist, r.sc_fallback_rows, r.seconds

@@ -17,8 +17,8 @@ use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 
 use crate::error::{GdoError, Result};
-use crate::report::{EvalPoint, RunCurve, UNIFORM_RUN, compute_tables, plot_frontier, render_html, render_markdown};
 use crate::pool::{IngestOptions, IngestReport, ingest};
+use crate::report::{EvalPoint, RunCurve, UNIFORM_RUN, compute_tables, plot_frontier, render_html, render_markdown};
 use crate::session::{new_context, register_table};
 use crate::store::Location;
 use crate::table::TableWriter;
@@ -262,7 +262,10 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     let tokenizer = crate::train::tokenizer::TextTokenizer::build(all_texts.iter().map(String::as_str), 4000)?;
     let tokenizer_path = out.join("tokenizer.json");
     tokenizer.save(&tokenizer_path)?;
-    println!("      scorer slice {slice_pairs} pairs, selection pool {selection_pairs} pairs, vocabulary {}", tokenizer.vocab_size());
+    println!(
+        "      scorer slice {slice_pairs} pairs, selection pool {selection_pairs} pairs, vocabulary {}",
+        tokenizer.vocab_size()
+    );
 
     let base_cfg = |epochs: usize, checkpoint_every: u64| crate::train::TrainConfig {
         seed: opts.seed,
@@ -282,9 +285,15 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     fresh_dir(&scorer_dir)?;
     let ctx = new_context();
     register_table(&ctx, "slice", &path_str(&slice_dir)).await?;
-    let scorer =
-        crate::train::train(&ctx, ctx.table("slice").await?, &base_cfg(recipe.scorer_epochs, 1 << 40), &[], &path_str(&scorer_dir), false)
-            .await?;
+    let scorer = crate::train::train(
+        &ctx,
+        ctx.table("slice").await?,
+        &base_cfg(recipe.scorer_epochs, 1 << 40),
+        &[],
+        &path_str(&scorer_dir),
+        false,
+    )
+    .await?;
     println!("      {} steps, final train loss {:.3}", scorer.steps, scorer.final_train_loss);
 
     stage(4, N, "describe the selection pool (all six descriptors, proxy scorer)");
@@ -346,11 +355,17 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         let subset_size = input.clone().count().await?;
         let every = if name == UNIFORM_RUN { recipe.uni_checkpoint_every } else { recipe.goal_checkpoint_every };
         let summary =
-            crate::train::train(&ctx, input, &base_cfg(recipe.epochs, every), &evals, &path_str(&run_dir), false).await?;
+            crate::train::train(&ctx, input, &base_cfg(recipe.epochs, every), &evals, &path_str(&run_dir), false)
+                .await?;
         let points = summary
             .evals
             .iter()
-            .map(|e| EvalPoint { samples_seen: e.samples_seen, split: e.split.clone(), accuracy: e.accuracy, n: e.n as usize })
+            .map(|e| EvalPoint {
+                samples_seen: e.samples_seen,
+                split: e.split.clone(),
+                accuracy: e.accuracy,
+                n: e.n as usize,
+            })
             .collect();
         let seconds = t0.elapsed().as_secs_f64();
         println!(
@@ -451,11 +466,7 @@ fn intro_text(
         recipe.uni_checkpoint_every,
         recipe.eval_max_questions,
         recipe.eval_max_candidates,
-        if opts.quick {
-            " Quick variant (every third pair of the selection pool): numbers are noisy."
-        } else {
-            ""
-        },
+        if opts.quick { " Quick variant (every third pair of the selection pool): numbers are noisy." } else { "" },
     );
     for r in runs {
         s.push_str(&format!(

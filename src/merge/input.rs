@@ -235,10 +235,8 @@ pub fn parse_json_line(line: &[u8]) -> std::result::Result<DescriptorRow, BadRow
         Some(Value::Object(inner)) => inner,
         _ => &top,
     };
-    let qa_uid = text(&top, "qa_uid")
-        .or_else(|| text(&top, "id"))
-        .filter(|s| !s.is_empty())
-        .ok_or(BadRow::MissingQaUid)?;
+    let qa_uid =
+        text(&top, "qa_uid").or_else(|| text(&top, "id")).filter(|s| !s.is_empty()).ok_or(BadRow::MissingQaUid)?;
     let video_uid = text(&top, "video_uid").or_else(|| text(m, "video_uid")).unwrap_or_default();
     Ok(DescriptorRow {
         qa_uid,
@@ -353,17 +351,29 @@ pub static DESCRIPTOR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 /// Columns a descriptor table must have; the others of the contract are optional.
 const REQUIRED: [&str; 11] = [
-    "qa_uid", "loss_video", "loss_blind", "vds", "ppl", "amm", "frame_diversity", "tnc_score",
-    "self_consistency", "text_feat", "vis_feat",
+    "qa_uid",
+    "loss_video",
+    "loss_blind",
+    "vds",
+    "ppl",
+    "amm",
+    "frame_diversity",
+    "tnc_score",
+    "self_consistency",
+    "text_feat",
+    "vis_feat",
 ];
 
 /// Rows as a batch of the descriptor contract (bucket, counts and error left null);
 /// for tests and tools that produce descriptor tables.
 pub fn descriptor_batch(rows: &[DescriptorRow]) -> Result<RecordBatch> {
-    use datafusion::arrow::array::{ListBuilder, Float64Builder};
-    let f = |get: fn(&DescriptorRow) -> Option<f64>| -> ArrayRef { Arc::new(rows.iter().map(get).collect::<Float64Array>()) };
+    use datafusion::arrow::array::{Float64Builder, ListBuilder};
+    let f = |get: fn(&DescriptorRow) -> Option<f64>| -> ArrayRef {
+        Arc::new(rows.iter().map(get).collect::<Float64Array>())
+    };
     let list = |get: fn(&DescriptorRow) -> &[f64]| -> ArrayRef {
-        let mut b = ListBuilder::new(Float64Builder::new()).with_field(Arc::new(Field::new_list_field(DataType::Float64, true)));
+        let mut b = ListBuilder::new(Float64Builder::new())
+            .with_field(Arc::new(Field::new_list_field(DataType::Float64, true)));
         for r in rows {
             b.values().append_slice(get(r));
             b.append(true);
@@ -414,16 +424,20 @@ pub fn batch_to_rows(batch: &RecordBatch) -> datafusion::error::Result<RowChunk>
         None => None,
     };
     let video = video.as_ref().map(|v| v.as_string::<i32>());
-    let nums: Vec<ArrayRef> = ["loss_video", "loss_blind", "vds", "ppl", "amm", "frame_diversity", "tnc_score", "self_consistency"]
-        .iter()
-        .map(|n| column(batch, n, &DataType::Float64))
-        .collect::<datafusion::error::Result<_>>()?;
+    let nums: Vec<ArrayRef> =
+        ["loss_video", "loss_blind", "vds", "ppl", "amm", "frame_diversity", "tnc_score", "self_consistency"]
+            .iter()
+            .map(|n| column(batch, n, &DataType::Float64))
+            .collect::<datafusion::error::Result<_>>()?;
     let nums: Vec<&Float64Array> = nums.iter().map(|a| a.as_primitive::<Float64Type>()).collect();
     let text_feat = column(batch, "text_feat", &list_type)?;
     let vis_feat = column(batch, "vis_feat", &list_type)?;
     let (text_feat, vis_feat) = (text_feat.as_list::<i32>(), vis_feat.as_list::<i32>());
     let get = |a: &Float64Array, i: usize| if a.is_null(i) { None } else { finite(a.value(i)) };
-    fn feats<const N: usize>(l: &datafusion::arrow::array::ListArray, i: usize) -> std::result::Result<[f64; N], BadRow> {
+    fn feats<const N: usize>(
+        l: &datafusion::arrow::array::ListArray,
+        i: usize,
+    ) -> std::result::Result<[f64; N], BadRow> {
         let mut out = [0.0; N];
         if l.is_null(i) {
             return Ok(out);
@@ -516,11 +530,8 @@ pub async fn resolve_inputs(paths: &[String]) -> Result<Vec<Input>> {
             continue;
         }
         let listing = loc.store.list_with_delimiter(Some(&loc.path)).await?;
-        let mut names: Vec<String> = listing
-            .objects
-            .iter()
-            .filter_map(|o| o.location.filename().map(str::to_owned))
-            .collect();
+        let mut names: Vec<String> =
+            listing.objects.iter().filter_map(|o| o.location.filename().map(str::to_owned)).collect();
         names.sort();
         let has_data_dir = listing.common_prefixes.iter().any(|c| c.filename() == Some(crate::table::DATA_DIR));
         if names.iter().any(|n| n.ends_with(".parquet")) || has_data_dir {

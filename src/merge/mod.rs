@@ -191,7 +191,10 @@ struct Fit {
 
 impl Fit {
     fn new(opts: &MergeOptions) -> Self {
-        Self { stats: StatsAccumulator::new(opts.seed), kmeans: MiniBatchKMeans::new(opts.cluster_k, opts.batch_size, opts.seed) }
+        Self {
+            stats: StatsAccumulator::new(opts.seed),
+            kmeans: MiniBatchKMeans::new(opts.cluster_k, opts.batch_size, opts.seed),
+        }
     }
 
     fn push(&mut self, row: &DescriptorRow) {
@@ -213,7 +216,8 @@ fn spinner(enabled: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} merge {msg} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{spinner} merge {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar
 }

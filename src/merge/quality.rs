@@ -88,7 +88,8 @@ mod tests {
     #[test]
     fn score_at_the_centre() {
         // Every z is 0: 0.28*0.5 + 0.18*sc + 0.14 + 0.12 + 0.12*tnc + 0.10*rep + 0.06*(1-rep).
-        let d = QualityInputs { vds: 1.0, frame_diversity: 1.0, ppl: 1.0, amm: 1.0, tnc_score: 1.0, self_consistency: 0.5 };
+        let d =
+            QualityInputs { vds: 1.0, frame_diversity: 1.0, ppl: 1.0, amm: 1.0, tnc_score: 1.0, self_consistency: 0.5 };
         let q = quality_score(&stats(), &d, 1.0);
         assert!((q - (0.14 + 0.09 + 0.14 + 0.12 + 0.12 + 0.10)).abs() < 1e-15, "{q}");
         let q0 = quality_score(&stats(), &d, 0.0);

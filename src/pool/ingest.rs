@@ -15,8 +15,8 @@ use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::record_batch::RecordBatch;
 use flate2::read::MultiGzDecoder;
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use object_store::ObjectStoreExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -109,12 +109,7 @@ pub struct IngestReport {
 }
 
 fn reasons_map(counts: &[u64; RejectReason::ALL.len()]) -> BTreeMap<String, u64> {
-    RejectReason::ALL
-        .iter()
-        .zip(counts)
-        .filter(|(_, n)| **n > 0)
-        .map(|(r, n)| (r.as_str().to_owned(), *n))
-        .collect()
+    RejectReason::ALL.iter().zip(counts).filter(|(_, n)| **n > 0).map(|(r, n)| (r.as_str().to_owned(), *n)).collect()
 }
 
 fn add_counts(total: &mut ChunkCounts, c: &ChunkCounts) {
@@ -144,9 +139,7 @@ impl Sink {
         let n = parsed.pairs.num_rows();
         if n > 0 {
             self.observe(&parsed.pairs);
-            let index: ArrayRef = Arc::new(Int64Array::from_iter_values(
-                self.next_index..self.next_index + n as i64,
-            ));
+            let index: ArrayRef = Arc::new(Int64Array::from_iter_values(self.next_index..self.next_index + n as i64));
             self.next_index += n as i64;
             let mut columns = vec![index];
             columns.extend(parsed.pairs.columns().iter().cloned());
@@ -361,11 +354,9 @@ fn progress_bar(total: u64, enabled: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} ingest [{bar:30}] {binary_bytes}/{binary_total_bytes} {msg} ({eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} ingest [{bar:30}] {binary_bytes}/{binary_total_bytes} {msg} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     bar
 }
@@ -384,7 +375,8 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
     }
     // Resolve every input first: a missing file is an error before anything is written.
     let mut inputs = Vec::new();
-    let named = opts.onevision.iter().map(|f| (Layout::Onevision, f)).chain(opts.video.iter().map(|f| (Layout::Video, f)));
+    let named =
+        opts.onevision.iter().map(|f| (Layout::Onevision, f)).chain(opts.video.iter().map(|f| (Layout::Video, f)));
     for (layout, name) in named {
         let loc = Location::parse(name)?;
         let bytes = loc.size().await.map_err(|e| match e {
@@ -436,9 +428,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
                 sink.push(&mut table, parsed).await?;
                 bar.set_message(format!("{} pairs", sink.next_index));
             }
-            reader
-                .await
-                .map_err(|e| GdoError::Table(format!("{name}: reader failed: {e}")))??;
+            reader.await.map_err(|e| GdoError::Table(format!("{name}: reader failed: {e}")))??;
             add_counts(&mut total, &file_counts);
             reports.push(InputReport {
                 file: name.clone(),
@@ -467,11 +457,8 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
     let considered = total.lines - total.blank;
     let ratio = if considered == 0 { 0.0 } else { rejected as f64 / considered as f64 };
     if ratio > opts.max_reject_ratio {
-        let reasons = reasons_map(&total.rejected)
-            .iter()
-            .map(|(r, n)| format!("{r} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let reasons =
+            reasons_map(&total.rejected).iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ");
         let _ = table.abort().await;
         return Err(GdoError::TooManyRejects {
             rejected,
@@ -551,7 +538,9 @@ mod tests {
         }
         for input in [body.clone(), [&body[..], b"last line without terminator"].concat(), Vec::new()] {
             let expected_lines: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
-            for (step, chunk_bytes, chunk_lines) in [(7, 64, 3), (1 << 20, 64, 1000), (13, 4096, 5), (4096, 1 << 20, 8192)] {
+            for (step, chunk_bytes, chunk_lines) in
+                [(7, 64, 3), (1 << 20, 64, 1000), (13, 4096, 5), (4096, 1 << 20, 8192)]
+            {
                 let chunks = cut_all(&input, step, chunk_bytes, chunk_lines);
                 let mut lines: Vec<&[u8]> = Vec::new();
                 for (data, ends) in &chunks {

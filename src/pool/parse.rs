@@ -12,8 +12,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 use gdo_udfs::method::{self, Strata};
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use sha1::{Digest, Sha1};
 use url::Url;
 
@@ -63,14 +63,8 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
-        Self::InvalidUtf8,
-        Self::InvalidJson,
-        Self::NotObject,
-        Self::NoImages,
-        Self::BadFieldType,
-        Self::NoQaPair,
-    ];
+    pub const ALL: [RejectReason; 6] =
+        [Self::InvalidUtf8, Self::InvalidJson, Self::NotObject, Self::NoImages, Self::BadFieldType, Self::NoQaPair];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -331,10 +325,7 @@ fn classify(line: &str) -> SlowPath {
                     match t.get(key) {
                         None | Some(Value::Null | Value::String(_)) => {}
                         Some(v) => {
-                            return bad(format!(
-                                "messages[{i}].{key} is {}, expected a string",
-                                type_name(v)
-                            ));
+                            return bad(format!("messages[{i}].{key} is {}, expected a string", type_name(v)));
                         }
                     }
                 }
@@ -470,8 +461,7 @@ impl PoolColumns {
             Arc::new(self.source_file.finish()),
             Arc::new(self.source_line.finish()),
         ];
-        RecordBatch::try_new(Arc::clone(&POOL_SCHEMA_UNINDEXED), columns)
-            .expect("pool columns match the pool schema")
+        RecordBatch::try_new(Arc::clone(&POOL_SCHEMA_UNINDEXED), columns).expect("pool columns match the pool schema")
     }
 }
 
@@ -515,8 +505,7 @@ impl RejectColumns {
             Arc::new(self.detail.finish()),
             Arc::new(self.raw_prefix.finish()),
         ];
-        RecordBatch::try_new(Arc::clone(&REJECTS_SCHEMA), columns)
-            .expect("reject columns match the rejects schema")
+        RecordBatch::try_new(Arc::clone(&REJECTS_SCHEMA), columns).expect("reject columns match the rejects schema")
     }
 }
 
@@ -568,11 +557,8 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
         }
         let retried;
         // serde would also read a struct from a JSON list; only objects take the fast path.
-        let typed = if text.trim_start().starts_with('{') {
-            serde_json::from_str::<RawRow<'_>>(text).ok()
-        } else {
-            None
-        };
+        let typed =
+            if text.trim_start().starts_with('{') { serde_json::from_str::<RawRow<'_>>(text).ok() } else { None };
         let row: RawRow<'_> = match typed {
             Some(row) => row,
             None => match classify(text) {
@@ -627,11 +613,8 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
             if s.is_empty() { ctx.layout.default_source().to_owned() } else { s }
         };
         let group = method::source_group(&data_source);
-        let kept: Vec<usize> = if is_video {
-            method::uniform_indices(images.len(), ctx.target_frames)
-        } else {
-            vec![0]
-        };
+        let kept: Vec<usize> =
+            if is_video { method::uniform_indices(images.len(), ctx.target_frames) } else { vec![0] };
         resolved.clear();
         for &k in &kept {
             resolve_frame(&ctx.media_base, &images[k].0, &mut frame_buf);
@@ -681,11 +664,8 @@ pub fn text_hash(question: &str, answer: &str) -> String {
 }
 
 fn text_hash_into(question: &str, answer: &str, hex: &mut [u8; 40]) {
-    let digest = Sha1::new()
-        .chain_update(question.as_bytes())
-        .chain_update(b"|||")
-        .chain_update(answer.as_bytes())
-        .finalize();
+    let digest =
+        Sha1::new().chain_update(question.as_bytes()).chain_update(b"|||").chain_update(answer.as_bytes()).finalize();
     hex::encode_to_slice(digest, hex).expect("40 hex digits fit");
 }
 
@@ -757,11 +737,13 @@ mod tests {
         assert_eq!(col(&p.pairs, "video_uid"), vec!["video-2"]);
         assert_eq!(col(&p.pairs, "temporal_category"), vec!["Temporal"]);
         assert_eq!(col(&p.pairs, "source_group"), vec!["0_30_s_academic"]);
-        assert_eq!(
-            col(&p.pairs, "stratum"),
-            vec!["short_video|medium|Temporal|Open|q_tiny|a_tiny|0_30_s_academic"]
-        );
-        let n = p.pairs.column_by_name("n_frames").unwrap().as_primitive::<datafusion::arrow::datatypes::Int32Type>().value(0);
+        assert_eq!(col(&p.pairs, "stratum"), vec!["short_video|medium|Temporal|Open|q_tiny|a_tiny|0_30_s_academic"]);
+        let n = p
+            .pairs
+            .column_by_name("n_frames")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+            .value(0);
         assert_eq!(n, 32);
     }
 
@@ -805,7 +787,8 @@ mod tests {
         let details = col(&p.rejects, "detail");
         assert!(details[5].contains("messages is a string"), "{}", details[5]);
         assert!(details[6].contains("messages[0].content is a number"), "{}", details[6]);
-        let lines_col = p.rejects.column_by_name("source_line").unwrap().as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let lines_col =
+            p.rejects.column_by_name("source_line").unwrap().as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         assert_eq!(lines_col.value(9), 11);
         assert_eq!(p.counts.rejected.iter().sum::<u64>(), 10);
         assert_eq!(p.counts.rows, 1);

@@ -68,7 +68,8 @@ impl RunCurve {
                     .filter_map(|sp| self.points.iter().find(|p| p.samples_seen == s && &p.split == sp))
                     .map(|p| p.accuracy)
                     .collect();
-                (accs.len() == splits.len() && !accs.is_empty()).then(|| (s, accs.iter().sum::<f64>() / accs.len() as f64))
+                (accs.len() == splits.len() && !accs.is_empty())
+                    .then(|| (s, accs.iter().sum::<f64>() / accs.len() as f64))
             })
             .collect()
     }

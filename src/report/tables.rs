@@ -164,9 +164,17 @@ impl ComparisonTables {
     }
 
     fn table1_header() -> Vec<String> {
-        ["benchmark", "Uni-10x acc %", "best goal acc %", "delta (pts)", "goal samples to match", "Uni-10x samples", "reduction"]
-            .map(String::from)
-            .to_vec()
+        [
+            "benchmark",
+            "Uni-10x acc %",
+            "best goal acc %",
+            "delta (pts)",
+            "goal samples to match",
+            "Uni-10x samples",
+            "reduction",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     fn table2_header(&self) -> Vec<String> {

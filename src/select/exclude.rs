@@ -125,7 +125,8 @@ pub async fn apply_exclusions(ctx: &SessionContext, paths: &[String], mode: Excl
         for i in 0..b.num_rows() {
             let (question, answer) = (str_at(&q, i), str_at(&a, i));
             let by_q = mode != ExcludeMode::Qa && q_hashes.contains(&sha1_hex(&[question]));
-            let by_qa = !by_q && mode != ExcludeMode::Question && qa_hashes.contains(&sha1_hex(&[question, "\t", answer]));
+            let by_qa =
+                !by_q && mode != ExcludeMode::Question && qa_hashes.contains(&sha1_hex(&[question, "\t", answer]));
             if by_q || by_qa {
                 *by.entry(if by_q { "question" } else { "qa" }.to_string()).or_insert(0) += 1;
                 excluded.push(str_at(&u, i).to_string());

@@ -483,14 +483,17 @@ struct ReservoirItem {
 
 impl ReservoirItem {
     fn set(&mut self, pair: &super::goal_select::PairRef<'_>) {
-        for (dst, src) in
-            [(&mut self.qa_uid, pair.qa_uid), (&mut self.video_uid, pair.video_uid), (&mut self.text_hash, pair.text_hash)]
-        {
+        for (dst, src) in [
+            (&mut self.qa_uid, pair.qa_uid),
+            (&mut self.video_uid, pair.video_uid),
+            (&mut self.text_hash, pair.text_hash),
+        ] {
             dst.clear();
             dst.push_str(src);
         }
         self.stratum = pair.stratum;
-        self.bits = [pair.score.to_bits(), pair.base_score.to_bits(), pair.vds3.to_bits(), pair.metric_quality.to_bits()];
+        self.bits =
+            [pair.score.to_bits(), pair.base_score.to_bits(), pair.vds3.to_bits(), pair.metric_quality.to_bits()];
     }
 }
 
@@ -506,9 +509,7 @@ impl Reservoir {
         let prio = pair_random(seed, RESERVOIR, pair.qa_uid);
         let slot = if self.heap.len() >= self.size {
             match self.heap.peek() {
-                Some(&(p, i, _)) if (prio, pair.pool_index) < (p, i) => {
-                    self.heap.pop().map_or(0, |(_, _, slot)| slot)
-                }
+                Some(&(p, i, _)) if (prio, pair.pool_index) < (p, i) => self.heap.pop().map_or(0, |(_, _, slot)| slot),
                 _ => return,
             }
         } else {
@@ -555,12 +556,7 @@ struct Taken<'p> {
 
 impl<'p> Taken<'p> {
     fn new(max_per_video: u64) -> Self {
-        Taken {
-            uids: Default::default(),
-            hashes: Default::default(),
-            per_video: Default::default(),
-            max_per_video,
-        }
+        Taken { uids: Default::default(), hashes: Default::default(), per_video: Default::default(), max_per_video }
     }
     fn allows(&self, p: &Pair, check_hash: bool, check_video: bool) -> bool {
         if self.uids.contains(p.qa_uid.as_str()) {

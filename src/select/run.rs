@@ -13,26 +13,26 @@ use std::time::Instant;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int8Array, RecordBatch};
 use datafusion::arrow::compute::{concat_batches, interleave};
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Int8Type, Schema};
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::arrow::arrow_writer::compute_leaves;
-use rayon::prelude::*;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema};
 use datafusion::common::{Column, JoinType};
 use datafusion::logical_expr::Expr;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_writer::compute_leaves;
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{SetExpr, Statement as SqlStatement};
 use futures::{StreamExt, TryStreamExt};
+use rayon::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::common::{i64_at, i64s, str_at, strings};
+use super::exclude::{ExcludeMode, ExclusionReport, apply_exclusions};
 use super::goal::{Pair, Profile, js_to_profile, uni_draw};
 use super::goal_select::GoalSelectExec;
+use super::metrics::{MetricsReport, load_metrics};
 use super::sft_jsonl::write_sft_jsonl;
 use super::uni_sample::draw_batch;
-use super::exclude::{ExcludeMode, ExclusionReport, apply_exclusions};
-use super::metrics::{MetricsReport, load_metrics};
 use crate::error::{GdoError, Result};
 use crate::memory::{peak_rss_mib, release_free_heap, rss_mib};
 use crate::session::{create_score_views_keeping, new_context, register_table};
@@ -227,7 +227,8 @@ fn parquet_bytes(batch: RecordBatch) -> Result<Vec<u8>> {
     let schema = batch.schema();
     let props = crate::table::writer_properties();
     let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
-    let (mut file, factory) = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))?.into_serialized_writer()?;
+    let (mut file, factory) =
+        ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))?.into_serialized_writer()?;
     for (index, offset) in (0..batch.num_rows()).step_by(group_rows).enumerate() {
         let group = batch.slice(offset, group_rows.min(batch.num_rows() - offset));
         let mut leaves = Vec::new();
@@ -338,7 +339,12 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     let ScoredSession { ctx, total, metrics, exclusion } =
         open_scored_session(&job.pool, &job.metrics, &job.settings, &job.exclude, job.exclude_mode, job.goals.len())
             .await?;
-    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), "session, metrics and scoring views ready");
+    tracing::info!(
+        secs = started.elapsed().as_secs_f64(),
+        peak_mib = peak_rss_mib(),
+        rss_mib = rss_mib(),
+        "session, metrics and scoring views ready"
+    );
     if total == 0 {
         return Err(GdoError::Usage(format!("{}: the pool is empty; nothing to select", job.pool)));
     }
@@ -346,9 +352,19 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         count_sql(&ctx, "SELECT count(*) FROM metrics m LEFT ANTI JOIN pool p ON p.qa_uid = m.qa_uid").await?;
     let covered =
         count_sql(&ctx, "SELECT count(*) FROM pool p LEFT SEMI JOIN metrics m ON p.qa_uid = m.qa_uid").await?;
-    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), "metric coverage counted");
+    tracing::info!(
+        secs = started.elapsed().as_secs_f64(),
+        peak_mib = peak_rss_mib(),
+        rss_mib = rss_mib(),
+        "metric coverage counted"
+    );
     let prof = profile(&ctx).await?;
-    tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), "pool profile read");
+    tracing::info!(
+        secs = started.elapsed().as_secs_f64(),
+        peak_mib = peak_rss_mib(),
+        rss_mib = rss_mib(),
+        "pool profile read"
+    );
     let out_root = Location::parse(&job.out)?;
     // Each goal spends most of its time in one serial pass (goal_select's scan), so
     // goals run side by side, as many at once as the session has partitions (cores).

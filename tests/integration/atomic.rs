@@ -12,9 +12,18 @@ fn manifest_sums(dir: &Path) -> Vec<String> {
 fn write_inputs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let ov = dir.join("ov.jsonl");
     let video = dir.join("video.jsonl");
-    let img: Vec<String> = (0..3000).map(|i| image_row(&format!("i{i}"), &format!("What is shown in picture {i}?"), "a shape")).collect();
+    let img: Vec<String> =
+        (0..3000).map(|i| image_row(&format!("i{i}"), &format!("What is shown in picture {i}?"), "a shape")).collect();
     let vid: Vec<String> = (0..3000)
-        .map(|i| video_row(&format!("v{i}"), &format!("clip{}", i / 4), &format!("What happens after step {i}?"), "it moves", 5 + i % 50))
+        .map(|i| {
+            video_row(
+                &format!("v{i}"),
+                &format!("clip{}", i / 4),
+                &format!("What happens after step {i}?"),
+                "it moves",
+                5 + i % 50,
+            )
+        })
         .collect();
     write_lines(&ov, &img.iter().map(String::as_str).collect::<Vec<_>>());
     write_lines(&video, &vid.iter().map(String::as_str).collect::<Vec<_>>());

@@ -15,13 +15,13 @@ fn every_bad_line_is_counted_and_kept_in_the_rejects_table() {
     let good2 = image_row("img2", "How many circles are there?", "three");
     let lines = [
         good1.as_str(),
-        r#"{"id": "broken", "images": ["#,                                   // invalid_json
-        "",                                                                 // blank
-        r#"["not", "an", "object"]"#,                                       // not_object
+        r#"{"id": "broken", "images": ["#, // invalid_json
+        "",                                // blank
+        r#"["not", "an", "object"]"#,      // not_object
         r#"{"id":"e","images":[],"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}"#, // no_images
         r#"{"id":"m","messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}"#, // no_images
-        r#"{"id":"t","images":["a.jpg"],"messages":"oops"}"#,               // bad_field_type
-        r#"{"id":"n","images":["a.jpg"],"messages":[{"role":"user","content":"only a question"}]}"#, // no_qa_pair
+        r#"{"id":"t","images":["a.jpg"],"messages":"oops"}"#,                                          // bad_field_type
+        r#"{"id":"n","images":["a.jpg"],"messages":[{"role":"user","content":"only a question"}]}"#,   // no_qa_pair
         good2.as_str(),
     ];
     write_lines(&ov, &lines);
@@ -34,7 +34,8 @@ fn every_bad_line_is_counted_and_kept_in_the_rejects_table() {
     assert!(stdout.contains("ingested 2 pairs"), "{stdout}");
     assert!(stdout.contains("rejected 7 line(s)"), "{stdout}");
 
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("ingest_report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("ingest_report.json")).unwrap()).unwrap();
     let by_reason = &report["rejected_by_reason"];
     assert_eq!(by_reason["invalid_json"], 1);
     assert_eq!(by_reason["not_object"], 1);
@@ -49,13 +50,19 @@ fn every_bad_line_is_counted_and_kept_in_the_rejects_table() {
     let rejects = rt.block_on(async {
         let ctx = gdo::session::new_context();
         gdo::session::register_table(&ctx, "pool", &out.display().to_string()).await.unwrap();
-        let r = gdo::sql::run_statements(&ctx, "SELECT source_line, reason, raw_prefix FROM pool_rejects ORDER BY source_line").await.unwrap();
+        let r = gdo::sql::run_statements(
+            &ctx,
+            "SELECT source_line, reason, raw_prefix FROM pool_rejects ORDER BY source_line",
+        )
+        .await
+        .unwrap();
         r.into_iter().last().unwrap().batches
     });
     let mut seen = Vec::new();
     for b in &rejects {
         let line = b.column(0).as_primitive::<Int64Type>();
-        let reason = datafusion::arrow::compute::cast(b.column(1), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
+        let reason =
+            datafusion::arrow::compute::cast(b.column(1), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
         for i in 0..b.num_rows() {
             seen.push((line.value(i), reason.as_string::<i32>().value(i).to_owned()));
         }
@@ -97,13 +104,7 @@ fn too_many_rejects_is_an_error_and_writes_nothing() {
 fn missing_input_is_one_line_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.jsonl");
-    let o = gdo()
-        .args(["ingest", "--video"])
-        .arg(&missing)
-        .arg("--out")
-        .arg(dir.path().join("pool"))
-        .output()
-        .unwrap();
+    let o = gdo().args(["ingest", "--video"]).arg(&missing).arg("--out").arg(dir.path().join("pool")).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");

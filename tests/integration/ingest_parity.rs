@@ -28,7 +28,8 @@ fn reference_report(preset: &str) -> Value {
 fn pairs(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<(String, i64)> {
     let mut out = Vec::new();
     for b in batches {
-        let keys = datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
+        let keys =
+            datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
         let keys = keys.as_string::<i32>();
         let counts = b.column(1).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
@@ -51,10 +52,11 @@ async fn reference_pool_pairs_rejects_and_strata() {
 
     let reference = reference_report("minloss");
     let counts = reference["stratum_counts"].as_object().unwrap();
-    let want_strata: Vec<(String, i64)> = keys_in_file_order("minloss", "stratum_counts", counts.keys().cloned().collect())
-        .into_iter()
-        .map(|k| (k.clone(), counts[&k].as_i64().unwrap()))
-        .collect();
+    let want_strata: Vec<(String, i64)> =
+        keys_in_file_order("minloss", "stratum_counts", counts.keys().cloned().collect())
+            .into_iter()
+            .map(|k| (k.clone(), counts[&k].as_i64().unwrap()))
+            .collect();
     assert_eq!(reference["num_strata"].as_u64().unwrap() as usize, want_strata.len());
 
     // The shipped audit query, in first-seen order (the reference's dict order).
@@ -80,7 +82,8 @@ async fn reference_pool_pairs_rejects_and_strata() {
         assert_eq!(reference_report(preset)["stratum_counts"], reference["stratum_counts"], "{preset}");
     }
 
-    let buckets = pairs(&query(&pool, "SELECT bucket, count(*) FROM pool GROUP BY bucket ORDER BY min(pool_index)").await);
+    let buckets =
+        pairs(&query(&pool, "SELECT bucket, count(*) FROM pool GROUP BY bucket ORDER BY min(pool_index)").await);
     let obj = reference["full_bucket_counts"].as_object().unwrap();
     let want: Vec<(String, i64)> = keys_in_file_order("minloss", "full_bucket_counts", obj.keys().cloned().collect())
         .into_iter()
@@ -88,7 +91,9 @@ async fn reference_pool_pairs_rejects_and_strata() {
         .collect();
     assert_eq!(buckets, want, "bucket counts");
 
-    let sources = pairs(&query(&pool, "SELECT data_source, count(*) FROM pool GROUP BY data_source ORDER BY min(pool_index)").await);
+    let sources = pairs(
+        &query(&pool, "SELECT data_source, count(*) FROM pool GROUP BY data_source ORDER BY min(pool_index)").await,
+    );
     let obj = reference["source_counts"].as_object().unwrap();
     let want: Vec<(String, i64)> = keys_in_file_order("minloss", "source_counts", obj.keys().cloned().collect())
         .into_iter()
@@ -100,10 +105,11 @@ async fn reference_pool_pairs_rejects_and_strata() {
         &query(&pool, "SELECT temporal_category, count(*) FROM pool WHERE bucket = 'short_video' GROUP BY 1 ORDER BY min(pool_index)").await,
     );
     let obj = reference["full_video_temporal_counts"].as_object().unwrap();
-    let want: Vec<(String, i64)> = keys_in_file_order("minloss", "full_video_temporal_counts", obj.keys().cloned().collect())
-        .into_iter()
-        .map(|k| (k.clone(), obj[&k].as_i64().unwrap()))
-        .collect();
+    let want: Vec<(String, i64)> =
+        keys_in_file_order("minloss", "full_video_temporal_counts", obj.keys().cloned().collect())
+            .into_iter()
+            .map(|k| (k.clone(), obj[&k].as_i64().unwrap()))
+            .collect();
     assert_eq!(temporal, want, "temporal categories among video pairs");
 }
 
@@ -113,10 +119,19 @@ async fn reference_pool_profile_shares_match() {
     let pool = dir.path().join("pool");
     ingest_reference_pool(&pool).await;
     let profile: Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("gdo-reference/temp_plus/profile.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(fixtures().join("gdo-reference/temp_plus/profile.json")).unwrap())
+            .unwrap();
     let fields = profile.get("fields").unwrap_or(&profile);
     let mut checked = 0;
-    for field in ["bucket", "duration_bucket", "temporal_category", "question_form", "q_len_bucket", "a_len_bucket", "source_group"] {
+    for field in [
+        "bucket",
+        "duration_bucket",
+        "temporal_category",
+        "question_form",
+        "q_len_bucket",
+        "a_len_bucket",
+        "source_group",
+    ] {
         let Some(want) = fields.get(field).and_then(Value::as_object) else {
             panic!("profile.json has no field {field}: {}", &profile.to_string()[..200.min(profile.to_string().len())]);
         };
@@ -190,7 +205,9 @@ async fn same_input_same_bytes() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     ingest_reference_pool(&a).await;
     ingest_reference_pool(&b).await;
-    let read = |p: &std::path::Path| -> Value { serde_json::from_slice(&std::fs::read(p.join("_gdo_table.json")).unwrap()).unwrap() };
+    let read = |p: &std::path::Path| -> Value {
+        serde_json::from_slice(&std::fs::read(p.join("_gdo_table.json")).unwrap()).unwrap()
+    };
     let sums = |m: &Value| -> Vec<String> {
         m["files"].as_array().unwrap().iter().map(|f| f["sha256"].as_str().unwrap().to_owned()).collect()
     };

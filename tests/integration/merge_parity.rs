@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use gdo::merge::{DescriptorRow, DescriptorStream, MergeOptions, MergeReport, StatsAccumulator, merge, resolve_inputs, score_row};
+use gdo::merge::{
+    DescriptorRow, DescriptorStream, MergeOptions, MergeReport, StatsAccumulator, merge, resolve_inputs, score_row,
+};
 use serde_json::Value;
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -93,7 +95,9 @@ async fn robust_stats_sc_fallback_and_quality_match_the_reference() {
     }
     // About 30% of the fixture's rows have SC = -1: the fallback is exercised.
     assert!(fallbacks > 800, "{fallbacks}");
-    println!("quality_score: max abs error {max_q:e}; SC after fallback: max abs error {max_sc:e} ({fallbacks} fallbacks)");
+    println!(
+        "quality_score: max abs error {max_q:e}; SC after fallback: max abs error {max_sc:e} ({fallbacks} fallbacks)"
+    );
 }
 
 async fn run_merge(descriptors: &Path, out: &Path, seed: u64) -> MergeReport {
@@ -155,7 +159,9 @@ async fn parquet_descriptors_merge_like_the_jsonl_shards() {
     // The descriptor contract, as `gdo describe` writes it, in a plain Parquet file.
     let batch = gdo::merge::input::descriptor_batch(&rows).unwrap();
     let file = dir.path().join("descriptors.parquet");
-    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&file).unwrap(), batch.schema(), None).unwrap();
+    let mut w =
+        datafusion::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&file).unwrap(), batch.schema(), None)
+            .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     let (from_parquet, from_jsonl) = (dir.path().join("p"), dir.path().join("j"));
@@ -168,13 +174,16 @@ async fn parquet_descriptors_merge_like_the_jsonl_shards() {
 fn cli_end_to_end_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("merged");
-    let o = run_ok(gdo().arg("merge").arg("--descriptors").arg(reference()).arg("--out").arg(&out).args(["--cluster-k", "64"]));
+    let o = run_ok(
+        gdo().arg("merge").arg("--descriptors").arg(reference()).arg("--out").arg(&out).args(["--cluster-k", "64"]),
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.starts_with("merged 3000 rows from 2 input(s)") && stdout.contains("k=64"), "{stdout}");
     let report: Value = serde_json::from_slice(&std::fs::read(out.join("merge_report.json")).unwrap()).unwrap();
     assert_eq!(report["rows_written"], 3000);
     let o = run_ok(
-        gdo().args(["sql", "--format", "csv", "--table"])
+        gdo()
+            .args(["sql", "--format", "csv", "--table"])
             .arg(format!("m={}", out.display()))
             .arg("SELECT count(*) AS n, min(quality_score) > 0 AS pos, max(quality_score) < 1 AS lt1 FROM m"),
     );
@@ -182,7 +191,8 @@ fn cli_end_to_end_and_bad_input() {
 
     // A missing file: one clear line naming it, nothing written.
     let missing = dir.path().join("nope.jsonl.gz");
-    let o = gdo().arg("merge").arg("--descriptors").arg(&missing).arg("--out").arg(dir.path().join("x")).output().unwrap();
+    let o =
+        gdo().arg("merge").arg("--descriptors").arg(&missing).arg("--out").arg(dir.path().join("x")).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.starts_with("error: not found") && err.contains("nope.jsonl.gz"), "{err}");
@@ -190,7 +200,8 @@ fn cli_end_to_end_and_bad_input() {
     // A folder without descriptors.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let o = gdo().arg("merge").arg("--descriptors").arg(&empty).arg("--out").arg(dir.path().join("x")).output().unwrap();
+    let o =
+        gdo().arg("merge").arg("--descriptors").arg(&empty).arg("--out").arg(dir.path().join("x")).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("no JSONL shards"), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Garbage, a row without qa_uid, a blank line and a duplicate: counted, not fatal;
@@ -209,21 +220,38 @@ fn cli_end_to_end_and_bad_input() {
     let input = dir.path().join("sixd_metrics_rank0000.jsonl");
     std::fs::write(&input, lines.join("\n")).unwrap();
     let out = dir.path().join("bad");
-    let o = run_ok(gdo().arg("merge").arg("--descriptors").arg(dir.path().join("sixd_metrics_rank0000.jsonl")).arg("--out").arg(&out).args(["--cluster-k", "4"]));
+    let o = run_ok(
+        gdo()
+            .arg("merge")
+            .arg("--descriptors")
+            .arg(dir.path().join("sixd_metrics_rank0000.jsonl"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--cluster-k", "4"]),
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("2 bad row(s) skipped (invalid_json 1, missing_qa_uid 1)") && stdout.contains("1 duplicate qa_uid"), "{stdout}");
+    assert!(
+        stdout.contains("2 bad row(s) skipped (invalid_json 1, missing_qa_uid 1)")
+            && stdout.contains("1 duplicate qa_uid"),
+        "{stdout}"
+    );
     let report: Value = serde_json::from_slice(&std::fs::read(out.join("merge_report.json")).unwrap()).unwrap();
     assert_eq!((report["rows_scanned"].as_u64(), report["rows_written"].as_u64()), (Some(23), Some(20)));
-    assert_eq!((report["duplicate_qa_uids"].as_u64(), report["blank_lines"].as_u64(), report["passes"].as_u64()), (Some(1), Some(1), Some(3)));
+    assert_eq!(
+        (report["duplicate_qa_uids"].as_u64(), report["blank_lines"].as_u64(), report["passes"].as_u64()),
+        (Some(1), Some(1), Some(3))
+    );
     let o = run_ok(
-        gdo().args(["sql", "--format", "csv", "--table"])
+        gdo()
+            .args(["sql", "--format", "csv", "--table"])
             .arg(format!("m={}", out.display()))
             .arg("SELECT vds FROM m WHERE qa_uid = 'ov::row0::t0'"),
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "vds\n9.5\n");
     // Nothing but garbage is an error, not an empty table.
     std::fs::write(&input, "{garbage\n[1]\n").unwrap();
-    let o = gdo().arg("merge").arg("--descriptors").arg(&input).arg("--out").arg(dir.path().join("y")).output().unwrap();
+    let o =
+        gdo().arg("merge").arg("--descriptors").arg(&input).arg("--out").arg(dir.path().join("y")).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no valid descriptor rows") && err.contains("invalid_json 1, not_an_object 1"), "{err}");

@@ -31,7 +31,8 @@ print(json.dumps({"rows": t.num_rows, "schema": [[f.name, str(f.type)] for f in 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got["rows"], 18_358);
-    let names: Vec<String> = got["schema"].as_array().unwrap().iter().map(|f| f[0].as_str().unwrap().to_owned()).collect();
+    let names: Vec<String> =
+        got["schema"].as_array().unwrap().iter().map(|f| f[0].as_str().unwrap().to_owned()).collect();
     let ours: Vec<String> = gdo::pool::POOL_SCHEMA.fields().iter().map(|f| f.name().clone()).collect();
     assert_eq!(names, ours);
     let types: Vec<&str> = got["schema"].as_array().unwrap().iter().map(|f| f[1].as_str().unwrap()).collect();
@@ -39,7 +40,8 @@ print(json.dumps({"rows": t.num_rows, "schema": [[f.name, str(f.type)] for f in 
     assert_eq!(types[1], "string");
     assert!(types[7].starts_with("list<"), "{}", types[7]);
     let batches = query(&pool, "SELECT qa_uid FROM pool ORDER BY pool_index LIMIT 1").await;
-    let first = datafusion::arrow::compute::cast(batches[0].column(0), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
+    let first =
+        datafusion::arrow::compute::cast(batches[0].column(0), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
     use datafusion::arrow::array::AsArray;
     assert_eq!(got["first"].as_str().unwrap(), first.as_string::<i32>().value(0));
     assert!(got["last"].as_str().unwrap().starts_with("vv::"));

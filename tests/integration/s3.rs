@@ -5,8 +5,8 @@ use std::process::Command;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::aws::AmazonS3Builder;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::common::{gdo, image_row, run_ok, video_row};
 
@@ -83,15 +83,25 @@ async fn upload(store: &impl ObjectStore, key: &str, body: String) {
 async fn ingest_from_and_query_a_bucket() {
     let server = S3Server::start();
     let store = server.store();
-    let img: Vec<String> = (0..50).map(|i| image_row(&format!("i{i}"), &format!("What is item {i}?"), "a box")).collect();
-    let vid: Vec<String> =
-        (0..30).map(|i| video_row(&format!("v{i}"), "clip7", &format!("What happens after event {i}?"), "it falls", 40)).collect();
+    let img: Vec<String> =
+        (0..50).map(|i| image_row(&format!("i{i}"), &format!("What is item {i}?"), "a box")).collect();
+    let vid: Vec<String> = (0..30)
+        .map(|i| video_row(&format!("v{i}"), "clip7", &format!("What happens after event {i}?"), "it falls", 40))
+        .collect();
     upload(&store, "raw/ov.jsonl", img.join("\n") + "\n{broken\n").await;
     upload(&store, "raw/video.jsonl", vid.join("\n") + "\n").await;
 
     let pool = format!("s3://{BUCKET}/tables/pool");
     let mut cmd = gdo();
-    cmd.args(["ingest", "--onevision", &format!("s3://{BUCKET}/raw/ov.jsonl"), "--video", &format!("s3://{BUCKET}/raw/video.jsonl"), "--out", &pool]);
+    cmd.args([
+        "ingest",
+        "--onevision",
+        &format!("s3://{BUCKET}/raw/ov.jsonl"),
+        "--video",
+        &format!("s3://{BUCKET}/raw/video.jsonl"),
+        "--out",
+        &pool,
+    ]);
     server.env(&mut cmd);
     let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("ingested 80 pairs"), "{}", String::from_utf8_lossy(&o.stdout));
@@ -125,11 +135,20 @@ async fn ingest_from_and_query_a_bucket() {
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(
         text.trim(),
-        format!("bucket,n,f\nimage_qa,50,s3://{BUCKET}/raw/images/i0.jpg\nshort_video,30,s3://{BUCKET}/raw/frames/clip7/000.jpg")
+        format!(
+            "bucket,n,f\nimage_qa,50,s3://{BUCKET}/raw/images/i0.jpg\nshort_video,30,s3://{BUCKET}/raw/frames/clip7/000.jpg"
+        )
     );
 
     let mut cmd = gdo();
-    cmd.args(["sql", "--format", "csv", "--pool", &pool, "SELECT reason, count(*) AS n FROM pool_rejects GROUP BY reason"]);
+    cmd.args([
+        "sql",
+        "--format",
+        "csv",
+        "--pool",
+        &pool,
+        "SELECT reason, count(*) AS n FROM pool_rejects GROUP BY reason",
+    ]);
     server.env(&mut cmd);
     let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "reason,n\ninvalid_json,1");

@@ -137,7 +137,11 @@ async fn four_presets_match_the_reference() {
         let share = shared as f64 / ref_rows.len() as f64;
         let same_order = ref_rows.iter().map(|r| r["qa_uid"].clone()).collect::<Vec<_>>()
             == ours_rows.iter().map(|r| r["id"].clone()).collect::<Vec<_>>();
-        println!("{g}: {shared}/{} reference qa_uids selected ({:.1}%), same order: {same_order}", ref_rows.len(), share * 100.0);
+        println!(
+            "{g}: {shared}/{} reference qa_uids selected ({:.1}%), same order: {same_order}",
+            ref_rows.len(),
+            share * 100.0
+        );
         assert!(share >= 0.97, "{g}: only {shared} of {} reference pairs selected", ref_rows.len());
     }
 }
@@ -156,7 +160,11 @@ async fn uni_baseline_follows_the_dedup_rules_and_is_deterministic() {
     }
     // Metrics as Parquet (the shape `gdo merge` writes) select the same pairs.
     let parquet = dir.path().join("metrics.parquet");
-    run_ok(gdo().args(["sql", "SELECT * FROM metrics", "--metrics", &metrics_path(), "--format", "parquet", "--out"]).arg(&parquet));
+    run_ok(
+        gdo()
+            .args(["sql", "SELECT * FROM metrics", "--metrics", &metrics_path(), "--format", "parquet", "--out"])
+            .arg(&parquet),
+    );
     let mut from_parquet = job(&pool, &dir.path().join("pq"), &["temp_plus"]);
     from_parquet.metrics = vec![parquet.display().to_string()];
     let p = run_select(&from_parquet).await.unwrap();
@@ -198,7 +206,9 @@ async fn goal_files_run_through_sql_and_explain_shows_the_operators() {
     ingest_reference_pool(&pool).await;
     let p = pool.display().to_string();
     let goal = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/goals/temp_plus.sql");
-    let out = run_ok(gdo().args(["sql", "--pool", &p, "--metrics", &metrics_path(), "--format", "json", "--file"]).arg(&goal));
+    let out = run_ok(
+        gdo().args(["sql", "--pool", &p, "--metrics", &metrics_path(), "--format", "json", "--file"]).arg(&goal),
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let sql_uids: Vec<String> = text
         .lines()
@@ -243,7 +253,8 @@ async fn goal_files_run_through_sql_and_explain_shows_the_operators() {
             .arg(format!("EXPLAIN {}", std::fs::read_to_string(&goal).unwrap())),
     );
     let plan = String::from_utf8(out_text(explain)).unwrap();
-    let join = plan.lines().find(|l| l.contains("HashJoinExec") && l.contains("on=[(pool_index@")).expect("the full-row join");
+    let join =
+        plan.lines().find(|l| l.contains("HashJoinExec") && l.contains("on=[(pool_index@")).expect("the full-row join");
     assert!(join.contains("mode=CollectLeft"), "{join}");
     assert!(!plan.contains("Hash([pool_index@"), "{plan}");
 }
@@ -289,12 +300,14 @@ fn bad_selection_input_gives_clear_errors() {
     let typo = dir.path().join("typo.sql");
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/goals/temp.sql")).unwrap();
     std::fs::write(&typo, text.replace("'oversample'", "'oversampel'")).unwrap();
-    let err = fail(&["select", "--pool", &p, "--metrics", &metrics_path(), "--goal", typo.to_str().unwrap(), "--out", &out]);
+    let err =
+        fail(&["select", "--pool", &p, "--metrics", &metrics_path(), "--goal", typo.to_str().unwrap(), "--out", &out]);
     assert!(err.contains("unknown parameter \"oversampel\" (did you mean oversample?)"), "{err}");
     // A goal file that does not select.
     let plain = dir.path().join("plain.sql");
     std::fs::write(&plain, "SELECT 1 AS x").unwrap();
-    let err = fail(&["select", "--pool", &p, "--metrics", &metrics_path(), "--goal", plain.to_str().unwrap(), "--out", &out]);
+    let err =
+        fail(&["select", "--pool", &p, "--metrics", &metrics_path(), "--goal", plain.to_str().unwrap(), "--out", &out]);
     assert!(err.contains("does not run goal_select"), "{err}");
 
     // Messy metrics: duplicates (later wins), NaN, a broken line, unknown qa_uids.
@@ -311,7 +324,22 @@ fn bad_selection_input_gives_clear_errors() {
     )
     .unwrap();
     let o2 = dir.path().join("o2");
-    run_ok(gdo().args(["select", "--pool", &p, "--metrics", messy.to_str().unwrap(), "--goal", "minloss", "--count", "50000"]).arg("--out").arg(&o2));
+    run_ok(
+        gdo()
+            .args([
+                "select",
+                "--pool",
+                &p,
+                "--metrics",
+                messy.to_str().unwrap(),
+                "--goal",
+                "minloss",
+                "--count",
+                "50000",
+            ])
+            .arg("--out")
+            .arg(&o2),
+    );
     let report: Value = serde_json::from_slice(&std::fs::read(o2.join("report.json")).unwrap()).unwrap();
     let m = &report["metrics"];
     assert_eq!(m["report"]["duplicates"], 1);
@@ -343,7 +371,10 @@ async fn exclusion_list_removes_pairs_before_selection() {
     let mut text = String::new();
     for p in &picks {
         // Extra whitespace: matching is on normalised text.
-        text.push_str(&serde_json::json!({"question": format!("  {}  ", p["question"].as_str().unwrap()), "answer": p["answer"]}).to_string());
+        text.push_str(
+            &serde_json::json!({"question": format!("  {}  ", p["question"].as_str().unwrap()), "answer": p["answer"]})
+                .to_string(),
+        );
         text.push('\n');
     }
     text.push_str("not json\n");
@@ -384,7 +415,8 @@ async fn parquet_metrics_load_in_file_order_with_stable_statistics() {
         let mut uids: Vec<String> = (0..n).map(|i| format!("{file}-{i}")).collect();
         uids[n / 2] = "dup".into();
         // Values with many significant bits, so a different summation order shows.
-        let v = |k: f64| (0..n).map(|i| Some(((i as f64 + k) * 0.7390851332151607).sin() + 1.5)).collect::<Float64Array>();
+        let v =
+            |k: f64| (0..n).map(|i| Some(((i as f64 + k) * 0.7390851332151607).sin() + 1.5)).collect::<Float64Array>();
         let mut lv = v(0.1).values().to_vec();
         lv[n / 2] = dup_loss;
         let columns: Vec<Arc<dyn datafusion::arrow::array::Array>> = vec![
@@ -396,8 +428,12 @@ async fn parquet_metrics_load_in_file_order_with_stable_statistics() {
             Arc::new(v(0.5)),
         ];
         let batch = RecordBatch::try_new(Arc::clone(&METRICS_SCHEMA), columns).unwrap();
-        let props = datafusion::parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(4096)).build();
-        let mut w = ArrowWriter::try_new(std::fs::File::create(folder.join(file)).unwrap(), batch.schema(), Some(props)).unwrap();
+        let props = datafusion::parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(4096))
+            .build();
+        let mut w =
+            ArrowWriter::try_new(std::fs::File::create(folder.join(file)).unwrap(), batch.schema(), Some(props))
+                .unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
     }
@@ -438,7 +474,8 @@ async fn shared_full_row_scan_equals_the_goal_query_run_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let pool = dir.path().join("pool");
     ingest_reference_pool(&pool).await;
-    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/goals/temp_plus.sql")).unwrap();
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/goals/temp_plus.sql")).unwrap();
     // Same rows, but no longer the shipped text: runs through DataFusion as written.
     let written = dir.path().join("temp_plus_asc.sql");
     std::fs::write(&written, shipped.replace("ORDER BY g.selection_order", "ORDER BY g.selection_order ASC")).unwrap();

@@ -64,7 +64,8 @@ async fn stream_batches_equal_a_batch_built_by_hand() {
         t.push(PAD);
     }
     assert_eq!(batch.targets.to_vec2::<u32>().unwrap(), targets);
-    let mask = |from: usize, to: usize| (0..10).map(|i| if (from..=to).contains(&i) { 1f32 } else { 0.0 }).collect::<Vec<_>>();
+    let mask =
+        |from: usize, to: usize| (0..10).map(|i| if (from..=to).contains(&i) { 1f32 } else { 0.0 }).collect::<Vec<_>>();
     // Loss on the positions predicting the answer and EOS.
     assert_eq!(batch.loss_mask.to_vec2::<f32>().unwrap(), vec![mask(5, 6), mask(5, 6), mask(4, 5)]);
     assert_eq!(batch.text_mask.to_vec2::<f32>().unwrap(), vec![mask(0, 7), mask(0, 7), mask(0, 6)]);
@@ -74,7 +75,8 @@ async fn stream_batches_equal_a_batch_built_by_hand() {
     assert_eq!(px, vec![3, 2, 3, 32, 32]);
     let v = batch.frames.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let plane = 32 * 32;
-    let channel = |b: usize, slot: usize, c: usize| &v[((b * 2 + slot) * 3 + c) * plane..((b * 2 + slot) * 3 + c + 1) * plane];
+    let channel =
+        |b: usize, slot: usize, c: usize| &v[((b * 2 + slot) * 3 + c) * plane..((b * 2 + slot) * 3 + c + 1) * plane];
     let expect = |b: usize, slot: usize, rgb: [f32; 3]| {
         for (c, want) in rgb.iter().enumerate() {
             assert!(channel(b, slot, c).iter().all(|x| x == want), "row {b} slot {slot} channel {c}");
@@ -296,7 +298,8 @@ async fn proxy_vds_is_positive_for_pairs_that_need_frames_and_near_zero_for_text
     let mut key_rows = Vec::new();
     for b in keys.collect().await.unwrap() {
         let f = datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
-        let (f, l, t) = (f.as_string::<i32>(), b.column(1).as_primitive::<Int64Type>(), b.column(2).as_primitive::<Int32Type>());
+        let (f, l, t) =
+            (f.as_string::<i32>(), b.column(1).as_primitive::<Int64Type>(), b.column(2).as_primitive::<Int32Type>());
         for i in 0..b.num_rows() {
             let name = Path::new(f.value(i)).file_name().unwrap().to_string_lossy().into_owned();
             key_rows.push((name, l.value(i), if t.is_null(i) { 0 } else { t.value(i) }));
@@ -334,4 +337,3 @@ async fn proxy_vds_is_positive_for_pairs_that_need_frames_and_near_zero_for_text
     assert!(m_need > 0.0, "frames lower the answer loss of pairs that need them: {m_need}");
     assert!(m_text.abs() < 0.25 * m_need, "text-only pairs: {m_text} vs {m_need}");
 }
-

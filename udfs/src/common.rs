@@ -21,11 +21,7 @@ pub fn single_array(args: &[ColumnarValue], number_rows: usize, name: &str) -> R
 }
 
 /// Apply `f` to every value of a string array (Utf8, LargeUtf8 or Utf8View), keeping nulls.
-pub fn map_strings<T>(
-    array: &ArrayRef,
-    name: &str,
-    mut f: impl FnMut(&str) -> T,
-) -> Result<Vec<Option<T>>> {
+pub fn map_strings<T>(array: &ArrayRef, name: &str, mut f: impl FnMut(&str) -> T) -> Result<Vec<Option<T>>> {
     let out = match array.data_type() {
         DataType::Utf8 => array.as_string::<i32>().iter().map(|v| v.map(&mut f)).collect(),
         DataType::LargeUtf8 => array.as_string::<i64>().iter().map(|v| v.map(&mut f)).collect(),

@@ -8,10 +8,10 @@
 pub mod common;
 pub mod device;
 pub mod media;
+pub mod media_descriptors;
 pub mod method;
 pub mod motion;
 pub mod options;
-pub mod media_descriptors;
 
 mod amm;
 mod frame_diversity;
@@ -36,12 +36,12 @@ pub use distinct_token_count::DistinctTokenCount;
 pub use gdo_flag::GdoFlag;
 pub use gdo_fold::{GdoFold, fold_of};
 pub use gdo_norm::GdoNorm;
+pub use media_descriptors::{MediaDescriptors, MediaField};
 pub use options::GdoOptions;
 pub use source_group::SourceGroup;
+pub use text_feat::TextFeat;
 pub use tnc_regex::TncRegex;
 pub use token_count::TokenCount;
-pub use media_descriptors::{MediaDescriptors, MediaField};
-pub use text_feat::TextFeat;
 
 /// Every scalar function of this crate.
 pub fn all_scalar_udfs() -> Vec<Arc<ScalarUDF>> {

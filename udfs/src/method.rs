@@ -40,7 +40,10 @@ pub fn is_normalised(text: &str) -> bool {
         // exit) so the compiler vectorises them; the common text is normalised and
         // needs every byte looked at anyway.
         let control_space = bytes.iter().fold(false, |acc, &b| acc | matches!(b, 0x09..=0x0d | 0x1c..=0x1f));
-        let double_space = bytes.iter().zip(&bytes[1.min(bytes.len())..]).fold(false, |acc, (&a, &b)| acc | ((a == b' ') & (b == b' ')));
+        let double_space = bytes
+            .iter()
+            .zip(&bytes[1.min(bytes.len())..])
+            .fold(false, |acc, (&a, &b)| acc | ((a == b' ') & (b == b' ')));
         return !(control_space || double_space || bytes.first() == Some(&b' ') || bytes.last() == Some(&b' '));
     }
     let mut prev_space = true; // a leading space is not normalised
@@ -131,17 +134,14 @@ pub fn tokens(text: &str) -> Vec<String> {
 }
 
 static TEMPORAL_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)\b(before|after|then|while|during|first|next|finally|sequence|later|earlier|transition|happen)\b",
-    )
-    .expect("temporal regex is valid")
+    Regex::new(r"(?i)\b(before|after|then|while|during|first|next|finally|sequence|later|earlier|transition|happen)\b")
+        .expect("temporal regex is valid")
 });
 
 // The newline alternatives can never match a normalised question (the reference's
 // quirk, kept for parity); they stay so the rule reads as the reference wrote it.
-static MCQ_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(\bchoices?\b)|(\nA\.)|(\nA\))").expect("mcq regex is valid")
-});
+static MCQ_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)(\bchoices?\b)|(\nA\.)|(\nA\))").expect("mcq regex is valid"));
 
 /// Does the question ask for temporal reasoning (the spec's temporal keyword regex)?
 pub fn is_temporal_question(question: &str) -> bool {
@@ -232,13 +232,7 @@ pub struct Strata {
 
 impl Strata {
     /// Compute the fields for a normalised question/answer pair.
-    pub fn compute(
-        is_video: bool,
-        kept_frames: usize,
-        question: &str,
-        answer: &str,
-        source_group: String,
-    ) -> Self {
+    pub fn compute(is_video: bool, kept_frames: usize, question: &str, answer: &str, source_group: String) -> Self {
         let q_tokens = token_count(question);
         let a_tokens = token_count(answer);
         Self {
@@ -320,7 +314,8 @@ mod tests {
         // to ASCII), at lengths that cross the vector widths.
         let alphabet: Vec<&str> = vec![
             " ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\u{85}", "\u{a0}", "\u{3000}", "a", "Z", "9",
-            "_", "-", ",", "é", "\u{212a}", "<", ">", "<image>", "<video>", "<audio>", "<imag", "<<image>", "image>", "ok",
+            "_", "-", ",", "é", "\u{212a}", "<", ">", "<image>", "<video>", "<audio>", "<imag", "<<image>", "image>",
+            "ok",
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = |n: usize| {

@@ -63,9 +63,7 @@ impl ScalarUDFImpl for TncRegex {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let array = single_array(&args.args, args.number_rows, self.name())?;
-        let values = map_strings(&array, self.name(), |q| {
-            if is_temporal_question(q) { 1.0 } else { 0.0 }
-        })?;
+        let values = map_strings(&array, self.name(), |q| if is_temporal_question(q) { 1.0 } else { 0.0 })?;
         Ok(ColumnarValue::Array(Arc::new(Float64Array::from(values))))
     }
     fn documentation(&self) -> Option<&Documentation> {

@@ -101,10 +101,7 @@ impl FrameFetcher {
     /// Fetch many frames concurrently (at most `concurrency` in flight); results in
     /// the order of `uris`.
     pub async fn fetch_all<S: AsRef<str>>(&self, uris: &[S]) -> Vec<Result<Bytes, FrameError>> {
-        futures::stream::iter(uris.iter().map(|u| self.fetch(u.as_ref())))
-            .buffered(self.concurrency)
-            .collect()
-            .await
+        futures::stream::iter(uris.iter().map(|u| self.fetch(u.as_ref()))).buffered(self.concurrency).collect().await
     }
 
     /// [`Self::fetch_all`] over the frames of many rows at once (one row's results per
