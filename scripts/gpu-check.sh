@@ -132,9 +132,6 @@ e2e() {
 }
 
 run() {
-    local out="${OUT:-/tmp/gpu-check-out}"
-    mkdir -p "$out"
-    exec > >(tee "$out/gpu-check.log") 2>&1
     local bin=/tmp/gdo-gpu
     mkdir -p "$bin"
     for f in "$carry"/bin/*.xz; do
@@ -188,7 +185,12 @@ run() {
 
 case "${1:-}" in
     build) build ;;
-    run) run ;;
+    run)
+        # $OUT: the device tool's folder of files that come back.
+        out="${OUT:-/tmp/gpu-check-out}"
+        mkdir -p "$out"
+        run 2>&1 | tee "$out/gpu-check.log"
+        ;;
     e2e) e2e "$2" ;;
     *)
         echo "usage: scripts/gpu-check.sh build|run (e2e BIN_DIR: step 2 alone)" >&2
