@@ -200,3 +200,27 @@ fn merge_json(base: &mut Value, patch: &Value) {
         (b, p) => *b = p.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shape_recorder_records_names_once_and_rejects_a_second_shape() {
+        let shapes = Mutex::new(BTreeMap::new());
+        let vb = VarBuilder::from_backend(Box::new(ShapeRecorder(&shapes)), DType::F32, Device::Cpu);
+        assert!(!vb.contains_tensor("a.weight"));
+        let a = vb.pp("a").get((2, 3), "weight").unwrap();
+        assert_eq!(a.dims(), &[2, 3]);
+        assert!(vb.contains_tensor("a.weight"));
+        // Asked for again with the same shape (tied weights): one entry.
+        vb.pp("a").get((2, 3), "weight").unwrap();
+        let err = vb.pp("a").get((3, 2), "weight").unwrap_err().to_string();
+        assert!(err.contains("a.weight asked for as"), "{err}");
+        assert!(vb.get_unchecked("b").is_err());
+        drop(vb);
+        let shapes = shapes.into_inner().unwrap();
+        assert_eq!(shapes.len(), 1);
+        assert_eq!(shapes["a.weight"].dims(), &[2, 3]);
+    }
+}
