@@ -156,8 +156,8 @@ fn main() {
          (rayon threads: {})",
         rayon::current_num_threads()
     );
-    println!("  batches of {batch}: {tb:.3} s ({:.1} pairs/s)", pairs as f64 / tb);
-    println!("  one pair at a time: {ts:.3} s ({:.1} pairs/s)", pairs as f64 / ts);
+    println!("  batches of {batch}: {tb:.3} s ({:.2} pairs/s)", pairs as f64 / tb);
+    println!("  one pair at a time: {ts:.3} s ({:.2} pairs/s)", pairs as f64 / ts);
     println!("  batched / single speed: {:.2}x; max |loss difference| {worst:.1e}", ts / tb);
 }
 
@@ -179,8 +179,8 @@ fn gpu_main(
     let singles: Vec<_> =
         items.iter().flat_map(|it| bf16.answer_losses(std::slice::from_ref(it)).expect("single")).collect();
     let ts = t.elapsed().as_secs_f64();
-    println!("  {name} bf16, batches of {batch}: {tb:.3} s for {n} pairs ({:.1} pairs/s)", n as f64 / tb);
-    println!("  {name} bf16, one pair at a time: {ts:.3} s ({:.1} pairs/s)", n as f64 / ts);
+    println!("  {name} bf16, batches of {batch}: {tb:.3} s for {n} pairs ({:.2} pairs/s)", n as f64 / tb);
+    println!("  {name} bf16, one pair at a time: {ts:.3} s ({:.2} pairs/s)", n as f64 / ts);
     println!("  {name} bf16 batched vs single: max |loss difference| {:.2e}", worst_difference(&bf16_losses, &singles));
     drop(bf16);
 
