@@ -121,18 +121,17 @@ async fn ingest_from_and_query_a_bucket() {
     assert!(listed.iter().filter(|p| p.ends_with(".parquet")).count() >= 2, "{listed:?}");
 
     // Query it back through gdo sql, frames resolved to s3:// URIs beside the JSONL.
-    let mut cmd = gdo();
-    cmd.args([
-        "sql",
-        "--format",
-        "csv",
-        "--pool",
-        &pool,
-        "SELECT bucket, count(*) AS n, min(frames[1]) AS f FROM pool GROUP BY bucket ORDER BY bucket",
-    ]);
-    server.env(&mut cmd);
-    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let sql_csv = |query: &'static str| {
+        let mut cmd = gdo();
+        cmd.args(["sql", "--format", "csv", "--pool", &pool, query]);
+        server.env(&mut cmd);
+        async move {
+            let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
+            String::from_utf8_lossy(&o.stdout).to_string()
+        }
+    };
+    let text =
+        sql_csv("SELECT bucket, count(*) AS n, min(frames[1]) AS f FROM pool GROUP BY bucket ORDER BY bucket").await;
     assert_eq!(
         text.trim(),
         format!(
@@ -140,18 +139,8 @@ async fn ingest_from_and_query_a_bucket() {
         )
     );
 
-    let mut cmd = gdo();
-    cmd.args([
-        "sql",
-        "--format",
-        "csv",
-        "--pool",
-        &pool,
-        "SELECT reason, count(*) AS n FROM pool_rejects GROUP BY reason",
-    ]);
-    server.env(&mut cmd);
-    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "reason,n\ninvalid_json,1");
+    let text = sql_csv("SELECT reason, count(*) AS n FROM pool_rejects GROUP BY reason").await;
+    assert_eq!(text.trim(), "reason,n\ninvalid_json,1");
 
     // A missing object is a clear error naming the URI.
     let mut cmd = gdo();
