@@ -2,23 +2,26 @@
 # GPU checks of issue 3 in one run on a lent accelerator (the `device` tool's machine:
 # an H200 with NVIDIA's driver and CUDA 13.0 libraries, no Rust and no package registry).
 #
-#   scripts/gpu-check.sh build   here: builds the CUDA binaries (release, sm_90) with
-#                                PyPI's CUDA 13.0 toolchain, strips and xz-packs them with
-#                                the motion-reference clips into gpu-carry/ (ignored by
-#                                git; under the device tool's 64 MiB transfer limit)
-#   scripts/gpu-check.sh run     there: unpacks them, finds the CUDA libraries, runs the
-#                                GPU tests and the CPU-vs-GPU benchmarks, logs to
-#                                $OUT/gpu-check.log
+#   scripts/gpu-check.sh build [TARGETS]   here: builds the CUDA binaries (release, sm_90)
+#                                with PyPI's CUDA 13.0 toolchain, strips and xz-packs them
+#                                with the motion-reference clips into gpu-carry/ (ignored by
+#                                git; under the device tool's 64 MiB transfer limit).
+#                                TARGETS: some of "udfs-tests motion qwen3_vl gdo" (default
+#                                all; the others keep their last build)
+#   scripts/gpu-check.sh run [STEPS]       there: unpacks them, finds the CUDA libraries,
+#                                runs the GPU tests and the CPU-vs-GPU benchmarks, logs to
+#                                $OUT/gpu-check.log. STEPS: some of "1 2 3 4" (default all)
 #
 # The device call: run(command="bash scripts/gpu-check.sh run", carry=["gpu-carry"],
-# timeout_s=590). Steps, each under its own time limit (550 s together; the 2B-sized
-# checkpoint alone is 8.5 GB to write and load, so expect minutes, not seconds):
+# timeout_s=590). Steps, each under its own time limit (590 s together at most; on an
+# H200 all four took 96 s; the 2B-sized checkpoint is 8.5 GB to write and load):
 #   1. candle motion unit tests on the GPU (GDO_TEST_MOTION_DEVICE=cuda)
 #   2. `gdo describe --cheap-only` over the sample pool with `--device cuda` and on the
 #      CPU: the largest AMM and frame-diversity differences between the two tables
-#   3. motion throughput: tuned CPU kernel, candle on the GPU and OpenCV (the image's
-#      python3 has cv2), all on 16 threads, the 18 reference clips x 8; prints the GPU's
-#      AMM agreement with the CPU kernel and with OpenCV
+#   3. motion throughput: tuned CPU kernel, gdo's CUDA kernels and the candle tensor
+#      program on the GPU, and OpenCV (the image's python3 has cv2), all on 16 threads,
+#      the 18 reference clips x 32; prints the GPU's AMM agreement with the CPU kernel
+#      and with OpenCV
 #   4. the Qwen3-VL scorer on the GPU (bf16) against the CPU (f32): the small model,
 #      then a Qwen3-VL-2B-sized random-weight model
 # Why CUDA 13.0: the driver there is CUDA 13.0 (580.x) and loads PTX no newer than its
@@ -60,15 +63,22 @@ build() {
 
     export PATH="$root/bin:$PATH" CUDA_ROOT="$root" CUDARC_CUDA_VERSION=13000 CUDA_COMPUTE_CAP=90
     export CARGO_TARGET_DIR="${GDO_CUDA_TARGET_DIR:-$cache/target-cuda130}"
-    local log
+    local log targets="${1:-udfs-tests motion qwen3_vl gdo}" t
     log=$(mktemp)
-    {
-        cargo test --release --locked --no-run -p gdo-udfs --features cuda --lib --message-format=json
-        cargo bench --locked --no-run -p gdo-udfs --features cuda --bench motion --message-format=json
-        cargo bench --locked --no-run --features cuda --bench qwen3_vl --message-format=json
-        cargo build --locked --profile bench --features cuda --bin gdo --message-format=json
-    } >"$log"
-    rm -rf "$carry"
+    for t in $targets; do
+        case "$t" in
+            udfs-tests) cargo test --release --locked --no-run -p gdo-udfs --features cuda --lib --message-format=json ;;
+            motion) cargo bench --locked --no-run -p gdo-udfs --features cuda --bench motion --message-format=json ;;
+            qwen3_vl) cargo bench --locked --no-run --features cuda --bench qwen3_vl --message-format=json ;;
+            gdo) cargo build --locked --profile bench --features cuda --bin gdo --message-format=json ;;
+            *)
+                echo "gpu-check build: unknown target $t (udfs-tests motion qwen3_vl gdo)" >&2
+                exit 2
+                ;;
+        esac
+    done >"$log"
+    # Binaries not rebuilt this time stay from the last build.
+    rm -rf "$carry/motion-reference"
     mkdir -p "$carry/bin"
     python3 - "$log" "$carry/bin" <<'EOF'
 import json, shutil, subprocess, sys
@@ -162,34 +172,42 @@ run() {
             exit 1
         fi
     done
-    local threads
+    local threads steps=" $1 "
     threads=$(nproc)
     local status=0
-    echo "== 1. candle motion unit tests on cuda"
-    GDO_TEST_MOTION_DEVICE=cuda timeout 45 "$bin/udfs-tests" candle --test-threads 1 || status=1
-    echo "== 2. gdo describe --cheap-only on the sample pool: --device cuda against the CPU"
-    timeout 75 bash "$0" e2e "$bin" || status=1
-    echo "== 3. motion throughput, $threads threads: tuned CPU kernel, candle on cuda, OpenCV"
-    GDO_BENCH_MOTION_DEVICE=cuda GDO_BENCH_THREADS="$threads" GDO_BENCH_CLIP_COPIES=8 \
-        GDO_MOTION_REFERENCE="$PWD/$carry/motion-reference" GDO_REPO_ROOT="$PWD" GDO_BENCH_PYTHON=python3 \
-        timeout 90 "$bin/motion" --bench || status=1
-    echo "== 4a. Qwen3-VL scorer, small model: cuda bf16 vs CPU f32"
-    GDO_BENCH_DEVICE=cuda GDO_BENCH_PAIRS=64 GDO_BENCH_CPU_PAIRS=16 GDO_BENCH_RUNS=3 \
-        timeout 60 "$bin/qwen3_vl" --bench || status=1
-    echo "== 4b. Qwen3-VL scorer, 2B-sized random weights: cuda bf16 vs CPU f32"
-    GDO_BENCH_DEVICE=cuda GDO_BENCH_MODEL=2b GDO_BENCH_PAIRS=32 GDO_BENCH_CPU_PAIRS=2 GDO_BENCH_RUNS=1 \
-        TMPDIR=/tmp timeout 280 "$bin/qwen3_vl" --bench || status=1
+    if [[ $steps == *" 1 "* ]]; then
+        echo "== 1. candle motion unit tests on cuda (CUDA kernels and tensor program)"
+        GDO_TEST_MOTION_DEVICE=cuda timeout 45 "$bin/udfs-tests" candle --test-threads 1 || status=1
+    fi
+    if [[ $steps == *" 2 "* ]]; then
+        echo "== 2. gdo describe --cheap-only on the sample pool: --device cuda against the CPU"
+        timeout 75 bash "$0" e2e "$bin" || status=1
+    fi
+    if [[ $steps == *" 3 "* ]]; then
+        echo "== 3. motion throughput, $threads threads: tuned CPU kernel, candle on cuda, OpenCV"
+        GDO_BENCH_MOTION_DEVICE=cuda GDO_BENCH_THREADS="$threads" GDO_BENCH_CLIP_COPIES=32 GDO_BENCH_FRAME_BATCHES=256 GDO_BENCH_GPU_WORKERS="1 2 3" \
+            GDO_MOTION_REFERENCE="$PWD/$carry/motion-reference" GDO_REPO_ROOT="$PWD" GDO_BENCH_PYTHON=python3 \
+            timeout 130 "$bin/motion" --bench || status=1
+    fi
+    if [[ $steps == *" 4 "* ]]; then
+        echo "== 4a. Qwen3-VL scorer, small model: cuda bf16 vs CPU f32"
+        GDO_BENCH_DEVICE=cuda GDO_BENCH_PAIRS=64 GDO_BENCH_CPU_PAIRS=16 GDO_BENCH_RUNS=3 \
+            timeout 60 "$bin/qwen3_vl" --bench || status=1
+        echo "== 4b. Qwen3-VL scorer, 2B-sized random weights: cuda bf16 vs CPU f32"
+        GDO_BENCH_DEVICE=cuda GDO_BENCH_MODEL=2b GDO_BENCH_PAIRS=32 GDO_BENCH_CPU_PAIRS=2 GDO_BENCH_RUNS=1 \
+            TMPDIR=/tmp timeout 280 "$bin/qwen3_vl" --bench || status=1
+    fi
     echo "gpu-check: done, status $status"
     return $status
 }
 
 case "${1:-}" in
-    build) build ;;
+    build) build "${2:-}" ;;
     run)
         # $OUT: the device tool's folder of files that come back.
         out="${OUT:-/tmp/gpu-check-out}"
         mkdir -p "$out"
-        run 2>&1 | tee "$out/gpu-check.log"
+        run "${2:-1 2 3 4}" 2>&1 | tee "$out/gpu-check.log"
         ;;
     e2e) e2e "$2" ;;
     *)

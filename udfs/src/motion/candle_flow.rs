@@ -8,6 +8,11 @@
 //! program, which is what a GPU needs; on a CPU the tuned kernel in
 //! [`super::farneback`] is faster, so `gdo` uses this path only for a CUDA device.
 //!
+//! On a CUDA device (`cuda` feature) [`CandleMotion::new`] runs the same steps as gdo's
+//! own CUDA kernels ([`super::cuda_flow`]), each step one pass over the data;
+//! [`CandleMotion::tensor_ops`] keeps the candle tensor program (the reference the
+//! kernels are checked against, and the path on candle's CPU device).
+//!
 //! Everything runs in f32 (the tuned kernel sums some terms in f64, as OpenCV does), so
 //! the two paths agree closely but not bit for bit; tests bound the difference on the
 //! OpenCV reference clips.
@@ -20,18 +25,47 @@ use super::farneback::{
 use super::imgops::{Plane, linear_tab, reflect101};
 use super::mean_abs_diff;
 
-/// Most frames expanded in one batch (bounds device memory: about 10 MB per frame).
-const FRAME_BATCH: usize = 256;
+/// Most frames in one batch by default (bounds device memory: about 10 MB per frame
+/// for the tensor program, 5 MB for the kernels).
+pub const FRAME_BATCH: usize = 256;
 
 /// Farneback motion on one candle device.
 #[derive(Debug, Clone)]
 pub struct CandleMotion {
     device: Device,
+    /// Run gdo's CUDA kernels rather than the tensor program (CUDA devices only).
+    kernels: bool,
+    /// Most frames per device batch (whole clips; a longer clip runs alone).
+    frame_batch: usize,
 }
 
 impl CandleMotion {
+    /// The fastest path on `device`: gdo's CUDA kernels on a GPU, the tensor program on
+    /// candle's CPU device.
     pub fn new(device: Device) -> Self {
-        Self { device }
+        let kernels = cfg!(feature = "cuda") && device.is_cuda();
+        Self { device, kernels, frame_batch: FRAME_BATCH }
+    }
+
+    /// The candle tensor program on any device (on a GPU: the reference for the kernels).
+    pub fn tensor_ops(device: Device) -> Self {
+        Self { device, kernels: false, frame_batch: FRAME_BATCH }
+    }
+
+    /// Batches of up to `frames` frames (more: fewer launches, more device memory).
+    pub fn with_frame_batch(mut self, frames: usize) -> Self {
+        self.frame_batch = frames.max(1);
+        self
+    }
+
+    /// Most frames per device batch.
+    pub fn frame_batch(&self) -> usize {
+        self.frame_batch
+    }
+
+    /// Whether this runs gdo's CUDA kernels (else the candle tensor program).
+    pub fn uses_kernels(&self) -> bool {
+        self.kernels
     }
 
     pub fn device(&self) -> &Device {
@@ -43,14 +77,23 @@ impl CandleMotion {
     /// clip. All frames must have one size.
     pub fn motion_descriptors(&self, clips: &[Vec<Plane<u8>>]) -> Result<Vec<(f64, f64)>> {
         let mut out = vec![(0.0, 0.0); clips.len()];
-        // Clips in batches of whole clips, up to FRAME_BATCH frames each.
+        // Clips in batches of whole clips, up to frame_batch frames each.
         let mut start = 0;
         while start < clips.len() {
             let mut end = start;
             let mut frames = 0;
-            while end < clips.len() && (end == start || frames + clips[end].len() <= FRAME_BATCH) {
+            while end < clips.len() && (end == start || frames + clips[end].len() <= self.frame_batch) {
                 frames += clips[end].len();
                 end += 1;
+            }
+            #[cfg(feature = "cuda")]
+            if self.kernels
+                && let Device::Cuda(dev) = &self.device
+            {
+                let got = super::cuda_flow::motion_batch(dev, &clips[start..end])?;
+                out[start..end].copy_from_slice(&got);
+                start = end;
+                continue;
             }
             let amm = self.amm_batch(&clips[start..end])?;
             for (i, clip) in clips[start..end].iter().enumerate() {
@@ -66,7 +109,7 @@ impl CandleMotion {
         Ok(out)
     }
 
-    /// Mean flow magnitude per clip (0 for clips under two frames).
+    /// Mean flow magnitude per clip (0 for clips under two frames), as a tensor program.
     fn amm_batch(&self, clips: &[Vec<Plane<u8>>]) -> Result<Vec<f64>> {
         let frames: Vec<&Plane<u8>> = clips.iter().flatten().collect();
         let mut pairs = (Vec::new(), Vec::new());
@@ -301,15 +344,26 @@ mod tests {
             vec![shifted(2.0, 2.0)],
             vec![shifted(0.0, 0.0), shifted(-2.5, 1.0)],
         ];
-        let got = CandleMotion::new(test_device()).motion_descriptors(&clips).unwrap();
-        for (clip, (amm, div)) in clips.iter().zip(&got) {
-            let (want_amm, want_div) = motion_descriptors(clip);
-            assert!((amm - want_amm).abs() <= 1e-6 + 1e-4 * want_amm, "amm {amm} vs tuned {want_amm}");
-            assert_eq!(*div, want_div, "frame diversity is the same computation");
+        // On a GPU both the kernels and the tensor program; on the CPU the tensor program.
+        let device = test_device();
+        let mut paths = vec![CandleMotion::tensor_ops(device.clone())];
+        if CandleMotion::new(device.clone()).uses_kernels() {
+            paths.push(CandleMotion::new(device));
         }
-        assert!(got[0].0 > 1.0, "a moving clip has motion: {}", got[0].0);
-        // Identical frames: only the border columns, which see no next pixel, move.
-        assert!(got[1].0 < 0.01, "identical frames have (almost) no motion: {}", got[1].0);
-        assert_eq!(got[2], (0.0, 0.0), "one frame: no pair");
+        for motion in paths {
+            let what = if motion.uses_kernels() { "cuda kernels" } else { "tensor program" };
+            let got = motion.motion_descriptors(&clips).unwrap();
+            for (clip, (amm, div)) in clips.iter().zip(&got) {
+                let (want_amm, want_div) = motion_descriptors(clip);
+                assert!((amm - want_amm).abs() <= 1e-6 + 1e-4 * want_amm, "{what}: amm {amm} vs tuned {want_amm}");
+                assert_eq!(*div, want_div, "frame diversity is the same computation");
+            }
+            assert!(got[0].0 > 1.0, "{what}: a moving clip has motion: {}", got[0].0);
+            // Identical frames: only the border columns, which see no next pixel, move.
+            assert!(got[1].0 < 0.01, "{what}: identical frames have (almost) no motion: {}", got[1].0);
+            assert_eq!(got[2], (0.0, 0.0), "one frame: no pair");
+            // Same input, same bits (the GPU sums run in a fixed order).
+            assert_eq!(motion.motion_descriptors(&clips).unwrap(), got, "{what}: a second run differs");
+        }
     }
 }

@@ -7,8 +7,12 @@
 //! frames (its static clips score exactly 0), and so do we.
 
 pub mod candle_flow;
+#[cfg(feature = "cuda")]
+pub mod cuda_flow;
 pub mod farneback;
 pub mod imgops;
+#[cfg(test)]
+mod kernel_emulation;
 pub mod scratch;
 
 use rayon::prelude::*;
