@@ -158,7 +158,7 @@ impl MediaDescriptors {
         // All frames of the batch in flight together (bounded by the fetcher).
         let fetched = fetch_blocking(&self.fetcher, &uris);
         let mut fetched = fetched.into_iter();
-        let per_row: Vec<Option<(Vec<Result<bytes::Bytes, FrameError>>, &RowPlan, &Vec<String>)>> = rows
+        let per_row: Vec<Option<RowFrames>> = rows
             .iter()
             .zip(&plans)
             .map(|(row, plan)| match (row, plan) {
@@ -251,6 +251,10 @@ impl MediaDescriptors {
         (values, if tuned { Vec::new() } else { gray })
     }
 }
+
+/// One row's fetched frame bytes (or why a frame could not be read), its plan and its
+/// frame URIs.
+type RowFrames<'a> = (Vec<Result<bytes::Bytes, FrameError>>, &'a RowPlan, &'a Vec<String>);
 
 /// One row's frame choice: indices into its frames list.
 struct RowPlan {

@@ -57,7 +57,7 @@ pub fn is_normalised(text: &str) -> bool {
             prev_space = false;
         }
     }
-    !(prev_space && !text.is_empty())
+    !prev_space || text.is_empty()
 }
 
 /// User-turn text: media tokens `<image>`, `<video>`, `<audio>` become spaces, then `norm`.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
 use candle_core::{Result, bail};
 
@@ -49,11 +49,11 @@ struct Kernels<'a> {
 }
 
 impl Kernels<'_> {
-    fn upload<T: candle_core::cuda_backend::cudarc::driver::DeviceRepr>(&self, v: &[T]) -> Result<CudaSlice<T>> {
+    fn upload<T: DeviceRepr>(&self, v: &[T]) -> Result<CudaSlice<T>> {
         self.stream.clone_htod(v).w()
     }
 
-    fn alloc<T: candle_core::cuda_backend::cudarc::driver::DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>> {
+    fn alloc<T: DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>> {
         // SAFETY: every buffer allocated here is fully written by a kernel before it is
         // read (each kernel writes one value per thread over the whole shape).
         unsafe { self.stream.alloc::<T>(len) }.w()
