@@ -40,7 +40,7 @@ impl StatementResult {
 
 /// Run every statement of `sql` in order and collect each result.
 pub async fn run_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<StatementResult>> {
-    let statements = DFParser::parse_sql(sql).map_err(datafusion::error::DataFusionError::from)?;
+    let statements = DFParser::parse_sql(sql)?;
     if statements.is_empty() {
         return Err(GdoError::Usage("no SQL statement given".into()));
     }

@@ -318,10 +318,10 @@ pub async fn merge(opts: &MergeOptions) -> Result<MergeReport> {
             }
             if let Some(p) = part.as_mut() {
                 p.write(&batch).await?;
-                if p.rows() >= opts.rows_per_file.max(1) as u64 {
-                    if let Some(done) = part.take() {
-                        table.add_part(None, done.finish().await?);
-                    }
+                if p.rows() >= opts.rows_per_file.max(1) as u64
+                    && let Some(done) = part.take()
+                {
+                    table.add_part(None, done.finish().await?);
                 }
             }
             rows_written += kept.len() as u64;

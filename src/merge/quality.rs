@@ -54,8 +54,8 @@ pub fn self_consistency_or_fallback(stats: &RobustStats, sc: f64, vds: f64, ppl:
     if sc < 0.0 { sc_fallback(stats, vds, ppl) } else { sc }
 }
 
-/// quality_score = 0.28*sigmoid(z(vds) + z(fd)) + 0.18*SC + 0.14*exp(-|z(ppl)|)
-/// + 0.12*exp(-|z(amm)|) + 0.12*tnc + 0.10*rep + 0.06*(1 - rep), with rep the
+/// quality_score = 0.28*sigmoid(z(vds) + z(fd)) + 0.18*SC + 0.14*exp(-|z(ppl)|) +
+/// 0.12*exp(-|z(amm)|) + 0.12*tnc + 0.10*rep + 0.06*(1 - rep), with rep the
 /// cluster score. Terms are summed in this order (the reference's), so results agree
 /// to the last bits given the same statistics.
 pub fn quality_score(stats: &RobustStats, d: &QualityInputs, cluster_score: f64) -> f64 {

@@ -521,10 +521,10 @@ fn trim_line(raw: &[u8], line_no: u64) -> &[u8] {
     if let Some(rest) = s.strip_suffix(b"\r") {
         s = rest;
     }
-    if line_no == 1 {
-        if let Some(rest) = s.strip_prefix(b"\xEF\xBB\xBF") {
-            s = rest;
-        }
+    if line_no == 1
+        && let Some(rest) = s.strip_prefix(b"\xEF\xBB\xBF")
+    {
+        s = rest;
     }
     s
 }

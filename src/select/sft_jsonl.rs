@@ -276,8 +276,8 @@ mod tests {
             "meta": {
                 "qa_uid": format!("u{i}"), "video_uid": format!("v{i}"), "bucket": format!("b{i}"),
                 "source": format!("s{i}"), "n_frames": all.len(), "temporal_category": format!("t{i}"),
-                "score": num(i as f64 / 3.0), "base_score": num(if i % 2 == 0 { f64::NAN } else { -(i as f64) }),
-                "vds3": num(if i % 3 == 0 { f64::INFINITY } else { 0.1 * i as f64 }),
+                "score": num(i as f64 / 3.0), "base_score": num(if i.is_multiple_of(2) { f64::NAN } else { -(i as f64) }),
+                "vds3": num(if i.is_multiple_of(3) { f64::INFINITY } else { 0.1 * i as f64 }),
                 "metric_quality": num(i as f64 * 1e-7), "stage": format!("g{i}"),
             },
         });

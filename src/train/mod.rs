@@ -9,7 +9,7 @@
 //! - [`checkpoint`]: atomic checkpoints and resume.
 //! - [`eval`]: benchmark accuracy by ranking candidate answers.
 //! - [`train_loop`]: [`train`] itself and the Parquet metrics log.
-//! - [`scorer`]: [`scorer::TinyVlmScorer`].
+//! - [`scorer`]: the proxy scorer, [`scorer::TinyVlmScorer`].
 
 pub mod batcher;
 pub mod checkpoint;

@@ -120,14 +120,14 @@ impl TinyVlmConfig {
         if self.model_type != MODEL_TYPE {
             return Err(format!("model_type '{}' is not '{MODEL_TYPE}'", self.model_type));
         }
-        if self.d_model == 0 || self.n_heads == 0 || self.d_model % self.n_heads != 0 {
+        if self.d_model == 0 || self.n_heads == 0 || !self.d_model.is_multiple_of(self.n_heads) {
             return Err(format!("d_model {} must be a positive multiple of n_heads {}", self.d_model, self.n_heads));
         }
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return Err(format!("image_size {} must be a multiple of patch_size {}", self.image_size, self.patch_size));
         }
         let g = self.image_size / self.patch_size.max(1);
-        if self.frame_grid == 0 || g % self.frame_grid != 0 {
+        if self.frame_grid == 0 || !g.is_multiple_of(self.frame_grid) {
             return Err(format!("frame_grid {} must divide the {g}x{g} patch grid", self.frame_grid));
         }
         if self.max_frames == 0 || self.max_text < 4 || self.vocab_size < 6 {
@@ -455,16 +455,16 @@ mod tests {
         let (_, mut cache) = model.prefill(&v, &frame_mask, &ids, &mask).unwrap();
         let mut texts = texts;
         for step in 0..2 {
-            for r in 0..2 {
-                texts[r].push(generated[r][step]);
+            for (text, tokens) in texts.iter_mut().zip(&generated) {
+                text.push(tokens[step]);
             }
             let tokens = Tensor::new(&[generated[0][step], generated[1][step]], &dev).unwrap();
             let pos = Tensor::new(&[(texts[0].len() - 1) as u32, (texts[1].len() - 1) as u32], &dev).unwrap();
             let cached = model.step(&tokens, &pos, &mut cache).unwrap();
             let (ids, mask) = padded(&texts);
             let full = model.decode(&v, &frame_mask, &ids, &mask).unwrap();
-            for r in 0..2 {
-                let want = full.i((r, texts[r].len() - 1)).unwrap();
+            for (r, text) in texts.iter().enumerate() {
+                let want = full.i((r, text.len() - 1)).unwrap();
                 let diff = (cached.i(r).unwrap() - want).unwrap().abs().unwrap().max(0).unwrap();
                 let diff = diff.to_scalar::<f32>().unwrap();
                 assert!(diff < 1e-4, "step {step} row {r}: {diff}");

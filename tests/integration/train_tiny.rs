@@ -191,7 +191,7 @@ async fn trains_deterministically_resumes_bit_identically_and_rejects_bad_input(
     // The proxy scorer: a batch of 8 equals 8 singles; sampling is seeded.
     let scorer = TinyVlmScorer::load(&a.checkpoint, &Device::Cpu).unwrap();
     let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 90]));
-    let frames = vec![img.clone(), img.clone(), img];
+    let frames = [img.clone(), img.clone(), img];
     let qs = ["what colour is the disc ?", "which way does it move ?", "how many shapes ?", "is it red ?"];
     let items: Vec<ScoreItem<'_>> = (0..8)
         .map(|i| ScoreItem {

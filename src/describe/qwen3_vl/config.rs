@@ -160,13 +160,13 @@ impl Qwen3VlConfig {
         }
         let t = &self.text_config;
         let v = &self.vision_config;
-        if t.num_key_value_heads == 0 || t.num_attention_heads % t.num_key_value_heads != 0 {
+        if t.num_key_value_heads == 0 || !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
             return Err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads, t.num_key_value_heads
             ));
         }
-        if t.head_dim % 2 != 0 {
+        if !t.head_dim.is_multiple_of(2) {
             return Err(format!("text head_dim {} is odd", t.head_dim));
         }
         let section = t.mrope_section();
@@ -176,7 +176,10 @@ impl Qwen3VlConfig {
                 t.head_dim / 2
             ));
         }
-        if v.num_heads == 0 || v.hidden_size % v.num_heads != 0 || (v.hidden_size / v.num_heads) % 4 != 0 {
+        if v.num_heads == 0
+            || !v.hidden_size.is_multiple_of(v.num_heads)
+            || !(v.hidden_size / v.num_heads).is_multiple_of(4)
+        {
             return Err(format!(
                 "vision hidden_size {} must split into num_heads {} heads of a size divisible by 4",
                 v.hidden_size, v.num_heads

@@ -259,8 +259,8 @@ impl VisionModel {
     fn position_embeddings(&self, grids: &[Grid]) -> Result<Tensor> {
         let side = self.grid_side;
         let total: usize = grids.iter().map(|g| g[0] * g[1] * g[2]).sum();
-        let mut idx = vec![Vec::with_capacity(total); 4];
-        let mut wts = vec![Vec::with_capacity(total); 4];
+        let mut idx: Vec<Vec<_>> = (0..4).map(|_| Vec::with_capacity(total)).collect();
+        let mut wts: Vec<Vec<_>> = (0..4).map(|_| Vec::with_capacity(total)).collect();
         let m = self.merge;
         for &[t, h, w] in grids {
             let hs = linspace((side - 1) as f32, h);
