@@ -312,19 +312,11 @@ impl CandleMotion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::motion::{MOTION_SIZE, motion_descriptors};
+    use crate::motion::{MOTION_SIZE, motion_descriptors, shifted_test_frame};
 
-    /// A textured 224x224 frame shifted by (`sx`, `sy`) pixels: a smooth pattern the
-    /// flow can follow.
+    /// A textured 224x224 frame shifted by (`sx`, `sy`) pixels.
     fn shifted(sx: f32, sy: f32) -> Plane<u8> {
-        let n = MOTION_SIZE;
-        let data = (0..n * n)
-            .map(|i| {
-                let (x, y) = ((i % n) as f32 - sx, (i / n) as f32 - sy);
-                (128.0 + 50.0 * (x * 0.19).sin() * (y * 0.23).cos() + 30.0 * ((x + y) * 0.07).sin()) as u8
-            })
-            .collect();
-        Plane { width: n, height: n, data }
+        shifted_test_frame(MOTION_SIZE, MOTION_SIZE, sx, sy)
     }
 
     /// The device these tests run the candle program on: the CPU, or the GPU that

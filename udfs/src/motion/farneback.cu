@@ -26,6 +26,22 @@ __device__ __forceinline__ int reflect101(int i, int n) {
     return i;
 }
 
+// The value this thread computes in a launch over `planes` planes of h x w: its flat
+// index i, plane, column x and row y; false past the end. One thread per value.
+struct Pixel {
+    long long i, plane, hw;
+    int x, y;
+};
+__device__ __forceinline__ bool pixel_of(long long planes, int h, int w, Pixel& px) {
+    px.i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    px.hw = (long long)h * w;
+    if (px.i >= planes * px.hw) return false;
+    px.x = (int)(px.i % w);
+    px.y = (int)((px.i / w) % h);
+    px.plane = px.i / px.hw;
+    return true;
+}
+
 __global__ void fb_to_float(const unsigned char* src, float* dst, long long n) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) dst[i] = (float)src[i];
@@ -34,10 +50,10 @@ __global__ void fb_to_float(const unsigned char* src, float* dst, long long n) {
 // Horizontal pass of the separable Gaussian blur, reflect-101 borders, f32 sums in tap
 // order: src, dst [N][h][w]; k [ksize].
 __global__ void fb_blur_h(const float* src, float* dst, int n, int h, int w, const float* k, int ksize) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long total = (long long)n * h * w;
-    if (i >= total) return;
-    int x = (int)(i % w);
+    Pixel at;
+    if (!pixel_of(n, h, w, at)) return;
+    long long i = at.i;
+    int x = at.x;
     long long row = i - x;
     int r = ksize / 2;
     float s = 0.0f;
@@ -48,12 +64,11 @@ __global__ void fb_blur_h(const float* src, float* dst, int n, int h, int w, con
 // Vertical pass of the blur: the first tap assigns, the others accumulate (the CPU
 // kernel's order).
 __global__ void fb_blur_v(const float* src, float* dst, int n, int h, int w, const float* k, int ksize) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long total = (long long)n * h * w;
-    if (i >= total) return;
-    int x = (int)(i % w);
-    int y = (int)((i / w) % h);
-    long long plane = i - (long long)y * w - x;
+    Pixel at;
+    if (!pixel_of(n, h, w, at)) return;
+    long long i = at.i;
+    int x = at.x, y = at.y;
+    long long plane = at.plane * at.hw;
     int r = ksize / 2;
     float s = 0.0f;
     for (int t = 0; t < ksize; t++) {
@@ -69,13 +84,11 @@ __global__ void fb_blur_v(const float* src, float* dst, int n, int h, int w, con
 // centres with clamped edges (imgops::linear_tab).
 __global__ void fb_resize(const float* src, float* dst, int planes, int sh, int sw, int dh, int dw, const int* xi,
                           const float* xf, const int* yi, const float* yf, float scale) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long total = (long long)planes * dh * dw;
-    if (i >= total) return;
-    int x = (int)(i % dw);
-    int y = (int)((i / dw) % dh);
-    long long p = i / ((long long)dw * dh);
-    const float* s = src + p * sh * sw;
+    Pixel at;
+    if (!pixel_of(planes, dh, dw, at)) return;
+    long long i = at.i;
+    int x = at.x, y = at.y;
+    const float* s = src + at.plane * sh * sw;
     int sx0 = xi[x], sx1 = min(sx0 + 1, sw - 1);
     int sy0 = yi[y], sy1 = min(sy0 + 1, sh - 1);
     float fx = xf[x], fy = yf[y];
@@ -89,12 +102,10 @@ __global__ void fb_resize(const float* src, float* dst, int planes, int sh, int 
 // even (g), odd (xg) and squared (xxg) moments along y with replicated borders.
 // k holds g, xg, xxg, each 2r+1 taps.
 __global__ void fb_expand_v(const float* img, float* rows, int n, int h, int w, const float* k, int r) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long hw = (long long)h * w;
-    if (i >= (long long)n * hw) return;
-    int x = (int)(i % w);
-    int y = (int)((i / w) % h);
-    long long f = i / hw;
+    Pixel at;
+    if (!pixel_of(n, h, w, at)) return;
+    long long hw = at.hw, f = at.plane;
+    int x = at.x, y = at.y;
     const float* src = img + f * hw;
     int taps = 2 * r + 1;
     const float *g = k, *xg = k + taps, *xxg = k + 2 * taps;
@@ -118,12 +129,10 @@ __global__ void fb_expand_v(const float* img, float* rows, int n, int h, int w, 
 // [N][5][h][w], sums in double, replicated borders.
 __global__ void fb_expand_h(const float* rows, float* coef, int n, int h, int w, const float* k, int r, double ig11,
                             double ig03, double ig33, double ig55) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long hw = (long long)h * w;
-    if (i >= (long long)n * hw) return;
-    int x = (int)(i % w);
-    int y = (int)((i / w) % h);
-    long long f = i / hw;
+    Pixel at;
+    if (!pixel_of(n, h, w, at)) return;
+    long long hw = at.hw, f = at.plane;
+    int x = at.x, y = at.y;
     const float* row0 = rows + f * 3 * hw + (long long)y * w;
     const float* row1 = row0 + hw;
     const float* row2 = row1 + hw;
@@ -155,12 +164,10 @@ __global__ void fb_expand_h(const float* rows, float* coef, int n, int h, int w,
 // at one pixel, from the current flow; border damping by col_w[x] * row_w[y].
 __global__ void fb_matrices(const float* coef, const int* prev, const int* next, const float* flow, float* m, int pairs,
                             int h, int w, const float* col_w, const float* row_w) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long hw = (long long)h * w;
-    if (i >= (long long)pairs * hw) return;
-    int x = (int)(i % w);
-    int y = (int)((i / w) % h);
-    long long p = i / hw;
+    Pixel at;
+    if (!pixel_of(pairs, h, w, at)) return;
+    long long hw = at.hw, p = at.plane;
+    int x = at.x, y = at.y;
     long long px = (long long)y * w + x;
     const float* c0 = coef + (long long)prev[p] * 5 * hw + px;
     const float* c1 = coef + (long long)next[p] * 5 * hw;
@@ -219,12 +226,11 @@ __global__ void fb_matrices(const float* coef, const int* prev, const int* next,
 // Vertical half of the box filter: column sums over 2r+1 rows, replicated borders, in
 // double: m [P][5][h][w] -> t, same shape.
 __global__ void fb_box_v(const float* m, double* t, int pairs, int h, int w, int r) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long hw = (long long)h * w;
-    if (i >= (long long)pairs * 5 * hw) return;
-    int x = (int)(i % w);
-    int y = (int)((i / w) % h);
-    const float* plane = m + (i - (long long)y * w - x);
+    Pixel at;
+    if (!pixel_of((long long)pairs * 5, h, w, at)) return;
+    long long i = at.i;
+    int x = at.x, y = at.y;
+    const float* plane = m + at.plane * at.hw;
     double s = 0.0;
     for (int k = -r; k <= r; k++) s += (double)plane[(long long)clamp_i(y + k, 0, h - 1) * w + x];
     t[i] = s;
@@ -232,12 +238,10 @@ __global__ void fb_box_v(const float* m, double* t, int pairs, int h, int w, int
 
 // Horizontal half of the box filter and the 2x2 solve: t [P][5][h][w] -> flow [P][2][h][w].
 __global__ void fb_box_h_solve(const double* t, float* flow, int pairs, int h, int w, int r, double scale) {
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    long long hw = (long long)h * w;
-    if (i >= (long long)pairs * hw) return;
-    int x = (int)(i % w);
-    int y = (int)((i / w) % h);
-    long long p = i / hw;
+    Pixel at;
+    if (!pixel_of(pairs, h, w, at)) return;
+    long long hw = at.hw, p = at.plane;
+    int x = at.x, y = at.y;
     const double* row = t + p * 5 * hw + (long long)y * w;
     double s[5];
     for (int c = 0; c < 5; c++) {

@@ -11,18 +11,7 @@ use std::process::Command;
 
 use super::farneback::{ExpansionKernel, ITERATIONS, POLY_N, POLY_SIGMA, WINSIZE, border_weights, level_plan};
 use super::imgops::{Plane, linear_tab};
-use super::motion_descriptors;
-
-/// A textured `w` x `h` frame shifted by (`sx`, `sy`) pixels.
-fn shifted(w: usize, h: usize, sx: f32, sy: f32) -> Plane<u8> {
-    let data = (0..w * h)
-        .map(|i| {
-            let (x, y) = ((i % w) as f32 - sx, (i / w) as f32 - sy);
-            (128.0 + 50.0 * (x * 0.19).sin() * (y * 0.23).cos() + 30.0 * ((x + y) * 0.07).sin()) as u8
-        })
-        .collect();
-    Plane { width: w, height: h, data }
-}
+use super::{motion_descriptors, shifted_test_frame as shifted};
 
 /// The driver's input: frames, pairs and every host-side table `cuda_flow` uploads.
 fn driver_input(clips: &[Vec<Plane<u8>>]) -> String {

@@ -58,3 +58,16 @@ pub fn mean_abs_diff(a: &Plane<u8>, b: &Plane<u8>) -> f64 {
     let total: u64 = a.data.iter().zip(&b.data).map(|(&x, &y)| x.abs_diff(y) as u64).sum();
     total as f64 / a.data.len().max(1) as f64
 }
+
+/// A textured `w` x `h` frame shifted by (`sx`, `sy`) pixels: a smooth pattern the flow
+/// can follow (the motion tests' input).
+#[cfg(test)]
+pub(crate) fn shifted_test_frame(w: usize, h: usize, sx: f32, sy: f32) -> Plane<u8> {
+    let data = (0..w * h)
+        .map(|i| {
+            let (x, y) = ((i % w) as f32 - sx, (i / w) as f32 - sy);
+            (128.0 + 50.0 * (x * 0.19).sin() * (y * 0.23).cos() + 30.0 * ((x + y) * 0.07).sin()) as u8
+        })
+        .collect();
+    Plane { width: w, height: h, data }
+}
