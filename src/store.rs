@@ -46,7 +46,9 @@ impl std::fmt::Display for Location {
 
 /// Does `s` start with a URI scheme (`xyz://`)?
 pub fn has_scheme(s: &str) -> bool {
-    match s.find("://") {
+    // memmem: `str::find` builds a substring searcher per call, and ingest asks this of
+    // every frame path.
+    match memchr::memmem::find(s.as_bytes(), b"://") {
         Some(pos) if pos > 0 => {
             let scheme = &s[..pos];
             scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())

@@ -6,7 +6,7 @@
 //! `serde_json::Value` that says exactly why (invalid JSON, wrong field type, ...).
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringBuilder};
@@ -233,10 +233,11 @@ fn first_non_empty<'x>(a: &'x Option<Text<'_>>, b: &'x Option<Text<'_>>) -> &'x 
     }
 }
 
-/// The (question, answer) pairs of a row, by the spec's pairing rule.
-fn extract_pairs(messages: &[RawTurn<'_>]) -> Vec<(String, String)> {
+/// The (question, answer) pairs of a row, by the spec's pairing rule; borrowed from
+/// the row where normalising changes nothing.
+fn extract_pairs<'x>(messages: &'x [RawTurn<'_>]) -> Vec<(Cow<'x, str>, Cow<'x, str>)> {
     let mut pairs = Vec::new();
-    let mut pending: Option<String> = None;
+    let mut pending: Option<Cow<'x, str>> = None;
     for turn in messages {
         let role = first_non_empty(&turn.role, &turn.from).trim();
         let text = first_non_empty(&turn.content, &turn.value);
@@ -247,7 +248,7 @@ fn extract_pairs(messages: &[RawTurn<'_>]) -> Vec<(String, String)> {
             // An empty pending question counts as none (Python truthiness).
             if pending.as_deref().is_some_and(|q| !q.is_empty()) {
                 let question = pending.take().unwrap_or_default();
-                let answer = method::norm(text);
+                let answer = method::norm_cow(text);
                 if !answer.is_empty() {
                     pairs.push((question, answer));
                 }
@@ -342,12 +343,15 @@ fn classify(line: &str) -> SlowPath {
 // ---------------------------------------------------------------------------------
 // Frame paths
 
-/// Characters that can be appended to a folder URL as they are.
+/// Characters that can be appended to a folder URL as they are, with no `.` or `..`
+/// segment for a URL parser to resolve (`./` at the start, `/./`, `../`).
 fn is_plain_path(p: &str) -> bool {
-    !p.starts_with("./")
-        && !p.contains("/./")
-        && !p.contains("../")
-        && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+    let b = p.as_bytes();
+    // One pass: ingest asks this of every frame path.
+    b.iter().enumerate().all(|(i, &c)| match c {
+        b'.' => b.get(i + 1) != Some(&b'/') || (i > 0 && !matches!(b[i - 1], b'/' | b'.')),
+        _ => c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'/'),
+    })
 }
 
 /// Resolve a frame path against the media folder into a full URI.
@@ -536,7 +540,12 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
     let mut rejects = RejectColumns::new();
     let mut counts = ChunkCounts::default();
     let mut frame_buf = String::new();
-    let mut resolved: Vec<String> = Vec::new();
+    // The row's resolved frame URIs, one after another, and where each ends.
+    let mut resolved = String::new();
+    let mut resolved_ends: Vec<usize> = Vec::new();
+    // Per-pair text built in place instead of a fresh String per pair.
+    let mut qa_uid = String::new();
+    let mut stratum = String::new();
     let mut hex = [0u8; 40];
 
     for (i, raw) in chunk.lines().enumerate() {
@@ -616,34 +625,42 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
         let kept: Vec<usize> =
             if is_video { method::uniform_indices(images.len(), ctx.target_frames) } else { vec![0] };
         resolved.clear();
+        resolved_ends.clear();
         for &k in &kept {
             resolve_frame(&ctx.media_base, &images[k].0, &mut frame_buf);
-            resolved.push(frame_buf.clone());
+            resolved.push_str(&frame_buf);
+            resolved_ends.push(resolved.len());
         }
 
         for (k, (question, answer)) in pairs.iter().enumerate() {
             counts.pairs += 1;
-            let strata = Strata::compute(is_video, kept.len(), question, answer, group.clone());
-            cols.qa_uid.append_value(format!("{}::{id}::t{k}", ctx.layout.uid_prefix()));
+            let strata = Strata::compute(is_video, kept.len(), question, answer, &group);
+            qa_uid.clear();
+            let _ = write!(qa_uid, "{}::{id}::t{k}", ctx.layout.uid_prefix());
+            cols.qa_uid.append_value(&qa_uid);
             cols.video_uid.append_value(&video_uid);
             cols.bucket.append_value(strata.bucket);
             cols.question.append_value(question);
             cols.answer.append_value(answer);
             cols.turn.append_value(k as i32);
-            for f in &resolved {
-                cols.frames.values().append_value(f);
+            let mut start = 0;
+            for &end in &resolved_ends {
+                cols.frames.values().append_value(&resolved[start..end]);
+                start = end;
             }
             cols.frames.append(true);
             cols.n_frames.append_value(kept.len() as i32);
             cols.n_frames_raw.append_value(images.len() as i32);
             cols.data_source.append_value(&data_source);
-            cols.source_group.append_value(&strata.source_group);
+            cols.source_group.append_value(strata.source_group);
             cols.duration_bucket.append_value(strata.duration_bucket);
             cols.temporal_category.append_value(strata.temporal_category);
             cols.question_form.append_value(strata.question_form);
             cols.q_len_bucket.append_value(strata.q_len_bucket);
             cols.a_len_bucket.append_value(strata.a_len_bucket);
-            cols.stratum.append_value(strata.stratum());
+            stratum.clear();
+            strata.push_stratum(&mut stratum);
+            cols.stratum.append_value(&stratum);
             cols.q_tokens.append_value(strata.q_tokens as i32);
             cols.a_tokens.append_value(strata.a_tokens as i32);
             text_hash_into(question, answer, &mut hex);
@@ -792,6 +809,26 @@ mod tests {
         assert_eq!(lines_col.value(9), 11);
         assert_eq!(p.counts.rejected.iter().sum::<u64>(), 10);
         assert_eq!(p.counts.rows, 1);
+    }
+
+    #[test]
+    fn plain_paths_are_those_without_dot_segments() {
+        // The rule as first written, with substring searches.
+        let reference = |p: &str| {
+            !p.starts_with("./")
+                && !p.contains("/./")
+                && !p.contains("../")
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        };
+        let parts = ["", ".", "..", "/", "a", "./", "../", "a.b", "x_y-z", " ", "#", "%", "é"];
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    let p = format!("{a}{b}{c}");
+                    assert_eq!(is_plain_path(&p), reference(&p), "{p:?}");
+                }
+            }
+        }
     }
 
     #[test]

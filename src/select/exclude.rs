@@ -63,7 +63,7 @@ fn text(v: Option<&Value>) -> Option<&str> {
 /// The (question, answer) pairs of one exclusion row, normalised like the pool's.
 fn pairs_of(obj: &serde_json::Map<String, Value>) -> Option<Vec<(String, String)>> {
     if let Some(q) = text(obj.get("question")) {
-        return Some(vec![(norm_user_text(q), norm(text(obj.get("answer")).unwrap_or("")))]);
+        return Some(vec![(norm_user_text(q).into_owned(), norm(text(obj.get("answer")).unwrap_or("")))]);
     }
     let messages = obj.get("messages")?.as_array()?;
     let mut out = Vec::new();
@@ -72,7 +72,7 @@ fn pairs_of(obj: &serde_json::Map<String, Value>) -> Option<Vec<(String, String)
         let role = text(m.get("role")).or_else(|| text(m.get("from"))).unwrap_or("");
         let content = text(m.get("content")).or_else(|| text(m.get("value"))).unwrap_or("");
         match role {
-            "user" | "human" => pending = Some(norm_user_text(content)),
+            "user" | "human" => pending = Some(norm_user_text(content).into_owned()),
             "assistant" | "gpt" => {
                 if let Some(q) = pending.take() {
                     out.push((q, norm(content)));

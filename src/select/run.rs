@@ -17,13 +17,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema}
 use datafusion::common::{Column, JoinType};
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::arrow::arrow_writer::compute_leaves;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{SetExpr, Statement as SqlStatement};
 use futures::{StreamExt, TryStreamExt};
-use rayon::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::common::{i64_at, i64s, str_at, strings};
@@ -231,19 +229,7 @@ fn parquet_bytes(batch: RecordBatch) -> Result<Vec<u8>> {
         ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))?.into_serialized_writer()?;
     for (index, offset) in (0..batch.num_rows()).step_by(group_rows).enumerate() {
         let group = batch.slice(offset, group_rows.min(batch.num_rows() - offset));
-        let mut leaves = Vec::new();
-        for (field, column) in schema.fields().iter().zip(group.columns()) {
-            leaves.extend(compute_leaves(field, column)?);
-        }
-        let writers = factory.create_column_writers(index)?;
-        let chunks = writers
-            .into_par_iter()
-            .zip(leaves.into_par_iter())
-            .map(|(mut writer, leaf)| {
-                writer.write(&leaf)?;
-                writer.close()
-            })
-            .collect::<datafusion::parquet::errors::Result<Vec<_>>>()?;
+        let chunks = crate::table::encode_row_group(&schema, factory.create_column_writers(index)?, &[group])?;
         let mut group_writer = file.next_row_group()?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut group_writer)?;

@@ -4,6 +4,7 @@
 //! Ingest, the SQL functions in this crate and (later) scoring all call these, so a
 //! stratum computed in SQL and one computed at ingest can never disagree.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -18,9 +19,14 @@ pub fn is_py_space(c: char) -> bool {
 
 /// `norm(x)`: collapse every run of whitespace into one space and trim.
 pub fn norm(text: &str) -> String {
-    // Most text is already normalised: one scan and a copy instead of a split-and-join.
+    norm_cow(text).into_owned()
+}
+
+/// [`norm`] without a copy when the text is already normalised (most text is: one scan
+/// instead of a split-and-join, and no allocation; ingest calls this for every turn).
+pub fn norm_cow(text: &str) -> Cow<'_, str> {
     if is_normalised(text) {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
@@ -29,7 +35,7 @@ pub fn norm(text: &str) -> String {
         }
         out.push_str(word);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// True when `norm(text) == text`, so callers can skip an allocation.
@@ -60,8 +66,9 @@ pub fn is_normalised(text: &str) -> bool {
     !prev_space || text.is_empty()
 }
 
-/// User-turn text: media tokens `<image>`, `<video>`, `<audio>` become spaces, then `norm`.
-pub fn norm_user_text(text: &str) -> String {
+/// User-turn text: media tokens `<image>`, `<video>`, `<audio>` become spaces, then `norm`
+/// (borrowed when nothing changes).
+pub fn norm_user_text(text: &str) -> Cow<'_, str> {
     const TAGS: [&[u8]; 3] = [b"<image>", b"<video>", b"<audio>"];
     let bytes = text.as_bytes();
     // One pass over the `<`s: each tag becomes a space, the rest is copied as is.
@@ -80,9 +87,9 @@ pub fn norm_user_text(text: &str) -> String {
     match stripped {
         Some(mut out) => {
             out.push_str(&text[copied..]);
-            norm(&out)
+            Cow::Owned(norm(&out))
         }
-        None => norm(text),
+        None => norm_cow(text),
     }
 }
 
@@ -218,21 +225,22 @@ pub fn source_group(data_source: &str) -> String {
 
 /// The seven stratification values of one pair, in stratum order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Strata {
+pub struct Strata<'a> {
     pub bucket: &'static str,
     pub duration_bucket: &'static str,
     pub temporal_category: &'static str,
     pub question_form: &'static str,
     pub q_len_bucket: &'static str,
     pub a_len_bucket: &'static str,
-    pub source_group: String,
+    /// The row's source group, shared by all its pairs.
+    pub source_group: &'a str,
     pub q_tokens: usize,
     pub a_tokens: usize,
 }
 
-impl Strata {
+impl<'a> Strata<'a> {
     /// Compute the fields for a normalised question/answer pair.
-    pub fn compute(is_video: bool, kept_frames: usize, question: &str, answer: &str, source_group: String) -> Self {
+    pub fn compute(is_video: bool, kept_frames: usize, question: &str, answer: &str, source_group: &'a str) -> Self {
         let q_tokens = token_count(question);
         let a_tokens = token_count(answer);
         Self {
@@ -250,16 +258,28 @@ impl Strata {
 
     /// `stratum`: the seven values joined with `|`.
     pub fn stratum(&self) -> String {
-        [
+        let mut out = String::new();
+        self.push_stratum(&mut out);
+        out
+    }
+
+    /// Append the `stratum` to `out` (ingest reuses one buffer for every pair).
+    pub fn push_stratum(&self, out: &mut String) {
+        let values = [
             self.bucket,
             self.duration_bucket,
             self.temporal_category,
             self.question_form,
             self.q_len_bucket,
             self.a_len_bucket,
-            self.source_group.as_str(),
-        ]
-        .join("|")
+            self.source_group,
+        ];
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                out.push('|');
+            }
+            out.push_str(v);
+        }
     }
 }
 
