@@ -10,7 +10,7 @@
 //! and only then are other runs' files deleted. Readers read only the files the
 //! manifest lists, so a killed run leaves the previous table intact and no half table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,7 +33,6 @@ use object_store::buffered::BufWriter;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::VecDeque;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
