@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -26,7 +25,7 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::errors::Result as ParquetResult;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::file::writer::SerializedFileWriter;
-use datafusion::parquet::schema::types::ColumnPath;
+use datafusion::parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
@@ -229,18 +228,18 @@ pub async fn delete_under(loc: &Location) -> Result<()> {
 /// leaf column, as [`ArrowRowGroupWriterFactory::create_column_writers`] gives them),
 /// the columns side by side on the rayon pool. Fed the slices `ArrowWriter::write`
 /// would feed its row group, the chunks hold the bytes `ArrowWriter` writes.
+/// `leaves` is each field's number of leaf columns ([`leaves_per_field`]).
 pub(crate) fn encode_row_group(
     schema: &SchemaRef,
+    leaves: &[usize],
     writers: Vec<ArrowColumnWriter>,
     batches: &[RecordBatch],
 ) -> Result<Vec<ArrowColumnChunk>> {
-    // Each field's leaves (more than one only for structs), with their writers.
     let mut writers = writers.into_iter();
     let mut fields = Vec::with_capacity(schema.fields().len());
-    for (i, field) in schema.fields().iter().enumerate() {
-        let leaves = leaf_count(field.data_type());
-        let own: Vec<ArrowColumnWriter> = writers.by_ref().take(leaves).collect();
-        if own.len() != leaves {
+    for ((i, field), &n) in schema.fields().iter().enumerate().zip(leaves) {
+        let own: Vec<ArrowColumnWriter> = writers.by_ref().take(n).collect();
+        if own.len() != n {
             return Err(GdoError::Table(format!("parquet writer: no column writer for field {}", field.name())));
         }
         fields.push((i, field, own));
@@ -259,17 +258,16 @@ pub(crate) fn encode_row_group(
     Ok(encoded.into_iter().flatten().collect())
 }
 
-/// Parquet leaf columns of an Arrow type (the order `compute_leaves` yields them in).
-fn leaf_count(data_type: &DataType) -> usize {
-    match data_type {
-        DataType::Struct(fields) => fields.iter().map(|f| leaf_count(f.data_type())).sum(),
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::ListView(f) => {
-            leaf_count(f.data_type())
+/// Each top-level field's number of Parquet leaf columns (more than one only for
+/// structs and maps), as the file's schema descriptor lays them out.
+pub(crate) fn leaves_per_field(descr: &SchemaDescriptor, fields: usize) -> Vec<usize> {
+    let mut leaves = vec![0; fields];
+    for leaf in 0..descr.num_columns() {
+        if let Some(n) = leaves.get_mut(descr.get_column_root_idx(leaf)) {
+            *n += 1;
         }
-        DataType::Map(f, _) => leaf_count(f.data_type()),
-        DataType::Dictionary(_, value) => leaf_count(value),
-        _ => 1,
     }
+    leaves
 }
 
 /// Row groups left encoding while the next one fills (a second one is waited for).
@@ -290,6 +288,8 @@ pub struct PartWriter {
     file: SerializedFileWriter<Vec<u8>>,
     factory: ArrowRowGroupWriterFactory,
     group_rows: usize,
+    /// Leaf columns of each field.
+    leaves: Arc<[usize]>,
     /// Slices of the row group being filled, in order.
     open: Vec<RecordBatch>,
     open_rows: usize,
@@ -305,12 +305,14 @@ impl PartWriter {
         let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
         let (file, factory) =
             ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))?.into_serialized_writer()?;
+        let leaves = leaves_per_field(file.schema_descr(), schema.fields().len()).into();
         Ok(Self {
             rel,
             schema,
             file,
             factory,
             group_rows,
+            leaves,
             open: Vec::new(),
             open_rows: 0,
             groups_started: 0,
@@ -362,11 +364,11 @@ impl PartWriter {
         self.groups_started += 1;
         let batches = std::mem::take(&mut self.open);
         self.open_rows = 0;
-        let schema = Arc::clone(&self.schema);
+        let (schema, leaves) = (Arc::clone(&self.schema), Arc::clone(&self.leaves));
         let (tx, rx) = oneshot::channel();
         rayon::spawn(move || {
             // The receiver is gone only when the writer was dropped after an error.
-            let _ = tx.send(encode_row_group(&schema, writers, &batches));
+            let _ = tx.send(encode_row_group(&schema, &leaves, writers, &batches));
         });
         self.encoding.push_back(rx);
         Ok(())

@@ -227,9 +227,11 @@ fn parquet_bytes(batch: RecordBatch) -> Result<Vec<u8>> {
     let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
     let (mut file, factory) =
         ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props))?.into_serialized_writer()?;
+    let leaves = crate::table::leaves_per_field(file.schema_descr(), schema.fields().len());
     for (index, offset) in (0..batch.num_rows()).step_by(group_rows).enumerate() {
         let group = batch.slice(offset, group_rows.min(batch.num_rows() - offset));
-        let chunks = crate::table::encode_row_group(&schema, factory.create_column_writers(index)?, &[group])?;
+        let writers = factory.create_column_writers(index)?;
+        let chunks = crate::table::encode_row_group(&schema, &leaves, writers, &[group])?;
         let mut group_writer = file.next_row_group()?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut group_writer)?;
