@@ -23,7 +23,7 @@ use datafusion::parquet::arrow::arrow_writer::{
 };
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::errors::Result as ParquetResult;
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::file::writer::SerializedFileWriter;
 use datafusion::parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use futures::TryStreamExt;
@@ -106,6 +106,19 @@ pub fn writer_properties() -> WriterProperties {
         .set_created_by(format!("gdo {}", env!("CARGO_PKG_VERSION")));
     for name in PLAIN_COLUMNS {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*name), false);
+    }
+    // Frame URIs: 60% of a pool's uncompressed bytes, and the dictionary overflows
+    // early in every row group, then falls back to plain; min/max over URIs serve no
+    // query. Row numbers (`pool_index`, `source_line`) are all distinct, so their
+    // dictionaries only repeat the values. Without these dictionaries and the frame
+    // statistics, ingest of the 50k-pair bench pool executes 4.6% fewer instructions
+    // and writes a 5% smaller file (callgrind, session 18).
+    let frames = ColumnPath::from(vec!["frames".to_owned(), "list".to_owned(), "item".to_owned()]);
+    builder = builder
+        .set_column_dictionary_enabled(frames.clone(), false)
+        .set_column_statistics_enabled(frames, EnabledStatistics::None);
+    for name in ["pool_index", "source_line"] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
     }
     builder.build()
 }

@@ -224,31 +224,85 @@ struct RawRow<'a> {
     data_source: Option<Text<'a>>,
 }
 
+impl Text<'_> {
+    fn into_owned(self) -> Text<'static> {
+        Text(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl Scalar<'_> {
+    fn into_owned(self) -> Scalar<'static> {
+        Scalar { text: Cow::Owned(self.text.into_owned()), falsy: self.falsy }
+    }
+}
+
+impl RawRow<'_> {
+    /// The row with every string owned: a re-serialised line (the slow path) does not
+    /// live as long as the chunk its pairs are kept for.
+    fn into_owned(self) -> RawRow<'static> {
+        let text = |t: Option<Text<'_>>| t.map(Text::into_owned);
+        RawRow {
+            id: self.id.map(Scalar::into_owned),
+            video_id: self.video_id.map(Scalar::into_owned),
+            images: self.images.map(|v| v.into_iter().map(Text::into_owned).collect()),
+            messages: self.messages.map(|turns| {
+                turns
+                    .into_iter()
+                    .map(|t| RawTurn {
+                        role: text(t.role),
+                        from: text(t.from),
+                        content: text(t.content),
+                        value: text(t.value),
+                    })
+                    .collect()
+            }),
+            data_source: text(self.data_source),
+        }
+    }
+}
+
 /// Python's `a or b` over optional strings: the first non-empty one.
-fn first_non_empty<'x>(a: &'x Option<Text<'_>>, b: &'x Option<Text<'_>>) -> &'x str {
+fn first_non_empty<'a>(a: Option<Text<'a>>, b: Option<Text<'a>>) -> Cow<'a, str> {
     match (a, b) {
-        (Some(t), _) if !t.0.is_empty() => &t.0,
-        (_, Some(t)) => &t.0,
-        _ => "",
+        (Some(t), _) if !t.0.is_empty() => t.0,
+        (_, Some(t)) => t.0,
+        _ => Cow::Borrowed(""),
+    }
+}
+
+/// `f` (a normalisation) applied to text that may be borrowed from the line or owned by
+/// the row, keeping the text's own lifetime: an owned text that `f` leaves as it is
+/// is moved, not copied.
+fn normalise<'a>(text: Cow<'a, str>, f: impl for<'s> Fn(&'s str) -> Cow<'s, str>) -> Cow<'a, str> {
+    match text {
+        Cow::Borrowed(s) => f(s),
+        Cow::Owned(s) => {
+            let changed = match f(&s) {
+                Cow::Owned(o) => Some(o),
+                Cow::Borrowed(_) => None,
+            };
+            Cow::Owned(changed.unwrap_or(s))
+        }
     }
 }
 
 /// The (question, answer) pairs of a row, by the spec's pairing rule; borrowed from
-/// the row where normalising changes nothing.
-fn extract_pairs<'x>(messages: &'x [RawTurn<'_>]) -> Vec<(Cow<'x, str>, Cow<'x, str>)> {
+/// the line where normalising changes nothing.
+fn extract_pairs<'a>(messages: Vec<RawTurn<'a>>) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
     let mut pairs = Vec::new();
-    let mut pending: Option<Cow<'x, str>> = None;
+    let mut pending: Option<Cow<'a, str>> = None;
     for turn in messages {
-        let role = first_non_empty(&turn.role, &turn.from).trim();
-        let text = first_non_empty(&turn.content, &turn.value);
+        let role = first_non_empty(turn.role, turn.from);
+        let role = role.trim();
+        let text = first_non_empty(turn.content, turn.value);
         if role.eq_ignore_ascii_case("user") || role.eq_ignore_ascii_case("human") {
             // A second user turn replaces the first.
-            pending = Some(method::norm_user_text(text));
+            pending = Some(normalise(text, method::norm_user_text));
         } else if role.eq_ignore_ascii_case("assistant") || role.eq_ignore_ascii_case("gpt") {
             // An empty pending question counts as none (Python truthiness).
             if pending.as_deref().is_some_and(|q| !q.is_empty()) {
                 let question = pending.take().unwrap_or_default();
-                let answer = method::norm_cow(text);
+                let answer = normalise(text, method::norm_cow);
                 if !answer.is_empty() {
                     pairs.push((question, answer));
                 }
@@ -384,10 +438,7 @@ struct PoolColumns {
     qa_uid: StringBuilder,
     video_uid: StringBuilder,
     bucket: StringBuilder,
-    question: StringBuilder,
-    answer: StringBuilder,
     turn: Int32Builder,
-    frames: ListBuilder<StringBuilder>,
     n_frames: Int32Builder,
     n_frames_raw: Int32Builder,
     data_source: StringBuilder,
@@ -408,18 +459,11 @@ struct PoolColumns {
 
 impl PoolColumns {
     fn new() -> Self {
-        let frames_field = match POOL_SCHEMA_UNINDEXED.field_with_name("frames").map(|f| f.data_type()) {
-            Ok(datafusion::arrow::datatypes::DataType::List(f)) => Arc::clone(f),
-            _ => unreachable!("frames is a list column"),
-        };
         Self {
             qa_uid: StringBuilder::new(),
             video_uid: StringBuilder::new(),
             bucket: StringBuilder::new(),
-            question: StringBuilder::new(),
-            answer: StringBuilder::new(),
             turn: Int32Builder::new(),
-            frames: ListBuilder::new(StringBuilder::new()).with_field(frames_field),
             n_frames: Int32Builder::new(),
             n_frames_raw: Int32Builder::new(),
             data_source: StringBuilder::new(),
@@ -439,15 +483,17 @@ impl PoolColumns {
         }
     }
 
-    fn finish(mut self) -> RecordBatch {
+    /// The batch, with the three large columns built by [`Deferred::finish`].
+    fn finish(mut self, large: [ArrayRef; 3]) -> RecordBatch {
+        let [question, answer, frames] = large;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.qa_uid.finish()),
             Arc::new(self.video_uid.finish()),
             Arc::new(self.bucket.finish()),
-            Arc::new(self.question.finish()),
-            Arc::new(self.answer.finish()),
+            question,
+            answer,
             Arc::new(self.turn.finish()),
-            Arc::new(self.frames.finish()),
+            frames,
             Arc::new(self.n_frames.finish()),
             Arc::new(self.n_frames_raw.finish()),
             Arc::new(self.data_source.finish()),
@@ -466,6 +512,63 @@ impl PoolColumns {
             Arc::new(self.source_line.finish()),
         ];
         RecordBatch::try_new(Arc::clone(&POOL_SCHEMA_UNINDEXED), columns).expect("pool columns match the pool schema")
+    }
+}
+
+/// The chunk's largest columns (84% of the bench pool's uncompressed bytes), kept until
+/// every line is parsed so their Arrow buffers are allocated once at their final size:
+/// in a perf profile of ingest, growing builders by doubling (the copies in `realloc`
+/// and the page faults after them) took about 5% of the CPU samples.
+struct Deferred<'a> {
+    questions: Vec<Cow<'a, str>>,
+    answers: Vec<Cow<'a, str>>,
+    /// Every row's resolved frame URIs, one after another, and where each ends.
+    uris: String,
+    uri_ends: Vec<usize>,
+    /// Per pair, the range of its row's URIs in `uri_ends`.
+    pair_frames: Vec<(usize, usize)>,
+}
+
+impl<'a> Deferred<'a> {
+    fn new() -> Self {
+        Self {
+            questions: Vec::new(),
+            answers: Vec::new(),
+            uris: String::new(),
+            uri_ends: Vec::new(),
+            pair_frames: Vec::new(),
+        }
+    }
+
+    /// Start of URI `i` in `uris` (the end of the one before).
+    fn uri_start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.uri_ends[i - 1] }
+    }
+
+    fn finish(self) -> [ArrayRef; 3] {
+        let text = |values: &[Cow<'_, str>]| -> ArrayRef {
+            let mut b = StringBuilder::with_capacity(values.len(), values.iter().map(|v| v.len()).sum());
+            for v in values {
+                b.append_value(v);
+            }
+            Arc::new(b.finish())
+        };
+        let frames_field = match POOL_SCHEMA_UNINDEXED.field_with_name("frames").map(|f| f.data_type()) {
+            Ok(datafusion::arrow::datatypes::DataType::List(f)) => Arc::clone(f),
+            _ => unreachable!("frames is a list column"),
+        };
+        let n_values = self.pair_frames.iter().map(|&(a, b)| b - a).sum();
+        let n_bytes = self.pair_frames.iter().map(|&(a, b)| self.uri_start(b) - self.uri_start(a)).sum();
+        let mut frames =
+            ListBuilder::with_capacity(StringBuilder::with_capacity(n_values, n_bytes), self.pair_frames.len())
+                .with_field(frames_field);
+        for &(a, b) in &self.pair_frames {
+            for i in a..b {
+                frames.values().append_value(&self.uris[self.uri_start(i)..self.uri_ends[i]]);
+            }
+            frames.append(true);
+        }
+        [text(&self.questions), text(&self.answers), Arc::new(frames.finish())]
     }
 }
 
@@ -537,12 +640,10 @@ fn trim_line(raw: &[u8], line_no: u64) -> &[u8] {
 pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
     let ctx = &chunk.ctx;
     let mut cols = PoolColumns::new();
+    let mut large = Deferred::new();
     let mut rejects = RejectColumns::new();
     let mut counts = ChunkCounts::default();
     let mut frame_buf = String::new();
-    // The row's resolved frame URIs, one after another, and where each ends.
-    let mut resolved = String::new();
-    let mut resolved_ends: Vec<usize> = Vec::new();
     // Per-pair text built in place instead of a fresh String per pair.
     let mut qa_uid = String::new();
     let mut stratum = String::new();
@@ -568,7 +669,7 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
         // serde would also read a struct from a JSON list; only objects take the fast path.
         let typed =
             if text.trim_start().starts_with('{') { serde_json::from_str::<RawRow<'_>>(text).ok() } else { None };
-        let row: RawRow<'_> = match typed {
+        let mut row: RawRow<'_> = match typed {
             Some(row) => row,
             None => match classify(text) {
                 SlowPath::Reject(reason, detail) => {
@@ -577,8 +678,8 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
                 }
                 SlowPath::Retry(clean) => {
                     retried = clean;
-                    match serde_json::from_str(&retried) {
-                        Ok(row) => row,
+                    match serde_json::from_str::<RawRow<'_>>(&retried) {
+                        Ok(row) => row.into_owned(),
                         Err(e) => {
                             reject(RejectReason::BadFieldType, &e.to_string());
                             continue;
@@ -598,7 +699,7 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
                 continue;
             }
         };
-        let pairs = extract_pairs(row.messages.as_deref().unwrap_or_default());
+        let pairs = extract_pairs(row.messages.take().unwrap_or_default());
         if pairs.is_empty() {
             reject(RejectReason::NoQaPair, "no user turn followed by a non-empty assistant answer");
             continue;
@@ -624,31 +725,24 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
         let group = method::source_group(&data_source);
         let kept: Vec<usize> =
             if is_video { method::uniform_indices(images.len(), ctx.target_frames) } else { vec![0] };
-        resolved.clear();
-        resolved_ends.clear();
+        let first_uri = large.uri_ends.len();
         for &k in &kept {
             resolve_frame(&ctx.media_base, &images[k].0, &mut frame_buf);
-            resolved.push_str(&frame_buf);
-            resolved_ends.push(resolved.len());
+            large.uris.push_str(&frame_buf);
+            large.uri_ends.push(large.uris.len());
         }
+        let row_frames = (first_uri, large.uri_ends.len());
 
-        for (k, (question, answer)) in pairs.iter().enumerate() {
+        for (k, (question, answer)) in pairs.into_iter().enumerate() {
             counts.pairs += 1;
-            let strata = Strata::compute(is_video, kept.len(), question, answer, &group);
+            let strata = Strata::compute(is_video, kept.len(), &question, &answer, &group);
             qa_uid.clear();
             let _ = write!(qa_uid, "{}::{id}::t{k}", ctx.layout.uid_prefix());
             cols.qa_uid.append_value(&qa_uid);
             cols.video_uid.append_value(&video_uid);
             cols.bucket.append_value(strata.bucket);
-            cols.question.append_value(question);
-            cols.answer.append_value(answer);
             cols.turn.append_value(k as i32);
-            let mut start = 0;
-            for &end in &resolved_ends {
-                cols.frames.values().append_value(&resolved[start..end]);
-                start = end;
-            }
-            cols.frames.append(true);
+            large.pair_frames.push(row_frames);
             cols.n_frames.append_value(kept.len() as i32);
             cols.n_frames_raw.append_value(images.len() as i32);
             cols.data_source.append_value(&data_source);
@@ -663,14 +757,16 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
             cols.stratum.append_value(&stratum);
             cols.q_tokens.append_value(strata.q_tokens as i32);
             cols.a_tokens.append_value(strata.a_tokens as i32);
-            text_hash_into(question, answer, &mut hex);
+            text_hash_into(&question, &answer, &mut hex);
             cols.text_hash.append_value(std::str::from_utf8(&hex).expect("hex is ASCII"));
             cols.source_id.append_value(&id);
             cols.source_file.append_value(&ctx.source_file);
             cols.source_line.append_value(line_no as i64);
+            large.questions.push(question);
+            large.answers.push(answer);
         }
     }
-    ParsedChunk { pairs: cols.finish(), rejects: rejects.finish(), counts }
+    ParsedChunk { pairs: cols.finish(large.finish()), rejects: rejects.finish(), counts }
 }
 
 /// The text hash of a pair: sha1 of `question|||answer`, hex (spec 4.7's dedup key).

@@ -29,6 +29,27 @@ pub fn norm_cow(text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
+    if text.is_ascii() {
+        // Bytes, not chars (most questions start with `<image>\n`, so this path is
+        // common): ASCII whitespace is a set of single bytes, and every cut between
+        // ASCII bytes is a char boundary.
+        let mut word_start = None;
+        for (i, &b) in text.as_bytes().iter().enumerate() {
+            let space = b == b' ' || matches!(b, 0x09..=0x0d | 0x1c..=0x1f);
+            match (space, word_start) {
+                (false, None) => word_start = Some(i),
+                (true, Some(start)) => {
+                    push_word(&mut out, &text[start..i]);
+                    word_start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(start) = word_start {
+            push_word(&mut out, &text[start..]);
+        }
+        return Cow::Owned(out);
+    }
     for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
         if !out.is_empty() {
             out.push(' ');
@@ -36,6 +57,14 @@ pub fn norm_cow(text: &str) -> Cow<'_, str> {
         out.push_str(word);
     }
     Cow::Owned(out)
+}
+
+/// Append a word to normalised text, a space before it unless it is the first.
+fn push_word(out: &mut String, word: &str) {
+    if !out.is_empty() {
+        out.push(' ');
+    }
+    out.push_str(word);
 }
 
 /// True when `norm(text) == text`, so callers can skip an allocation.
@@ -323,8 +352,11 @@ mod tests {
     fn plain_token_count(text: &str) -> usize {
         text.to_lowercase().split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|t| !t.is_empty()).count()
     }
+    fn plain_norm(text: &str) -> String {
+        text.split(is_py_space).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+    }
     fn plain_norm_user_text(text: &str) -> String {
-        norm(&text.replace("<image>", " ").replace("<video>", " ").replace("<audio>", " "))
+        plain_norm(&text.replace("<image>", " ").replace("<video>", " ").replace("<audio>", " "))
     }
 
     #[test]
@@ -344,10 +376,14 @@ mod tests {
             state ^= state << 17;
             (state % n as u64) as usize
         };
-        for _ in 0..20_000 {
+        // Half the texts from the ASCII letters alone, for the byte-wise fast paths.
+        let ascii: Vec<&str> = alphabet.iter().copied().filter(|a| a.is_ascii()).collect();
+        for round in 0..40_000 {
+            let letters = if round % 2 == 0 { &alphabet } else { &ascii };
             let len = next(90);
-            let text: String = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
+            let text: String = (0..len).map(|_| letters[next(letters.len())]).collect();
             assert_eq!(is_normalised(&text), plain_is_normalised(&text), "{text:?}");
+            assert_eq!(norm(&text), plain_norm(&text), "{text:?}");
             assert_eq!(token_count(&text), plain_token_count(&text), "{text:?}");
             assert_eq!(norm_user_text(&text), plain_norm_user_text(&text), "{text:?}");
         }
