@@ -221,7 +221,7 @@ async fn trains_deterministically_resumes_bit_identically_and_rejects_bad_input(
 
 /// `needs_frames` of every sample pair, keyed by (source file name, line, turn), from
 /// the generator's `gdo_sample` labels.
-fn needs_frames_labels() -> HashMap<(String, i64, i32), bool> {
+fn question_kinds() -> HashMap<(String, i64, i32), String> {
     let mut out = HashMap::new();
     for file in ["onevision.jsonl", "video.jsonl"] {
         let text = std::fs::read_to_string(samples().join(file)).unwrap();
@@ -229,7 +229,9 @@ fn needs_frames_labels() -> HashMap<(String, i64, i32), bool> {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
             let Some(pairs) = v["gdo_sample"]["pairs"].as_array() else { continue };
             for (turn, p) in pairs.iter().enumerate() {
-                out.insert((file.to_owned(), i as i64 + 1, turn as i32), p["needs_frames"].as_bool().unwrap());
+                // The generator's label: `text_only` is the one kind answerable without frames.
+                assert_eq!(p["needs_frames"].as_bool(), Some(p["kind"] != "text_only"), "{p}");
+                out.insert((file.to_owned(), i as i64 + 1, turn as i32), p["kind"].as_str().unwrap().to_owned());
             }
         }
     }
@@ -240,16 +242,21 @@ fn needs_frames_labels() -> HashMap<(String, i64, i32), bool> {
 const PROXY_TRAIN_SEEDS: [u64; 4] = [43, 44, 45, 46];
 const PROXY_EPOCHS: usize = 12;
 
-/// The proxy's VDS (`loss_blind - loss_video`) is clearly positive on the sample pool's
-/// pairs that need the frames and near zero on those answerable from the text alone,
-/// when the proxy never trained on the pairs it scores, as the paper's pretrained
-/// scorer never saw its pool: it trains on four other draws of the same generator (same
-/// question kinds; other clips, colours, directions and numbers), then scores the
-/// committed pool. Trained on the pool itself it memorises, keyed on the frames, answers
-/// it cannot compute, and text-only pairs get VDS too (0.121 vs 0.148, README).
-/// About 3.5 minutes (2,640 steps).
+/// What the proxy's VDS (`loss_blind - loss_video`) can tell, when the proxy never
+/// trained on the pairs it scores, as the paper's pretrained scorer never saw its pool:
+/// it trains on four other draws of the same generator (same question kinds; other
+/// clips, colours, directions and numbers), then scores the committed pool.
+///
+/// What held on every run measured (README, "What a proxy can tell"): image questions
+/// that need the picture get a clearly positive VDS, well above text-only questions.
+/// What does not hold on every machine, and so is printed, not asserted: text-only
+/// questions near zero (-0.005 on one machine; -0.030 and -0.034 on another, where
+/// frames the proxy never saw raise the loss of questions that do not need them), and
+/// video questions above zero. Trained on the pool itself it memorises, keyed on the
+/// frames, answers it cannot compute, and text-only pairs get VDS too (0.121 vs 0.148,
+/// README). About 3.5 to 10 minutes (2,640 steps).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_vds_is_positive_for_pairs_that_need_frames_and_near_zero_for_text_only() {
+async fn proxy_vds_is_positive_for_image_questions_and_above_text_only_ones() {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{Int32Type, Int64Type};
     use gdo::pool::{IngestOptions, ingest};
@@ -305,9 +312,9 @@ async fn proxy_vds_is_positive_for_pairs_that_need_frames_and_near_zero_for_text
             key_rows.push((name, l.value(i), if t.is_null(i) { 0 } else { t.value(i) }));
         }
     }
-    let labels = needs_frames_labels();
+    let kinds = question_kinds();
     let fetcher = FrameFetcher::new(ctx.runtime_env().object_store_registry.clone());
-    let (mut need, mut text_only) = (Vec::new(), Vec::new());
+    let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for (chunk, keys) in rows.chunks(32).zip(key_rows.chunks(32)) {
         let refs: Vec<_> = chunk.iter().collect();
         let mut skips = BTreeMap::new();
@@ -318,22 +325,29 @@ async fn proxy_vds_is_positive_for_pairs_that_need_frames_and_near_zero_for_text
             .map(|(r, f)| ScoreItem { question: &r.question, answer: &r.answer, frames: f })
             .collect();
         for (l, key) in scorer.answer_losses(&items).unwrap().into_iter().zip(keys) {
-            let needs = *labels.get(key).unwrap_or_else(|| panic!("no label for {key:?}"));
-            let vds = l.loss_blind - l.loss_video;
-            if needs { need.push(vds) } else { text_only.push(vds) }
+            let kind = kinds.get(key).unwrap_or_else(|| panic!("no label for {key:?}"));
+            by_kind.entry(kind.as_str()).or_default().push(l.loss_blind - l.loss_video);
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (m_need, m_text) = (mean(&need), mean(&text_only));
+    let n = |kind: &str| by_kind.get(kind).map_or(0, Vec::len);
+    let m = |kind: &str| mean(&by_kind[kind]);
+    let need: Vec<f64> = by_kind.iter().filter(|(k, _)| **k != "text_only").flat_map(|(_, v)| v.clone()).collect();
+    let per_kind: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k} {:.4} over {}", mean(v), v.len())).collect();
     println!(
-        "proxy VDS (loss_blind - loss_video): needs frames {m_need:.4} over {} pairs, text only {m_text:.4} over {} \
-         pairs; trained {} steps on {} pairs ({shared} distinct question-answer texts also in the scored pool)",
+        "proxy VDS (loss_blind - loss_video): {}; all that need frames {:.4} over {}; trained {} steps on {} pairs \
+         ({shared} distinct question-answer texts also in the scored pool)",
+        per_kind.join(", "),
+        mean(&need),
         need.len(),
-        text_only.len(),
         summary.steps,
         summary.samples_seen / PROXY_EPOCHS as u64
     );
-    assert_eq!(need.len() + text_only.len(), 900);
-    assert!(m_need > 0.0, "frames lower the answer loss of pairs that need them: {m_need}");
-    assert!(m_text.abs() < 0.25 * m_need, "text-only pairs: {m_text} vs {m_need}");
+    assert_eq!(need.len() + n("text_only"), 900);
+    assert!(n("static") > 100 && n("text_only") > 100, "{per_kind:?}");
+    assert!(m("static") > 0.02, "the picture lowers the answer loss of image questions that need it: {per_kind:?}");
+    assert!(
+        m("static") > m("text_only") + 0.05,
+        "image questions lean on the frames more than text-only ones: {per_kind:?}"
+    );
 }

@@ -51,10 +51,7 @@ pub fn norm_cow(text: &str) -> Cow<'_, str> {
         return Cow::Owned(out);
     }
     for word in text.split(is_py_space).filter(|w| !w.is_empty()) {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
+        push_word(&mut out, word);
     }
     Cow::Owned(out)
 }
