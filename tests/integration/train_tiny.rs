@@ -247,8 +247,9 @@ const PROXY_EPOCHS: usize = 12;
 /// it trains on four other draws of the same generator (same question kinds; other
 /// clips, colours, directions and numbers), then scores the committed pool.
 ///
-/// What held on every run measured (README, "What a proxy can tell"): image questions
-/// that need the picture get a clearly positive VDS, well above text-only questions.
+/// What held on every run measured (README, the proxy scorer): image questions that need
+/// the picture get a clearly positive VDS (0.058 to 0.091 over three seeds on one
+/// machine), 0.067 to 0.125 above text-only questions.
 /// What does not hold on every machine, and so is printed, not asserted: text-only
 /// questions near zero (-0.005 on one machine; -0.030 and -0.034 on another, where
 /// frames the proxy never saw raise the loss of questions that do not need them), and
@@ -347,7 +348,7 @@ async fn proxy_vds_is_positive_for_image_questions_and_above_text_only_ones() {
     assert!(n("static") > 100 && n("text_only") > 100, "{per_kind:?}");
     assert!(m("static") > 0.02, "the picture lowers the answer loss of image questions that need it: {per_kind:?}");
     assert!(
-        m("static") > m("text_only") + 0.05,
+        m("static") > m("text_only") + 0.03,
         "image questions lean on the frames more than text-only ones: {per_kind:?}"
     );
 }
