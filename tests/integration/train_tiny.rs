@@ -219,8 +219,8 @@ async fn trains_deterministically_resumes_bit_identically_and_rejects_bad_input(
     assert_eq!(tnc[2..], scorer.tnc_llm(&qs[2..]).unwrap()[..]);
 }
 
-/// `needs_frames` of every sample pair, keyed by (source file name, line, turn), from
-/// the generator's `gdo_sample` labels.
+/// The question kind (`static`, `visual`, `temporal`, `text_only`) of every sample pair,
+/// keyed by (source file name, line, turn), from the generator's `gdo_sample` labels.
 fn question_kinds() -> HashMap<(String, i64, i32), String> {
     let mut out = HashMap::new();
     for file in ["onevision.jsonl", "video.jsonl"] {
