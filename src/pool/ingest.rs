@@ -170,7 +170,14 @@ impl Sink {
     fn observe(&mut self, pairs: &RecordBatch) {
         if let Some(b) = pairs.column_by_name("bucket") {
             for v in b.as_string::<i32>().iter().flatten() {
-                *self.buckets.entry(v.to_owned()).or_default() += 1;
+                // Looked up before inserting: an owned key per pair cost an allocation
+                // per pair on the writer's (serial) task.
+                match self.buckets.get_mut(v) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.buckets.insert(v.to_owned(), 1);
+                    }
+                }
             }
         }
         if let Some(s) = pairs.column_by_name("stratum") {

@@ -216,13 +216,47 @@ struct RawRow<'a> {
     id: Option<Scalar<'a>>,
     #[serde(borrow, default)]
     video_id: Option<Scalar<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "frame_list")]
     images: Option<Vec<Text<'a>>>,
     #[serde(borrow, default)]
     messages: Option<Vec<RawTurn<'a>>>,
     #[serde(borrow, default)]
     data_source: Option<Text<'a>>,
 }
+
+/// `images`, read into a list sized for a video row up front: serde_json gives no
+/// length hint, and growing the list from empty (4, 8, 16, ... entries) was about 1%
+/// of ingest's CPU samples.
+fn frame_list<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Text<'a>>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Vec<Text<'de>>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of strings")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(FRAME_LIST_CAPACITY));
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(Some(items))
+        }
+    }
+    d.deserialize_option(V)
+}
+
+/// Entries reserved for a row's `images` before reading it (LLaVA-Video rows list
+/// dozens of frames; an image row's unused entries cost one small allocation).
+const FRAME_LIST_CAPACITY: usize = 64;
 
 impl Text<'_> {
     fn into_owned(self) -> Text<'static> {
@@ -408,9 +442,8 @@ fn is_plain_path(p: &str) -> bool {
     })
 }
 
-/// Resolve a frame path against the media folder into a full URI.
+/// Resolve a frame path against the media folder into a full URI, appended to `out`.
 fn resolve_frame(base: &Url, p: &str, out: &mut String) {
-    out.clear();
     if p.is_empty() || has_scheme(p) {
         out.push_str(p);
     } else if p.starts_with('/') {
@@ -458,28 +491,33 @@ struct PoolColumns {
 }
 
 impl PoolColumns {
-    fn new() -> Self {
+    /// Builders sized for `pairs` pairs, the text columns for about the bytes a pair
+    /// of the 250k-pair bench pool holds (rounded up), so a chunk seldom grows them:
+    /// growing them by doubling, the copies and the page faults after them, was about
+    /// 6% of ingest's CPU samples (perf, session 20).
+    fn with_capacity(pairs: usize, source_file: &str) -> Self {
+        let text = |bytes_per_pair: usize| StringBuilder::with_capacity(pairs, pairs * bytes_per_pair);
         Self {
-            qa_uid: StringBuilder::new(),
-            video_uid: StringBuilder::new(),
-            bucket: StringBuilder::new(),
-            turn: Int32Builder::new(),
-            n_frames: Int32Builder::new(),
-            n_frames_raw: Int32Builder::new(),
-            data_source: StringBuilder::new(),
-            source_group: StringBuilder::new(),
-            duration_bucket: StringBuilder::new(),
-            temporal_category: StringBuilder::new(),
-            question_form: StringBuilder::new(),
-            q_len_bucket: StringBuilder::new(),
-            a_len_bucket: StringBuilder::new(),
-            stratum: StringBuilder::new(),
-            q_tokens: Int32Builder::new(),
-            a_tokens: Int32Builder::new(),
-            text_hash: StringBuilder::new(),
-            source_id: StringBuilder::new(),
-            source_file: StringBuilder::new(),
-            source_line: Int64Builder::new(),
+            qa_uid: text(24),
+            video_uid: text(16),
+            bucket: text(12),
+            turn: Int32Builder::with_capacity(pairs),
+            n_frames: Int32Builder::with_capacity(pairs),
+            n_frames_raw: Int32Builder::with_capacity(pairs),
+            data_source: text(24),
+            source_group: text(16),
+            duration_bucket: text(8),
+            temporal_category: text(8),
+            question_form: text(8),
+            q_len_bucket: text(8),
+            a_len_bucket: text(8),
+            stratum: text(64),
+            q_tokens: Int32Builder::with_capacity(pairs),
+            a_tokens: Int32Builder::with_capacity(pairs),
+            text_hash: text(40),
+            source_id: text(16),
+            source_file: text(source_file.len()),
+            source_line: Int64Builder::with_capacity(pairs),
         }
     }
 
@@ -519,6 +557,7 @@ impl PoolColumns {
 /// every line is parsed so their Arrow buffers are allocated once at their final size:
 /// in a perf profile of ingest, growing builders by doubling (the copies in `realloc`
 /// and the page faults after them) took about 5% of the CPU samples.
+#[derive(Default)]
 struct Deferred<'a> {
     questions: Vec<Cow<'a, str>>,
     answers: Vec<Cow<'a, str>>,
@@ -529,17 +568,7 @@ struct Deferred<'a> {
     pair_frames: Vec<(usize, usize)>,
 }
 
-impl<'a> Deferred<'a> {
-    fn new() -> Self {
-        Self {
-            questions: Vec::new(),
-            answers: Vec::new(),
-            uris: String::new(),
-            uri_ends: Vec::new(),
-            pair_frames: Vec::new(),
-        }
-    }
-
+impl Deferred<'_> {
     /// Start of URI `i` in `uris` (the end of the one before).
     fn uri_start(&self, i: usize) -> usize {
         if i == 0 { 0 } else { self.uri_ends[i - 1] }
@@ -639,11 +668,12 @@ fn trim_line(raw: &[u8], line_no: u64) -> &[u8] {
 /// Parse one chunk of lines.
 pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
     let ctx = &chunk.ctx;
-    let mut cols = PoolColumns::new();
-    let mut large = Deferred::new();
+    // Rows of LLaVA data hold about two pairs each (1.8 image, 2.4 video in the bench
+    // pool); a chunk with more grows its builders once.
+    let mut cols = PoolColumns::with_capacity(2 * chunk.line_ends.len(), &ctx.source_file);
+    let mut large = Deferred::default();
     let mut rejects = RejectColumns::new();
     let mut counts = ChunkCounts::default();
-    let mut frame_buf = String::new();
     // Per-pair text built in place instead of a fresh String per pair.
     let mut qa_uid = String::new();
     let mut stratum = String::new();
@@ -727,8 +757,7 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
             if is_video { method::uniform_indices(images.len(), ctx.target_frames) } else { vec![0] };
         let first_uri = large.uri_ends.len();
         for &k in &kept {
-            resolve_frame(&ctx.media_base, &images[k].0, &mut frame_buf);
-            large.uris.push_str(&frame_buf);
+            resolve_frame(&ctx.media_base, &images[k].0, &mut large.uris);
             large.uri_ends.push(large.uris.len());
         }
         let row_frames = (first_uri, large.uri_ends.len());
@@ -930,15 +959,16 @@ mod tests {
     #[test]
     fn frame_paths_resolve_to_uris() {
         let base = Url::parse("s3://bucket/pool/").unwrap();
-        let mut out = String::new();
-        resolve_frame(&base, "frames/v0/0001.jpg", &mut out);
-        assert_eq!(out, "s3://bucket/pool/frames/v0/0001.jpg");
-        resolve_frame(&base, "../media/a b#1.jpg", &mut out);
-        assert_eq!(out, "s3://bucket/media/a%20b%231.jpg");
-        resolve_frame(&base, "gs://other/x.png", &mut out);
-        assert_eq!(out, "gs://other/x.png");
-        resolve_frame(&base, "/abs/x.jpg", &mut out);
-        assert_eq!(out, "file:///abs/x.jpg");
+        // Appended after what `out` holds (ingest keeps a chunk's URIs in one string).
+        let resolve = |p: &str| {
+            let mut out = String::from("kept|");
+            resolve_frame(&base, p, &mut out);
+            out
+        };
+        assert_eq!(resolve("frames/v0/0001.jpg"), "kept|s3://bucket/pool/frames/v0/0001.jpg");
+        assert_eq!(resolve("../media/a b#1.jpg"), "kept|s3://bucket/media/a%20b%231.jpg");
+        assert_eq!(resolve("gs://other/x.png"), "kept|gs://other/x.png");
+        assert_eq!(resolve("/abs/x.jpg"), "kept|file:///abs/x.jpg");
     }
 
     #[test]

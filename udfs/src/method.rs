@@ -35,7 +35,7 @@ pub fn norm_cow(text: &str) -> Cow<'_, str> {
         // ASCII bytes is a char boundary.
         let mut word_start = None;
         for (i, &b) in text.as_bytes().iter().enumerate() {
-            let space = b == b' ' || matches!(b, 0x09..=0x0d | 0x1c..=0x1f);
+            let space = b == b' ' || is_ascii_control_space(b);
             match (space, word_start) {
                 (false, None) => word_start = Some(i),
                 (true, Some(start)) => {
@@ -56,6 +56,13 @@ pub fn norm_cow(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// ASCII bytes Python's `str.split()` splits on besides the space: `\t\n\x0b\x0c\r` and
+/// the separators `\x1c`-`\x1f`.
+#[inline]
+fn is_ascii_control_space(b: u8) -> bool {
+    matches!(b, 0x09..=0x0d | 0x1c..=0x1f)
+}
+
 /// Append a word to normalised text, a space before it unless it is the first.
 fn push_word(out: &mut String, word: &str) {
     if !out.is_empty() {
@@ -71,7 +78,7 @@ pub fn is_normalised(text: &str) -> bool {
         // ASCII: no whitespace but single inner spaces. Whole-slice folds (no early
         // exit) so the compiler vectorises them; the common text is normalised and
         // needs every byte looked at anyway.
-        let control_space = bytes.iter().fold(false, |acc, &b| acc | matches!(b, 0x09..=0x0d | 0x1c..=0x1f));
+        let control_space = bytes.iter().fold(false, |acc, &b| acc | is_ascii_control_space(b));
         let double_space = bytes
             .iter()
             .zip(&bytes[1.min(bytes.len())..])
