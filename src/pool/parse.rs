@@ -814,7 +814,7 @@ fn text_hash_into(question: &str, answer: &str, hex: &mut [u8; 40]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{AsArray, ListArray};
+    use datafusion::arrow::array::{Array, AsArray, ListArray};
 
     fn ctx(layout: Layout) -> Arc<FileContext> {
         Arc::new(FileContext {
@@ -887,6 +887,27 @@ mod tests {
             .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
             .value(0);
         assert_eq!(n, 32);
+    }
+
+    /// `images` is read by its own visitor (a list sized up front): longer lists than
+    /// it reserves are read whole, and `null` is a missing list.
+    #[test]
+    fn frame_lists_longer_than_reserved_and_null_images() {
+        let n = FRAME_LIST_CAPACITY + 36;
+        let frames: Vec<String> = (0..n).map(|i| format!("\"f/{i:03}.jpg\"")).collect();
+        let qa = r#"[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]"#;
+        let long = format!(r#"{{"video_id":"v","images":[{}],"messages":{qa}}}"#, frames.join(","));
+        let null = format!(r#"{{"video_id":"w","images":null,"messages":{qa}}}"#);
+        let p = parse(Layout::Video, &[&long, &null]);
+        let raw =
+            p.pairs.column_by_name("n_frames_raw").unwrap().as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        assert_eq!(raw.values().to_vec(), vec![n as i32]);
+        let kept = p.pairs.column_by_name("frames").unwrap().as_any().downcast_ref::<ListArray>().unwrap().value(0);
+        let kept = kept.as_string::<i32>();
+        assert_eq!(kept.len(), 32);
+        assert!(kept.value(31).ends_with(&format!("f/{:03}.jpg", n - 1)), "{}", kept.value(31));
+        assert_eq!(col(&p.rejects, "reason"), vec!["no_images"]);
+        assert_eq!(col(&p.rejects, "detail"), vec!["images is missing"]);
     }
 
     #[test]
