@@ -16,7 +16,7 @@ use object_store::ObjectStore;
 use url::Url;
 
 use crate::error::{GdoError, Result};
-use crate::store::{Location, store_for, store_key};
+use crate::store::{Location, expand_input, is_pattern, store_for, store_key};
 use crate::table::{TableFolder, inspect_folder};
 
 /// A fresh session: information schema on, every gdo function, table function and
@@ -225,6 +225,19 @@ fn file_urls(root: &Location, files: &[crate::table::FileEntry]) -> Result<Vec<L
 pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Result<Registered> {
     let loc = Location::parse(path)?;
     register_store(ctx, &loc);
+    if is_pattern(path) {
+        // `exports/part-*.parquet`: the files it matches, as one table.
+        let found = expand_input(path, "Parquet file", |_| true).await?;
+        if let Some((other, _, _)) = found.files.iter().find(|(n, _, _)| !n.ends_with(".parquet")) {
+            return Err(GdoError::Usage(format!(
+                "{path}: the pattern also matches {other}, which is not a .parquet file; narrow the pattern"
+            )));
+        }
+        let urls =
+            found.files.iter().map(|(_, l, _)| Ok(ListingTableUrl::parse(l.url.as_str())?)).collect::<Result<_>>()?;
+        ctx.register_table(name, listing_table(ctx, urls).await?)?;
+        return Ok(Registered { names: vec![name.to_owned()], rows: None });
+    }
     if path.ends_with(".parquet") && loc.exists().await? {
         let table = listing_table(ctx, vec![ListingTableUrl::parse(loc.url.as_str())?]).await?;
         ctx.register_table(name, table)?;

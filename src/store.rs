@@ -214,6 +214,115 @@ impl Location {
     }
 }
 
+/// Characters that make an input's last path segment a file-name pattern.
+const GLOB_CHARS: &[char] = &['*', '?', '['];
+
+/// One input argument resolved to the files it names.
+#[derive(Debug)]
+pub struct InputFiles {
+    /// Each file as the user would write it (the argument, or the folder joined with the
+    /// file name), its location and its size in bytes, in name order.
+    pub files: Vec<(String, Location, u64)>,
+    /// Entries of a given folder that were not taken (other files, and sub-folders with a
+    /// trailing `/`), so a caller can report them instead of dropping them silently.
+    pub ignored: Vec<String>,
+}
+
+/// Does `arg`'s last path segment hold a file-name pattern (`*`, `?`, `[`)? Such an
+/// argument goes through [`expand_input`] (which still reads a file of that exact name
+/// as itself).
+pub fn is_pattern(arg: &str) -> bool {
+    arg.rsplit('/').next().is_some_and(|last| last.contains(GLOB_CHARS))
+}
+
+fn join_arg(folder: &str, name: &str) -> String {
+    match folder {
+        "" | "." => name.to_owned(),
+        f if f.ends_with('/') => format!("{f}{name}"),
+        f => format!("{f}/{name}"),
+    }
+}
+
+/// The files directly in `dir` (not recursive), by name, with their sizes; the names of
+/// its sub-folders apart.
+async fn list_folder(dir: &Location) -> Result<(Vec<(String, u64)>, Vec<String>)> {
+    let listing = match dir.store.list_with_delimiter(Some(&dir.path)).await {
+        Ok(l) => l,
+        Err(object_store::Error::NotFound { .. }) => return Ok((Vec::new(), Vec::new())),
+        Err(e) => return Err(e.into()),
+    };
+    let mut files: Vec<(String, u64)> =
+        listing.objects.iter().filter_map(|o| o.location.filename().map(|n| (n.to_owned(), o.size))).collect();
+    files.sort();
+    let mut folders: Vec<String> =
+        listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_owned)).collect();
+    folders.sort();
+    Ok((files, folders))
+}
+
+/// Resolve one input argument (`what` names it in errors, e.g. "input file"):
+/// - a file, local or in a bucket, as given;
+/// - a folder or bucket prefix: the files directly in it whose names `take` accepts, in
+///   name order (the others are listed in [`InputFiles::ignored`]);
+/// - a pattern in the last path segment (`raw/video_*.jsonl.gz`, `s3://b/raw/*.jsonl`;
+///   `*`, `?`, `[abc]` as in shell globs): the files it matches, in name order.
+///
+/// An argument that names nothing, a folder without a file `take` accepts and a pattern
+/// matching nothing are `NotFound` errors naming the argument.
+pub async fn expand_input(arg: &str, what: &str, take: impl Fn(&str) -> bool) -> Result<InputFiles> {
+    let (folder, last) = match arg.rfind('/') {
+        Some(pos) => (&arg[..=pos], &arg[pos + 1..]),
+        None => (".", arg),
+    };
+    let loc = Location::parse(arg)?;
+    // A name given with a trailing `/` is a folder: no HEAD request (some S3 servers
+    // answer one on a prefix with an error instead of 404).
+    if !arg.ends_with('/') {
+        match loc.size().await {
+            // A file, even one whose name holds pattern characters.
+            Ok(size) => return Ok(InputFiles { files: vec![(arg.to_owned(), loc, size)], ignored: Vec::new() }),
+            Err(GdoError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if folder.contains(GLOB_CHARS) {
+        return Err(GdoError::NotFound(format!(
+            "{what} {arg} (patterns are matched in the file name only, not in folder names)"
+        )));
+    }
+    if last.contains(GLOB_CHARS) {
+        let pattern = glob::Pattern::new(last)
+            .map_err(|e| GdoError::Usage(format!("{arg}: not a valid file-name pattern: {e}")))?;
+        let dir = Location::parse(folder)?;
+        let (names, _) = list_folder(&dir).await?;
+        let files: Vec<(String, Location, u64)> = names
+            .into_iter()
+            .filter(|(n, _)| pattern.matches(n))
+            .map(|(n, size)| (join_arg(folder, &n), dir.child(&n), size))
+            .collect();
+        if files.is_empty() {
+            return Err(GdoError::NotFound(format!("{what} {arg} (no file matches the pattern)")));
+        }
+        return Ok(InputFiles { files, ignored: Vec::new() });
+    }
+    // Not a file: perhaps a folder (a local folder and a bucket prefix both land here).
+    let (names, folders) = list_folder(&loc).await?;
+    if names.is_empty() && folders.is_empty() {
+        return Err(GdoError::NotFound(format!("{what} {arg}")));
+    }
+    let (taken, other): (Vec<_>, Vec<_>) = names.into_iter().partition(|(n, _)| take(n));
+    if taken.is_empty() {
+        return Err(GdoError::NotFound(format!("{what} {arg}: a folder without input files in it")));
+    }
+    let files = taken.into_iter().map(|(n, size)| (join_arg(arg, &n), loc.child(&n), size)).collect();
+    let ignored = other
+        .into_iter()
+        .map(|(n, _)| join_arg(arg, &n))
+        .chain(folders.iter().map(|f| join_arg(arg, &format!("{f}/"))))
+        .collect();
+    Ok(InputFiles { files, ignored })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +368,54 @@ mod tests {
         assert_eq!(c.url.as_str(), "file:///tmp/pool/data/run1/part-0.parquet");
         assert_eq!(c.parent_dir_url().as_str(), "file:///tmp/pool/data/run1/");
         assert_eq!(loc.dir_url().as_str(), "file:///tmp/pool/");
+    }
+
+    #[tokio::test]
+    async fn inputs_expand_from_folders_and_patterns() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_owned();
+        for name in ["b.jsonl", "a.jsonl.gz", "notes.txt", "c.jsonl"] {
+            std::fs::write(dir.path().join(name), "{}\n").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/readme.md"), "not an input").unwrap();
+        let jsonl = |n: &str| n.ends_with(".jsonl") || n.ends_with(".jsonl.gz");
+        let names = |got: &InputFiles| got.files.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>();
+
+        // A folder: its JSONL files in name order; the rest reported, not dropped.
+        let got = expand_input(&d, "input file", jsonl).await.unwrap();
+        assert_eq!(names(&got), [format!("{d}/a.jsonl.gz"), format!("{d}/b.jsonl"), format!("{d}/c.jsonl")]);
+        assert_eq!(got.ignored, [format!("{d}/notes.txt"), format!("{d}/sub/")]);
+        assert!(got.files.iter().all(|(_, loc, size)| loc.local_path().is_some() && *size == 3));
+        // The same with a trailing slash.
+        let got = expand_input(&format!("{d}/"), "input file", jsonl).await.unwrap();
+        assert_eq!(names(&got)[0], format!("{d}/a.jsonl.gz"));
+
+        // A pattern: what it matches, whatever `take` says.
+        let got = expand_input(&format!("{d}/[bn]*"), "input file", jsonl).await.unwrap();
+        assert_eq!(names(&got), [format!("{d}/b.jsonl"), format!("{d}/notes.txt")]);
+        assert!(got.ignored.is_empty());
+
+        // A file as given.
+        let got = expand_input(&format!("{d}/c.jsonl"), "input file", jsonl).await.unwrap();
+        assert_eq!(names(&got), [format!("{d}/c.jsonl")]);
+
+        // Errors name the argument.
+        for (arg, want) in [
+            (format!("{d}/nope.jsonl"), "not found: input file"),
+            (format!("{d}/*.parquet"), "no file matches"),
+            (format!("{d}/sub"), "without input files"),
+            (format!("{d}/s*/x.jsonl"), "in the file name only"),
+            (format!("{d}/[a.jsonl"), "not a valid file-name pattern"),
+        ] {
+            let err = expand_input(&arg, "input file", jsonl).await.unwrap_err().to_string();
+            assert!(err.contains(want) && err.contains(&d), "{arg}: {err}");
+        }
+
+        // A file whose name holds pattern characters is read as named.
+        std::fs::write(dir.path().join("sub/x[1].jsonl"), "{}\n").unwrap();
+        let got = expand_input(&format!("{d}/sub/x[1].jsonl"), "input file", jsonl).await.unwrap();
+        assert_eq!(names(&got), [format!("{d}/sub/x[1].jsonl")]);
     }
 
     #[test]

@@ -6,13 +6,16 @@ use crate::pool::{IngestOptions, ingest};
 /// Read LLaVA-OneVision and LLaVA-Video JSONL (plain or .gz, local or s3://, gs://,
 /// az://) into a pool table: one row per question-answer pair, with the 7 strata fields.
 ///
-/// Example: gdo ingest --onevision ov.jsonl.gz --video video.jsonl.gz --out pool/
+/// Example: gdo ingest --onevision ov.jsonl.gz --video 'raw/video_*.jsonl.gz' --out pool/
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// LLaVA-OneVision image-QA JSONL files (ingested first, in the order given).
+    /// LLaVA-OneVision image-QA JSONL files (ingested first, in the order given). A folder
+    /// stands for its .jsonl/.jsonl.gz files and a pattern in the file name
+    /// ('s3://b/raw/ov_*.jsonl.gz', quoted) for the files it matches, both in name order.
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub onevision: Vec<String>,
-    /// LLaVA-Video JSONL files (ingested after the image files, in the order given).
+    /// LLaVA-Video JSONL files, folders or patterns (ingested after the image files, in the
+    /// order given).
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub video: Vec<String>,
     /// Output table folder (local path or s3://, gs://, az:// URI). Replaced atomically.
@@ -67,6 +70,17 @@ pub async fn run(args: Args) -> Result<()> {
             report.rejected,
             reasons.join(", "),
             report.out
+        );
+    }
+    if !report.ignored_files.is_empty() {
+        let shown: Vec<&str> = report.ignored_files.iter().take(5).map(String::as_str).collect();
+        let more = report.ignored_files.len().saturating_sub(shown.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        println!(
+            "  not read: {} entr{} of input folders not named .jsonl[.gz]/.ndjson[.gz]: {}{more}",
+            report.ignored_files.len(),
+            if report.ignored_files.len() == 1 { "y" } else { "ies" },
+            shown.join(", ")
         );
     }
     if report.blank_lines > 0 {

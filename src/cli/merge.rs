@@ -10,7 +10,8 @@ use crate::merge::{MergeOptions, merge};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Descriptor inputs: gdo tables, Parquet files or folders, JSONL files (plain or
-    /// .gz), or folders of JSONL shards (sixd_metrics_rank*.jsonl[.gz]).
+    /// .gz), folders of JSONL shards (sixd_metrics_rank*.jsonl[.gz]), or a file-name
+    /// pattern ('shards/sixd_metrics_rank000[0-3].jsonl.gz', quoted).
     #[arg(long, num_args = 1.., required = true, value_name = "PATH")]
     pub descriptors: Vec<String>,
     /// Output table folder (local path or s3://, gs://, az:// URI). Replaced atomically.

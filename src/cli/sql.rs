@@ -34,7 +34,8 @@ pub struct Args {
     /// (Repeat the flag for several sources.)
     #[arg(long, value_name = "PATH")]
     pub metrics: Vec<String>,
-    /// Register another table: NAME=PATH (gdo table folder, Parquet folder or file; local or URI).
+    /// Register another table: NAME=PATH (gdo table folder, Parquet folder or file, or a
+    /// file-name pattern such as 'exports/part-*.parquet'; local or URI).
     #[arg(long = "table", value_name = "NAME=PATH")]
     pub tables: Vec<String>,
     /// Output format.

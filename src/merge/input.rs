@@ -29,7 +29,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::{GdoError, Result};
 use crate::session::{new_context, register_table};
-use crate::store::Location;
+use crate::store::{Location, expand_input, is_pattern};
 use crate::table::{MANIFEST, read_manifest};
 
 pub const TEXT_FEAT_DIM: usize = 16;
@@ -504,11 +504,20 @@ fn is_jsonl_name(name: &str) -> bool {
 }
 
 /// Resolve `--descriptors` paths: JSONL files, Parquet files, gdo tables or Parquet
-/// folders, or folders of JSONL shards (`sixd_metrics_rank*`, else any `*.jsonl[.gz]`,
-/// in name order). A path that holds none of these is an error naming it.
+/// folders, folders of JSONL shards (`sixd_metrics_rank*`, else any `*.jsonl[.gz]`,
+/// in name order), or a file-name pattern (each file it matches, in name order: Parquet
+/// by its `.parquet` name, anything else read as JSONL). A path that holds none of these
+/// is an error naming it.
 pub async fn resolve_inputs(paths: &[String]) -> Result<Vec<Input>> {
     let mut inputs = Vec::new();
     for p in paths {
+        if is_pattern(p) {
+            // `shards/sixd_metrics_rank[0-3].jsonl`: each file it matches, by its name.
+            for (name, loc, _) in expand_input(p, "descriptor file", |_| true).await?.files {
+                inputs.push(if name.ends_with(".parquet") { Input::Table(name) } else { Input::Jsonl(loc) });
+            }
+            continue;
+        }
         let loc = Location::parse(p)?;
         if p.ends_with(".parquet") {
             if !loc.exists().await? {

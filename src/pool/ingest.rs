@@ -24,7 +24,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use super::parse::{Chunk, ChunkCounts, FileContext, Layout, ParsedChunk, RejectReason, parse_chunk};
 use super::schema::{POOL_SCHEMA, REJECTS_SCHEMA};
 use crate::error::{GdoError, Result};
-use crate::store::Location;
+use crate::store::{Location, expand_input};
 use crate::table::{PartWriter, TableWriter};
 
 /// Name of the side table holding rejected lines.
@@ -35,9 +35,11 @@ pub const REPORT_FILE: &str = "ingest_report.json";
 /// What to ingest and how.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    /// LLaVA-OneVision (image) JSONL files, ingested first, in order.
+    /// LLaVA-OneVision (image) JSONL files, ingested first, in order. Each may also be a
+    /// folder (its `.jsonl[.gz]`/`.ndjson[.gz]` files) or a file-name pattern
+    /// (`raw/ov_*.jsonl.gz`), expanded in name order; see [`expand_input`].
     pub onevision: Vec<String>,
-    /// LLaVA-Video JSONL files, ingested after the image files, in order.
+    /// LLaVA-Video JSONL files (or folders, or patterns), ingested after the image files, in order.
     pub video: Vec<String>,
     /// Output table folder (local or object-store URI).
     pub out: String,
@@ -102,6 +104,9 @@ pub struct IngestReport {
     pub bucket_counts: BTreeMap<String, u64>,
     pub num_strata: usize,
     pub inputs: Vec<InputReport>,
+    /// Entries of input folders that were not read: files without a JSONL name, and
+    /// sub-folders (ending in `/`).
+    pub ignored_files: Vec<String>,
     pub data_files: usize,
     pub target_frames: usize,
     pub seconds: f64,
@@ -368,6 +373,11 @@ fn progress_bar(total: u64, enabled: bool) -> ProgressBar {
     bar
 }
 
+/// Is `name` read when its folder is given as an input? JSONL, plain or gzip.
+fn is_jsonl_name(name: &str) -> bool {
+    [".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"].iter().any(|s| name.ends_with(s))
+}
+
 /// Ingest the inputs into a pool table; returns the run report.
 pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
     let started = Instant::now();
@@ -384,13 +394,11 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
     let mut inputs = Vec::new();
     let named =
         opts.onevision.iter().map(|f| (Layout::Onevision, f)).chain(opts.video.iter().map(|f| (Layout::Video, f)));
+    let mut ignored_files = Vec::new();
     for (layout, name) in named {
-        let loc = Location::parse(name)?;
-        let bytes = loc.size().await.map_err(|e| match e {
-            GdoError::NotFound(_) => GdoError::NotFound(format!("input file {name}")),
-            other => other,
-        })?;
-        inputs.push((layout, name.clone(), loc, bytes));
+        let expanded = expand_input(name, "input file", is_jsonl_name).await?;
+        inputs.extend(expanded.files.into_iter().map(|(file, loc, bytes)| (layout, file, loc, bytes)));
+        ignored_files.extend(expanded.ignored);
     }
     let media_root = opts.media_root.as_deref().map(Location::parse).transpose()?.map(|l| l.dir_url());
     let out = Location::parse(&opts.out)?;
@@ -490,6 +498,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
         bucket_counts,
         num_strata,
         inputs: reports,
+        ignored_files,
         data_files: 0,
         target_frames: opts.target_frames,
         seconds,

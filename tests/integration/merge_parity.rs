@@ -188,6 +188,13 @@ fn cli_end_to_end_and_bad_input() {
             .arg("SELECT count(*) AS n, min(quality_score) > 0 AS pos, max(quality_score) < 1 AS lt1 FROM m"),
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "n,pos,lt1\n3000,true,true\n");
+    // A file-name pattern takes the shards it matches: here rank 0's 1,500 rows.
+    let pattern = format!("{}/sixd_metrics_rank*0.jsonl.gz", reference().display());
+    let o = run_ok(
+        gdo().args(["merge", "--descriptors", &pattern, "--cluster-k", "8", "--out"]).arg(dir.path().join("r0")),
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.starts_with("merged 1500 rows from 1 input(s)"), "{stdout}");
 
     // A missing file: one clear line naming it, nothing written.
     let missing = dir.path().join("nope.jsonl.gz");

@@ -142,6 +142,46 @@ async fn ingest_from_and_query_a_bucket() {
     let text = sql_csv("SELECT reason, count(*) AS n FROM pool_rejects GROUP BY reason").await;
     assert_eq!(text.trim(), "reason,n\ninvalid_json,1");
 
+    // A bucket prefix and a file-name pattern stand for the files in them, in name order;
+    // the prefix's other objects (a writer's `_SUCCESS` marker) are reported, not read.
+    upload(&store, "shards/part-1.jsonl", vid[..10].join("\n") + "\n").await;
+    upload(&store, "shards/part-0.jsonl", vid[10..].join("\n") + "\n").await;
+    upload(&store, "shards/_SUCCESS", String::new()).await;
+    let pool2 = format!("s3://{BUCKET}/tables/pool2");
+    let mut cmd = gdo();
+    cmd.args([
+        "ingest",
+        "--onevision",
+        &format!("s3://{BUCKET}/raw/o*.jsonl"),
+        "--video",
+        // The trailing `/` says "folder": s3s-fs answers a HEAD on a prefix with a 500.
+        &format!("s3://{BUCKET}/shards/"),
+        "--out",
+        &pool2,
+    ]);
+    server.env(&mut cmd);
+    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(stdout.contains("ingested 80 pairs"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "not read: 1 entry of input folders not named .jsonl[.gz]/.ndjson[.gz]: s3://{BUCKET}/shards/_SUCCESS"
+        )),
+        "{stdout}"
+    );
+    let mut cmd = gdo();
+    let q = "SELECT source_file, count(*) AS n, min(pool_index) AS first FROM pool GROUP BY source_file ORDER BY first";
+    cmd.args(["sql", "--format", "csv", "--pool", &pool2, q]);
+    server.env(&mut cmd);
+    let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!(
+            "source_file,n,first\ns3://{BUCKET}/raw/ov.jsonl,50,0\ns3://{BUCKET}/shards/part-0.jsonl,20,50\n\
+             s3://{BUCKET}/shards/part-1.jsonl,10,70"
+        )
+    );
+
     // A missing object is a clear error naming the URI.
     let mut cmd = gdo();
     cmd.args(["ingest", "--video", &format!("s3://{BUCKET}/raw/absent.jsonl"), "--out", &pool]);

@@ -65,6 +65,21 @@ fn formats_and_functions() {
     let csv_out = dir.path().join("out.csv");
     run_ok(gdo().args(["sql", "--format", "csv", "--out"]).arg(&csv_out).arg("--pool").arg(&pool).arg(q));
     assert_eq!(std::fs::read_to_string(&csv_out).unwrap(), csv);
+
+    // A file-name pattern registers the Parquet files it matches (here `res.parquet`;
+    // the folder `res` is not a file); one matching anything else is refused.
+    let matched = run_ok(
+        gdo()
+            .args(["sql", "--format", "csv", "--table"])
+            .arg(format!("p={}/re*.parquet", dir.path().display()))
+            .arg("SELECT count(*) AS n FROM p"),
+    );
+    assert_eq!(String::from_utf8_lossy(&matched.stdout), "n\n2\n");
+    let o =
+        gdo().args(["sql", "--table"]).arg(format!("p={}/*s*", dir.path().display())).arg("SELECT 1").output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("out.csv") && err.contains("not a .parquet file"), "{err}");
 }
 
 #[test]
