@@ -10,8 +10,9 @@ use crate::pool::{IngestOptions, ingest};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// LLaVA-OneVision image-QA JSONL files (ingested first, in the order given). A folder
-    /// stands for its .jsonl/.jsonl.gz files and a pattern in the file name
-    /// ('s3://b/raw/ov_*.jsonl.gz', quoted) for the files it matches, both in name order.
+    /// stands for the .jsonl[.gz]/.ndjson[.gz] files directly in it and a pattern in the
+    /// file name ('s3://b/raw/ov_*.jsonl.gz', quoted) for the files it matches, both in
+    /// name order.
     #[arg(long, num_args = 1.., value_name = "FILE")]
     pub onevision: Vec<String>,
     /// LLaVA-Video JSONL files, folders or patterns (ingested after the image files, in the
