@@ -499,8 +499,10 @@ impl std::fmt::Display for Input {
     }
 }
 
-fn is_jsonl_name(name: &str) -> bool {
-    [".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".gz"].iter().any(|s| name.ends_with(s))
+/// Descriptor shards: any JSONL name, and also `.json` and any `.gz` (the reference's
+/// shards come under several names).
+fn is_descriptor_jsonl_name(name: &str) -> bool {
+    crate::store::is_jsonl_name(name) || [".json", ".json.gz", ".gz"].iter().any(|s| name.ends_with(s))
 }
 
 /// Resolve `--descriptors` paths: JSONL files, Parquet files, gdo tables or Parquet
@@ -526,7 +528,7 @@ pub async fn resolve_inputs(paths: &[String]) -> Result<Vec<Input>> {
             inputs.push(Input::Table(p.clone()));
             continue;
         }
-        if is_jsonl_name(p) {
+        if is_descriptor_jsonl_name(p) {
             loc.size().await.map_err(|e| match e {
                 GdoError::NotFound(_) => GdoError::NotFound(format!("descriptor file {p}")),
                 other => other,
@@ -548,7 +550,7 @@ pub async fn resolve_inputs(paths: &[String]) -> Result<Vec<Input>> {
             inputs.push(Input::Table(p.clone()));
             continue;
         }
-        let jsonl: Vec<&String> = names.iter().filter(|n| is_jsonl_name(n)).collect();
+        let jsonl: Vec<&String> = names.iter().filter(|n| is_descriptor_jsonl_name(n)).collect();
         let shards: Vec<&String> = jsonl.iter().copied().filter(|n| n.starts_with(SHARD_PREFIX)).collect();
         let chosen = if shards.is_empty() { jsonl } else { shards };
         if chosen.is_empty() {

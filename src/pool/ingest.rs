@@ -24,7 +24,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use super::parse::{Chunk, ChunkCounts, FileContext, Layout, ParsedChunk, RejectReason, parse_chunk};
 use super::schema::{POOL_SCHEMA, REJECTS_SCHEMA};
 use crate::error::{GdoError, Result};
-use crate::store::{Location, expand_input};
+use crate::store::{Location, expand_input, is_jsonl_name};
 use crate::table::{PartWriter, TableWriter};
 
 /// Name of the side table holding rejected lines.
@@ -371,11 +371,6 @@ fn progress_bar(total: u64, enabled: bool) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar
-}
-
-/// Is `name` read when its folder is given as an input? JSONL, plain or gzip.
-fn is_jsonl_name(name: &str) -> bool {
-    [".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"].iter().any(|s| name.ends_with(s))
 }
 
 /// Ingest the inputs into a pool table; returns the run report.
