@@ -18,4 +18,6 @@ if ! "$py" -c "import pyarrow" >/dev/null 2>&1; then
 fi
 export GDO_PYTHON="$py" GDO_REQUIRE_PYARROW=1
 
+# The product and the test build share every dependency's build (one cold build, not two).
+bash scripts/check-features.sh
 cargo test --workspace --locked "$@"
