@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# GPU checks of issue 3 in one run on a lent accelerator (the `device` tool's machine:
-# an H200 with NVIDIA's driver and CUDA 13.0 libraries, no Rust and no package registry).
+# GPU checks in one run on a machine with an NVIDIA GPU, its driver and the CUDA 13.0
+# libraries but no Rust toolchain and no package registry (tested on an NVIDIA H200):
+# build here, copy gpu-carry/ there, run there.
 #
 #   scripts/gpu-check.sh build [TARGETS]   here: builds the CUDA binaries (release, sm_90)
 #                                with PyPI's CUDA 13.0 toolchain, strips and xz-packs them
 #                                with the motion-reference clips into gpu-carry/ (ignored by
-#                                git; under the device tool's 64 MiB transfer limit).
+#                                git; kept under 64 MiB so it travels quickly).
 #                                TARGETS: some of "udfs-tests motion qwen3_vl gdo" (default
 #                                all; the others keep their last build)
-#   scripts/gpu-check.sh run [STEPS]       there: unpacks them, finds the CUDA libraries,
-#                                runs the GPU tests and the CPU-vs-GPU benchmarks, logs to
+#   scripts/gpu-check.sh run [STEPS]       there, from the repository root with gpu-carry/
+#                                beside it: unpacks them, finds the CUDA libraries, runs the
+#                                GPU tests and the CPU-vs-GPU benchmarks, logs to
 #                                $OUT/gpu-check.log. STEPS: some of "1 2 3 4" (default all)
 #
-# The device call: run(command="bash scripts/gpu-check.sh run", carry=["gpu-carry"],
-# timeout_s=590). Steps, each under its own time limit (590 s together at most; on an
-# H200 all four took 96 s; the 2B-sized checkpoint is 8.5 GB to write and load):
+# Steps, each under its own time limit (590 s together at most; on an H200 all four
+# took 96 s; the 2B-sized checkpoint is 8.5 GB to write and load):
 #   1. candle motion unit tests on the GPU (GDO_TEST_MOTION_DEVICE=cuda)
 #   2. `gdo describe --cheap-only` over the sample pool with `--device cuda` and on the
 #      CPU: the largest AMM and frame-diversity differences between the two tables
@@ -101,7 +102,7 @@ for line in open(log):
         print("packed", names[key], "from", m["executable"])
 EOF
     rm -f "$log"
-    cp -r ../shared/fixtures/motion-reference "$carry/motion-reference"
+    cp -r tests/data/reference/motion-reference "$carry/motion-reference"
     [ "$(ls "$carry/bin" | wc -l)" -eq 4 ] || { echo "gpu-check build: expected 4 binaries in $carry/bin" >&2; exit 1; }
     ls -l "$carry/bin"
     echo "gpu-check build: $carry holds $(du -sh "$carry" | cut -f1)"
@@ -204,7 +205,7 @@ run() {
 case "${1:-}" in
     build) build "${2:-}" ;;
     run)
-        # $OUT: the device tool's folder of files that come back.
+        # $OUT: the folder whose files are copied back from the GPU machine.
         out="${OUT:-/tmp/gpu-check-out}"
         mkdir -p "$out"
         run "${2:-1 2 3 4}" 2>&1 | tee "$out/gpu-check.log"

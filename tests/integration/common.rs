@@ -28,15 +28,9 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// `../shared/fixtures` beside the project (the authors' reference outputs).
+/// `tests/data/reference`: the reference implementation's outputs (see its README).
 pub fn fixtures() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
-    assert!(
-        dir.join("gdo-reference/pool/onevision.jsonl.gz").exists(),
-        "reference fixtures missing at {}: the tests need ../shared/fixtures beside the project",
-        dir.display()
-    );
-    dir
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/reference")
 }
 
 /// Ingest the reference pool (6,000 image rows, 3,000 video rows) into `out`.

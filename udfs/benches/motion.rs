@@ -1,7 +1,7 @@
 //! Motion throughput: clips per second (8 frames each, 224x224 gray) for gdo's kernel
 //! (decode + gray + resize + Farneback + frame diversity) against OpenCV's Farneback
 //! from Python (`benches/motion_opencv.py`, cv2.imread + calcOpticalFlowFarneback with
-//! the spec's parameters), same clips, same thread count, in the same run.
+//! the method's parameters), same clips, same thread count, in the same run.
 //!
 //! Run: `cargo bench -p gdo-udfs --bench motion` (release; `--profile dev` for the test
 //! profile). `GDO_BENCH_MOTION_DEVICE=cuda` (with `--features cuda`) or `candle-cpu` also
@@ -28,7 +28,7 @@ const REPS: usize = 5;
 fn clips() -> Vec<Vec<PathBuf>> {
     let dir = std::env::var_os("GDO_MOTION_REFERENCE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/motion-reference"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/reference/motion-reference"));
     let text = std::fs::read_to_string(dir.join("clips.jsonl")).expect("motion-reference clips.jsonl");
     text.lines()
         .filter(|l| !l.trim().is_empty())
