@@ -22,6 +22,8 @@ pub enum Format {
     Csv,
     /// Newline-delimited JSON objects, one per row.
     Json,
+    /// A Markdown table.
+    Markdown,
     /// Parquet (needs --out).
     Parquet,
 }
@@ -85,8 +87,30 @@ pub fn render(result: &StatementResult, format: Format) -> Result<Vec<u8>> {
             }
             w.finish()?;
         }
+        Format::Markdown => out.extend_from_slice(markdown_table(result)?.as_bytes()),
         Format::Parquet => {
             return Err(GdoError::Usage("--format parquet writes a file: give --out PATH".into()));
+        }
+    }
+    Ok(out)
+}
+
+/// A result as a Markdown (GitHub) table; `|` in values is escaped, newlines become spaces.
+fn markdown_table(result: &StatementResult) -> Result<String> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let names: Vec<String> = result.schema.fields().iter().map(|f| cell(f.name())).collect();
+    let mut out = format!("| {} |\n|{}\n", names.join(" | "), " --- |".repeat(names.len()));
+    let options = FormatOptions::default().with_null("NULL");
+    for batch in &result.batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let values: Vec<String> = formatters.iter().map(|f| cell(&f.value(row).to_string())).collect();
+            out.push_str(&format!("| {} |\n", values.join(" | ")));
         }
     }
     Ok(out)

@@ -1,4 +1,4 @@
-//! The exclusion guard (spec 4.9): pairs whose normalised question, or question and
+//! The exclusion guard (method §5.9): pairs whose normalised question, or question and
 //! answer, appear in given JSONL files (e.g. benchmark questions) are removed from the
 //! pool before profiling and selection, for decontamination.
 //!

@@ -1,4 +1,4 @@
-//! The method's selection logic (spec 4.1, 4.3, 4.4, 4.6-4.8), free of DataFusion so
+//! The method's selection logic (method §5.1, 5.4, 5.5, 5.6-5.8), free of DataFusion so
 //! it can be tested alone: profile from the strata table, budget, quotas and hard
 //! constraints, per-stratum candidate heaps, the reservoir, the six fill stages and
 //! the Uni-10x draw. The operators in `goal_select.rs` and `uni_sample.rs` feed it.
@@ -42,7 +42,7 @@ impl Stratum {
     }
 }
 
-/// The pool's profile (spec 4.1), built from `(stratum, pairs, first_seen)` rows.
+/// The pool's profile (method §5.1), built from `(stratum, pairs, first_seen)` rows.
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub total: u64,
@@ -116,7 +116,7 @@ pub struct Vds3Counts {
     pub total: u64,
 }
 
-/// The subset size and how it was derived (spec 4.3).
+/// The subset size and how it was derived (method §5.4).
 #[derive(Debug, Clone)]
 pub struct Budget {
     pub n: u64,
@@ -213,7 +213,7 @@ pub fn derive_budget(p: &GoalParams, prof: &Profile, vds3: Option<Vds3Counts>) -
     }
 }
 
-/// Largest-remainder split of `n` over `counts` (spec 4.4): floors first, then one
+/// Largest-remainder split of `n` over `counts` (method §5.5): floors first, then one
 /// each in order of descending fractional part (ties keep input order), cycling.
 pub fn largest_remainder(n: u64, counts: &[u64], total: u64) -> Vec<u64> {
     if counts.is_empty() || total == 0 {
@@ -246,7 +246,7 @@ pub struct GroupFloor {
     pub required: u64,
 }
 
-/// Quotas and hard constraints (spec 4.4).
+/// Quotas and hard constraints (method §5.5).
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub n: u64,
@@ -379,7 +379,7 @@ pub fn better(a: &Pair, b: &Pair) -> Ordering {
     b.score.total_cmp(&a.score).then(b.tie.cmp(&a.tie))
 }
 
-/// The per-stratum top-`cap` candidate heaps of spec 4.6.
+/// The per-stratum top-`cap` candidate heaps of method §5.6.
 pub struct Candidates {
     caps: Vec<usize>,
     heaps: Vec<BinaryHeap<Worst>>,
@@ -545,7 +545,7 @@ impl Reservoir {
     }
 }
 
-/// The dedup rules both subsets share (spec 4.7/4.8). Keys borrow from the pairs
+/// The dedup rules both subsets share (method §5.7/4.8). Keys borrow from the pairs
 /// being drawn from, which outlive the draw: no string is copied per taken pair.
 struct Taken<'p> {
     uids: datafusion::common::HashSet<&'p str>,
@@ -664,7 +664,7 @@ impl<'p> Filler<'_, 'p> {
     }
 }
 
-/// Fill the subset (spec 4.7) from the sorted per-stratum candidates and the reservoir.
+/// Fill the subset (method §5.7) from the sorted per-stratum candidates and the reservoir.
 pub fn fill(prof: &Profile, plan: &Plan, candidates: Vec<Vec<Pair>>, reservoir: &[Pair], max_per_video: u64) -> Fill {
     let mut tail: Vec<Pair> = candidates.iter().flatten().cloned().collect();
     tail.sort_by(better);
@@ -735,7 +735,7 @@ pub fn fill(prof: &Profile, plan: &Plan, candidates: Vec<Vec<Pair>>, reservoir: 
     }
 }
 
-/// The Uni-10x draw (spec 4.8): the reservoir in its random order, taken with the same
+/// The Uni-10x draw (method §5.8): the reservoir in its random order, taken with the same
 /// dedup rules as the goal subset; if short, again ignoring text hashes; if still
 /// short, anything not yet taken. Returns pairs with the pass that took them.
 pub fn uni_draw(reservoir: &[Pair], count: u64, max_per_video: u64) -> Vec<(&Pair, &'static str)> {

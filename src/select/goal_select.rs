@@ -1,4 +1,4 @@
-//! `goal_select`: GDO's constrained goal selection (spec 4.3-4.7) as a DataFusion
+//! `goal_select`: GDO's constrained goal selection (method §5.4-5.7) as a DataFusion
 //! operator. In SQL:
 //!
 //! ```sql
@@ -27,7 +27,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, DFSchemaRef, Result, Statistics, exec_err, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
-    Expr, Extension, LogicalPlan, TableType, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
+    Documentation, Expr, Extension, LogicalPlan, TableType, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
 };
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::StatisticsArgs;
@@ -50,6 +50,37 @@ use super::params::GoalParams;
 use gdo_udfs::options::gdo_options;
 
 const NAME: &str = "goal_select";
+
+/// The SQL reference of `goal_select` (`gdo sql --help-functions`, docs/sql-functions.md).
+pub static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        super::DOC_SECTION_OPERATORS,
+        "GDO's goal selection: derives the budget, plans bucket and stratum quotas, fills them by score \
+         under the hard constraints (video, temporal and source-group floors, per-video cap, text dedup) \
+         and returns the selected pairs in selection order: pool_index, qa_uid, stage, selection_order, \
+         score, base_score, vds3, metric_quality. Join to pool on pool_index for the full rows. \
+         Parameters are literals in a named_struct; a goal file (queries/goals/) passes all of them. \
+         Required: min_count, max_count, min_ratio, max_ratio, strata_mult, coverage_mass, tail_target, \
+         vds3_target_positive, vds3_threshold, vds3_max_mult, min_video_ratio, max_video_ratio, \
+         min_temporal_in_video_ratio, temporal_categories, oversample, video_oversample, \
+         temporal_oversample, source_group_floor_topk, min_source_group_ratio, \
+         source_group_floor_frac_of_expected. Optional: goal ('custom'), seed (42), max_qa_per_video (8), \
+         uni_multiplier (10), reservoir_oversample (1.35), count, ratio, vds3_budget (true). The settings \
+         gdo.seed, gdo.count, gdo.ratio, gdo.max_qa_per_video, gdo.uni_multiplier and \
+         gdo.no_vds3_budget override the call. EXPLAIN shows every parameter and the seed.",
+        "goal_select(scored, strata, metric_vds3, params)",
+    )
+    .with_argument("scored", "Name of the scored-pairs table, usually 'gdo_scored' (a view gdo creates when pool and metrics are registered).")
+    .with_argument("strata", "Name of the strata table, usually 'gdo_strata'.")
+    .with_argument("metric_vds3", "Name of the per-metric-row VDS3 table, usually 'gdo_metric_vds3'.")
+    .with_argument("params", "named_struct('name', value, ...) of the goal's parameters.")
+    .with_sql_example(
+        "SELECT p.*, g.stage FROM goal_select('gdo_scored', 'gdo_strata', 'gdo_metric_vds3',\n  \
+         named_struct('goal', 'temp_plus', 'min_count', 16000, ...)) g\n\
+         JOIN pool p ON p.pool_index = g.pool_index ORDER BY g.selection_order;",
+    )
+    .build()
+});
 
 /// Columns `goal_select` reads from the scored pairs.
 pub const SCORED_COLUMNS: &[&str] =
@@ -235,7 +266,7 @@ pub struct GoalSelectExec {
     reservoir: ReservoirHandle,
 }
 
-/// Where the operator leaves its uniform reservoir (spec 4.6) once the stream has
+/// Where the operator leaves its uniform reservoir (method §5.6) once the stream has
 /// finished, so the caller can draw the goal's Uni-10x baseline from the very
 /// reservoir the goal's fill used, without a second pass over the pool.
 pub type ReservoirHandle = Arc<Mutex<Option<Arc<Vec<Pair>>>>>;

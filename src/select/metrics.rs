@@ -1,4 +1,4 @@
-//! Loading merged descriptor rows ("legacy metrics", spec 4.2) as the `metrics` table:
+//! Loading merged descriptor rows ("legacy metrics", method §5.2) as the `metrics` table:
 //! from a gdo table / Parquet (`gdo merge` output) or the reference's JSONL layout
 //! (plain or .gz; fields nested under `data_quality_metrics` or at the top level;
 //! keyed by `qa_uid`, else `id`).

@@ -1,4 +1,4 @@
-//! Goal selection (method spec section 4): the scoring SQL, the `goal_select` and
+//! Goal selection (method §5): the scoring SQL, the `goal_select` and
 //! `uni_sample` operators, metrics loading and the `gdo select` job.
 
 pub mod common;
@@ -17,12 +17,12 @@ use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::Result;
 use datafusion::execution::context::QueryPlanner;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{DocSection, Documentation, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionContext;
 
-/// The scoring views (spec 4.1, 4.2, 4.5), run in sessions that have `pool` and `metrics`.
+/// The scoring views (method §5.1, 5.2, 5.3), run in sessions that have `pool` and `metrics`.
 pub const SCORE_SQL: &str = include_str!("../../queries/select/score.sql");
 
 /// The query planner of gdo sessions: DataFusion's, plus gdo's operators.
@@ -45,6 +45,19 @@ impl QueryPlanner for GdoQueryPlanner {
             .create_physical_plan(logical_plan, session_state)
             .await
     }
+}
+
+/// The doc section of the selection operators (`gdo sql --help-functions`).
+pub const DOC_SECTION_OPERATORS: DocSection = DocSection {
+    include: true,
+    label: "GDO operators",
+    description: Some("Table functions that plan gdo's custom operators: goal selection and the uniform baseline"),
+};
+
+/// The documentation of every table function [`register_table_functions`] registers,
+/// by name.
+pub fn table_function_docs() -> Vec<(&'static str, &'static Documentation)> {
+    vec![("goal_select", &goal_select::DOCUMENTATION), ("uni_sample", &uni_sample::DOCUMENTATION)]
 }
 
 /// Register the selection table functions with a session.

@@ -1,4 +1,4 @@
-//! A goal's parameters (method spec 4.3-4.10): what a goal file passes to
+//! A goal's parameters (method §5.4-5.10): what a goal file passes to
 //! `goal_select(...)` as a `named_struct`, with session overrides (`SET gdo.*`).
 
 use datafusion::common::{Result, ScalarValue, plan_err};
@@ -34,7 +34,7 @@ pub struct GoalParams {
     pub source_group_floor_topk: u64,
     pub min_source_group_ratio: f64,
     pub source_group_floor_frac_of_expected: f64,
-    /// Shared defaults (spec 4.10): seed 42, 8 pairs per video, Uni multiplier 10.
+    /// Shared defaults (method §5.10): seed 42, 8 pairs per video, Uni multiplier 10.
     pub seed: u64,
     pub max_qa_per_video: u64,
     pub uni_multiplier: f64,

@@ -101,7 +101,7 @@ pub struct SelectJob {
     pub settings: Vec<(String, String)>,
     pub target_frames: usize,
     pub write_jsonl: bool,
-    /// Exclusion files (decontamination, spec 4.9) and how they match.
+    /// Exclusion files (decontamination, method §5.9) and how they match.
     pub exclude: Vec<String>,
     pub exclude_mode: ExcludeMode,
 }
@@ -419,7 +419,7 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     let params = report.get("params").cloned().unwrap_or(Value::Null);
     let uni_target = report.get("uni_target_count").and_then(Value::as_u64).unwrap_or(0);
     let per_video = params.get("max_qa_per_video").and_then(Value::as_u64).unwrap_or(8);
-    // The reference draws Uni-10x from the reservoir its goal pass filled (spec 4.6,
+    // The reference draws Uni-10x from the reservoir its goal pass filled (method §5.6,
     // 4.8); `uni_sample` with this seed, count and oversample builds the same one.
     let drawn = uni_draw(&reservoir, uni_target, per_video);
     tracing::debug!(secs = started.elapsed().as_secs_f64(), goal = %goal.name, "uni baseline drawn from the reservoir");

@@ -1,4 +1,4 @@
-//! `uni_sample`: the seeded uniform baseline (spec 4.6 reservoir + 4.8 draw) as a
+//! `uni_sample`: the seeded uniform baseline (method §5.6 reservoir + 4.8 draw) as a
 //! DataFusion operator. In SQL:
 //!
 //! ```sql
@@ -6,7 +6,7 @@
 //! ```
 //!
 //! `count` defaults to the session setting `gdo.uni_count`; `seed` (42) and
-//! `max_qa_per_video` (8) to `gdo.seed` / `gdo.max_qa_per_video` or the spec's
+//! `max_qa_per_video` (8) to `gdo.seed` / `gdo.max_qa_per_video` or the method's
 //! defaults; `oversample` (1.35) sizes the reservoir. The sample is the pairs with the
 //! smallest seeded hash of their qa_uid (uniform, and independent of partitioning);
 //! they are taken in that random order under the goal subsets' dedup rules. Output:
@@ -25,7 +25,7 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, DFSchemaRef, Result, Statistics, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
+use datafusion::logical_expr::{Documentation, Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::StatisticsArgs;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -134,6 +134,24 @@ impl UserDefinedLogicalNodeCore for UniSampleNode {
         Ok(Self { input: inputs.remove(0), params: self.params.clone(), schema: Arc::clone(&self.schema) })
     }
 }
+
+/// The SQL reference of `uni_sample` (`gdo sql --help-functions`, docs/sql-functions.md).
+pub static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        super::DOC_SECTION_OPERATORS,
+        "The seeded uniform baseline (Uni-10x): the pairs with the smallest seeded hash of their qa_uid, \
+         taken in that order under the goal subsets' dedup rules (per-video cap, then text dedup). \
+         Returns pool_index, qa_uid, sample_order, pass, score, base_score, vds3, metric_quality. \
+         Parameters: count (default: the setting gdo.uni_count; one of the two is required), seed \
+         (gdo.seed, else 42), max_qa_per_video (gdo.max_qa_per_video, else 8), oversample (1.35, sizes \
+         the reservoir). The sample does not depend on how the input is partitioned.",
+        "uni_sample(scored [, params])",
+    )
+    .with_argument("scored", "Name of the scored-pairs table, usually 'gdo_scored'.")
+    .with_argument("params", "Optional named_struct('count', N, 'seed', S, ...) of non-negative literals.")
+    .with_sql_example("SELECT * FROM uni_sample('gdo_scored', named_struct('count', 3300, 'seed', 42));")
+    .build()
+});
 
 /// `uni_sample(scored [, named_struct(...)])` as a SQL table function.
 #[derive(Debug, Default)]

@@ -102,6 +102,24 @@ fn shipped_audit_queries_run() {
     assert_eq!(from_file, per_video);
 }
 
+/// docs/sql-functions.md is the generated reference, and every function and operator
+/// in it has its own sqllogictest file.
+#[test]
+fn sql_reference_page_is_current_and_every_function_has_an_slt_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let markdown =
+        String::from_utf8(run_ok(gdo().args(["sql", "--help-functions", "--format", "markdown"])).stdout).unwrap();
+    let page = std::fs::read_to_string(root.join("docs/sql-functions.md")).unwrap();
+    assert!(
+        page == markdown,
+        "docs/sql-functions.md is stale: regenerate it with\n  cargo run -- sql --help-functions --format markdown > docs/sql-functions.md"
+    );
+    let names: Vec<&str> = markdown.lines().filter_map(|l| l.strip_prefix("### `")?.strip_suffix('`')).collect();
+    assert!(names.len() >= 14 && names.contains(&"goal_select") && names.contains(&"uni_sample"), "{names:?}");
+    let missing: Vec<&&str> = names.iter().filter(|n| !root.join(format!("tests/sql/{n}.slt")).exists()).collect();
+    assert!(missing.is_empty(), "no tests/sql/NAME.slt for {missing:?}");
+}
+
 #[test]
 fn function_reference_and_errors() {
     let help = String::from_utf8(run_ok(gdo().args(["sql", "--help-functions"])).stdout).unwrap();

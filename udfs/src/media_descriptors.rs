@@ -41,7 +41,7 @@ pub fn media_fields() -> Fields {
 
 /// `media_descriptors(frames)`
 ///
-/// The frame-based descriptors of the method (spec section 2) from one fetch and one
+/// The frame-based descriptors of the method (method §3) from one fetch and one
 /// decode of the pair's frames: `amm` (average Farneback flow magnitude over up to 8
 /// uniformly resampled frames, 224x224 gray), `frame_diversity` (mean |g_t - g_{t-1}| / 255
 /// on the same frames), `vis_feat` (per-channel RGB mean and standard deviation in [0,1]
@@ -352,6 +352,16 @@ fn fetch_blocking(fetcher: &FrameFetcher, uris: &[String]) -> Vec<Result<bytes::
 }
 
 /// The frames lists of a `List<Utf8>`-like array, NULL lists as None.
+/// A plan error naming the function the user called (not the `media_descriptors` it
+/// becomes) when its argument cannot be a list of frame URIs.
+fn check_frames_type(name: &str, arg_types: &[DataType]) -> Result<()> {
+    match arg_types {
+        [DataType::List(_) | DataType::LargeList(_) | DataType::Null] => Ok(()),
+        [other] => plan_err!("{name} expects a list of frame URIs, got {other}"),
+        _ => plan_err!("{name} takes one argument (a list of frame URIs), got {}", arg_types.len()),
+    }
+}
+
 pub fn frames_lists(array: &ArrayRef, name: &str) -> Result<Vec<Option<Vec<String>>>> {
     let strings =
         |values: &ArrayRef| -> Result<Vec<Option<String>>> { crate::common::map_strings(values, name, str::to_owned) };
@@ -438,7 +448,8 @@ impl ScalarUDFImpl for MediaDescriptors {
     fn signature(&self) -> &Signature {
         &self.signature
     }
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        check_frames_type(self.name(), arg_types)?;
         Ok(DataType::Struct(media_fields()))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -498,7 +509,8 @@ impl ScalarUDFImpl for MediaField {
     fn signature(&self) -> &Signature {
         &self.signature
     }
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        check_frames_type(self.name, arg_types)?;
         Ok(self.return_type.clone())
     }
     fn simplify(
