@@ -1,4 +1,4 @@
-//! `gdo describe`: the descriptor table of a pool (spec section 2), resumable.
+//! `gdo describe`: the descriptor table of a pool (method §3), resumable.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,7 +31,8 @@ pub struct Args {
     /// Media, text and keyword TNC only: model columns NULL, self_consistency -1.
     #[arg(long)]
     pub cheap_only: bool,
-    /// A scorer model folder (config.json with model_type, tokenizer, safetensors).
+    /// A scorer model folder (config.json with model_type, tokenizer, safetensors), or a
+    /// `gdo train` output folder (its newest checkpoint).
     /// Repeat it with the K tiny-vlm models of a cross-fit (`gdo train --holdout-fold
     /// I/K`, one per fold) to score each pair with the model that never saw it.
     #[arg(long, value_name = "PATH")]
@@ -43,7 +44,7 @@ pub struct Args {
     #[arg(long)]
     pub sc_samples: Option<usize>,
     /// cpu, cuda or cuda:N: the scorer's device, and with cuda the motion descriptors
-    /// also run there (through candle; on cpu they use the tuned CPU kernel).
+    /// also run there (on the GPU; on cpu they use the tuned CPU kernel).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Shard I/N: pool row i goes to shard i mod N.

@@ -8,7 +8,7 @@ use crate::train::{EvalSplit, TinyVlmConfig, TrainConfig, train};
 ///
 /// Examples:
 ///   gdo train --table subsets/temp_plus/ --out runs/temp_plus --eval temporal=bench/video_temporal/
-///   gdo train --pool pool/ --sql "SELECT * FROM pool WHERE bucket = 'video'" --out runs/video
+///   gdo train --pool pool/ --sql "SELECT * FROM pool WHERE bucket = 'short_video'" --out runs/video
 ///   gdo train --table subsets/temp_plus/ --out runs/temp_plus --resume
 ///   gdo train --table subsets/temp_plus/ --model models/Qwen3-VL-2B-Instruct --device cuda --lr 1e-5 --out runs/qwen
 ///   gdo train --table pool/ --holdout-fold 0/2 --epochs 16 --out runs/proxy0   (cross-fitted proxy, see describe)

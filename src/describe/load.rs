@@ -20,8 +20,14 @@ pub fn model_type(dir: &Path) -> std::result::Result<String, String> {
     Ok(json.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_owned())
 }
 
-/// Load the scorer in `path` (a folder with `config.json`) onto `device`.
+/// Load the scorer in `path` onto `device`: a model folder (with `config.json`), or a
+/// `gdo train` output folder, which stands for its newest checkpoint.
 pub fn load_scorer(path: &Path, device: &Device) -> Result<Box<dyn Scorer>> {
+    let newest = match path.join("config.json").exists() {
+        true => None,
+        false => crate::train::checkpoint::latest(path)?,
+    };
+    let path = newest.as_deref().unwrap_or(path);
     let model_type = model_type(path).map_err(|e| GdoError::Usage(format!("--scorer {}: {e}", path.display())))?;
     match model_type.as_str() {
         "qwen3_vl" => Ok(Box::new(crate::describe::qwen3_vl::Qwen3VlScorer::load(path, device)?)),
