@@ -1,8 +1,13 @@
 //! `cargo bench --bench ingest`: ingest throughput on a generated pool, against a
 //! pure-Python profile pass over the same files measured in the same run.
 //!
+//! A second baseline, when `GDO_BASELINE` names a folder holding `duckdb_ingest.py`
+//! (DuckDB converting the same JSONL to zstd Parquet with `read_json_auto`, 2 threads,
+//! no pair extraction) and `GDO_PYTHON` can import duckdb: timed in the same run.
+//!
 //! Environment: `GDO_BENCH_PAIRS` (default 250000), `GDO_BENCH_RUNS` (default 5),
-//! `GDO_PYTHON` (default python3). Prints one line per measurement and the ratio.
+//! `GDO_PYTHON` (default python3), `GDO_BASELINE`. Prints one line per measurement and
+//! the ratios.
 
 use std::process::Command;
 use std::time::Instant;
@@ -71,7 +76,7 @@ fn main() {
                 py_pairs as f64 / secs
             );
             println!(
-                "ratio: gdo ingest is {:.1}x the baseline's pair throughput (target >= 30x)",
+                "ratio: gdo ingest is {:.1}x the baseline's pair throughput",
                 (total_pairs as f64 / median) / (py_pairs as f64 / secs)
             );
             if py_pairs != total_pairs {
@@ -81,4 +86,34 @@ fn main() {
         Ok(out) => println!("baseline failed: {}", String::from_utf8_lossy(&out.stderr)),
         Err(e) => println!("baseline not run ({python}: {e})"),
     }
+
+    duckdb_baseline(&python, &ov, &video, median, runs);
+}
+
+/// DuckDB's JSONL-to-Parquet conversion of the same files (median of `runs`), when
+/// `GDO_BASELINE` holds `duckdb_ingest.py`.
+fn duckdb_baseline(python: &str, ov: &std::path::Path, video: &std::path::Path, gdo_secs: f64, runs: usize) {
+    let Some(script) = std::env::var_os("GDO_BASELINE").map(|d| std::path::PathBuf::from(d).join("duckdb_ingest.py"))
+    else {
+        println!("duckdb baseline not run: set GDO_BASELINE to the folder holding duckdb_ingest.py");
+        return;
+    };
+    let out = tempfile::tempdir().expect("temp dir");
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        match Command::new(python).arg(&script).arg(ov).arg(video).arg(out.path()).output() {
+            Ok(o) if o.status.success() => match String::from_utf8_lossy(&o.stdout).trim().parse::<f64>() {
+                Ok(secs) => times.push(secs),
+                Err(_) => return println!("duckdb baseline printed no seconds"),
+            },
+            Ok(o) => return println!("duckdb baseline failed: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => return println!("duckdb baseline not run ({python}: {e})"),
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let secs = times[times.len() / 2];
+    println!(
+        "duckdb JSONL -> Parquet (raw rows, no pairs): median {secs:.3} s over {runs} runs -> gdo ingest takes {:.2}x its time",
+        gdo_secs / secs
+    );
 }

@@ -7,10 +7,14 @@
 //! subsets as Parquet and as SFT JSONL, and the report (the reference writes the 1x
 //! JSONL and the Uni-10x ids).
 //!
-//! Environment: `GDO_BENCH_PAIRS` (default 250000), `GDO_BENCH_RUNS` (default 3).
-//! The reference implementation is not available here; the issue quotes it at about
-//! 44 s and 380 MB for temp_plus on a 246k-pair pool, printed below for comparison
-//! and labelled as quoted, not measured.
+//! The baseline, measured in the same run on the same files: the GDO reference
+//! implementation's subset builder (Python), started through its
+//! `run_reference_select.sh POOL_DIR PRESET OUT_DIR` wrapper in the folder that
+//! `GDO_BASELINE` names. Without it the bench measures gdo alone and says so; ratios
+//! are only ever printed against a baseline timed in this run.
+//!
+//! Environment: `GDO_BENCH_PAIRS` (default 250000), `GDO_BENCH_RUNS` (default 3),
+//! `GDO_BASELINE` (folder of the reference wrapper; unset: no baseline).
 
 use std::io::Write;
 use std::path::Path;
@@ -30,6 +34,34 @@ fn gdo(args: &[&str]) -> f64 {
     let out = Command::new(env!("CARGO_BIN_EXE_gdo")).args(args).output().expect("gdo runs");
     let secs = t.elapsed().as_secs_f64();
     assert!(out.status.success(), "gdo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    secs
+}
+
+/// The reference wrapper's folder, from `GDO_BASELINE`; says how to set it when unset.
+fn baseline() -> Option<std::path::PathBuf> {
+    match std::env::var_os("GDO_BASELINE").map(std::path::PathBuf::from) {
+        Some(dir) if dir.join("run_reference_select.sh").exists() => Some(dir),
+        Some(dir) => panic!("GDO_BASELINE={}: no run_reference_select.sh there", dir.display()),
+        None => {
+            println!(
+                "no baseline: set GDO_BASELINE to the folder holding the reference's \
+                 run_reference_select.sh to time it in this run"
+            );
+            None
+        }
+    }
+}
+
+/// Seconds the reference's subset builder takes for `preset` on `pool` (JSONL in).
+fn reference(base: &Path, pool: &Path, preset: &str, out: &Path) -> f64 {
+    let t = Instant::now();
+    let status = Command::new("bash")
+        .arg(base.join("run_reference_select.sh"))
+        .args([pool, Path::new(preset), out])
+        .status()
+        .expect("reference runs");
+    let secs = t.elapsed().as_secs_f64();
+    assert!(status.success(), "reference {preset} failed: see {}", out.join("log.txt").display());
     secs
 }
 
@@ -113,12 +145,17 @@ fn main() {
         select_peak * MIB / 1e6
     );
     println!("reference-style flow (ingest + select temp_plus): {flow:.3} s ({:.0} pairs/s)", pairs as f64 / flow);
-    println!(
-        "quoted, not measured: the reference needs ~44 s / 380 MB for temp_plus on 246k pairs -> \
-         ratio {:.1}x (target 30x), memory {:.2}x of the reference's",
-        44.0 / flow * (pairs as f64 / 246_000.0),
-        select_peak * MIB / 380e6
-    );
+    let baseline = baseline();
+    if let Some(base) = &baseline {
+        // The reference reads the pool folder's onevision.jsonl, video.jsonl, metrics.jsonl.
+        std::fs::copy(&metrics, input.join("metrics.jsonl")).expect("metrics beside the pool");
+        let out = dir.path().join("reference");
+        let secs = median((0..runs).map(|_| reference(base, &input, "temp_plus", &out)).collect());
+        println!(
+            "reference temp_plus (JSONL in, subsets out): {secs:.3} s -> gdo ingest + select is {:.1}x faster",
+            secs / flow
+        );
+    }
 
     let four: f64 = ["minloss", "diverse", "temp", "temp_plus"]
         .iter()
@@ -129,9 +166,13 @@ fn main() {
         (0..runs).map(|_| gdo(&["select", "--pool", &pool_s, "--metrics", &m, "--all-goals", "--out", &all])).collect(),
     );
     println!("four single-goal gdo runs: {four:.3} s; --all-goals: {all_secs:.3} s ({:.2}x)", four / all_secs);
-    println!(
-        "quoted, not measured: four reference runs ~{:.0} s -> --all-goals is {:.0}x faster (target 100x)",
-        4.0 * 44.0 * pairs as f64 / 246_000.0,
-        4.0 * 44.0 * pairs as f64 / 246_000.0 / all_secs
-    );
+    if let Some(base) = &baseline {
+        let out = dir.path().join("reference");
+        let ref_four: f64 =
+            ["minloss", "diverse", "temp", "temp_plus"].iter().map(|g| reference(base, &input, g, &out)).sum();
+        println!(
+            "four reference runs (one each): {ref_four:.3} s -> gdo ingest + --all-goals is {:.1}x faster",
+            ref_four / (ingest_secs + all_secs)
+        );
+    }
 }
