@@ -1,6 +1,6 @@
 """Baseline for `cargo bench --bench ingest`: a pure-Python profile pass over LLaVA JSONL,
 written the way the GDO reference's first pass works (json.loads per line, pair
-extraction, the 7 strata fields, counters). It is our re-statement of spec section 1 in
+extraction, the 7 strata fields, counters). It is our re-statement of method §1 in
 Python, not the authors' code; it prints the pair count and seconds as JSON."""
 import gzip, json, math, re, sys, time
 from collections import Counter

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale check for issue 4: a generated pool of N pairs (default 10,000,000) through the
+# Scale check: a generated pool of N pairs (default 10,000,000) through the
 # reference-style flow on this machine: gen-samples -> ingest -> metrics -> select.
 # Prints wall time and peak RSS of each step (GNU time). Needs ~8 GB of disk per 10M
 # pairs while running (the JSONL is deleted after ingest) and `cargo build` first.

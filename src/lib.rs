@@ -1,6 +1,6 @@
 //! gdo: goal-driven data optimization (GDO) for multimodal instruction tuning, as a
 //! DataFusion pipeline engine. See README.md for the tour and
-//! `../shared/spec/gdo-method.md` for the method.
+//! `docs/method.md` for the method.
 
 pub mod cli;
 pub mod demo;

@@ -1,8 +1,8 @@
 //! Deterministic generators of the project's sample pool and of large synthetic pools.
 //!
 //! # The sample pool (`generate_sample_pool`)
-//! A few MB of real media plus the two JSONL pools of spec section 1, small enough to
-//! commit as `data-samples/` and rich enough that every descriptor of spec section 2 has
+//! A few MB of real media plus the two JSONL pools of method §1, small enough to
+//! commit as `data-samples/` and rich enough that every descriptor of method §3 has
 //! something to tell apart:
 //! - **clips** of a smooth seeded texture with known motion: static scenes, sensor
 //!   noise, camera pans and moving objects (slow and fast), an object that appears, an
@@ -24,7 +24,7 @@
 //! `motion` for clips (`none`, `noise`, `change`, `slow`, `fast`) and one entry per QA
 //! pair in `pairs` (kind, form `open`/`mcq`/`mcq_no_keyword`, needs_frames,
 //! wrong_answer). `mcq_no_keyword` marks option lists without the word "choices": the
-//! spec's MCQ rule calls them `Open` (a documented quirk).
+//! method's MCQ rule calls them `Open` (a documented quirk).
 //!
 //! # Synthetic pools (`generate_synthetic_pool`)
 //! Text-only pools of any size with the reference fixture's shape (about 59% image and
@@ -1264,9 +1264,9 @@ impl QKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
     Open,
-    /// Options listed with the word "choices": the spec's MCQ rule fires.
+    /// Options listed with the word "choices": the method's MCQ rule fires.
     Mcq,
-    /// Options listed without the word: the spec's rule says Open (its quirk).
+    /// Options listed without the word: the method's rule says Open (its quirk).
     McqNoKeyword,
 }
 
@@ -1913,7 +1913,7 @@ fn rows_for_media(media: &Media, mut bank: Vec<Qa>, split: Split, rng: &mut ChaC
 }
 
 /// A copy of the text that differs only in whitespace, case or punctuation. Whitespace
-/// changes vanish under the spec's `norm`; the others survive it (near, not exact).
+/// changes vanish under the method's `norm`; the others survive it (near, not exact).
 fn perturb(text: &str, rng: &mut ChaCha8Rng) -> String {
     match rng.random_range(0..5) {
         0 => text.replace(' ', "  "),
@@ -2877,7 +2877,7 @@ mod tests {
         }
         assert!(video_rows.iter().all(|r| r["video_id"].is_string()));
         // The reference fixture's pool is 9.15 MB of JSONL for 18,358 pairs (498 bytes a
-        // pair); the 246k-pair pool is 484. Benchmarks compare against those.
+        // pair); a 246k-pair pool of real LLaVA rows is 484. Benchmarks compare against those.
         let per_pair = s.bytes_written as f64 / 1000.0;
         assert!((440.0..=560.0).contains(&per_pair), "{per_pair:.0} bytes a pair");
         assert!(image_rows.iter().chain(&video_rows).all(|r| r.get("gdo_sample").is_none()));

@@ -112,7 +112,7 @@ pub fn writer_properties() -> WriterProperties {
     // query. Row numbers (`pool_index`, `source_line`) are all distinct, so their
     // dictionaries only repeat the values. Without these dictionaries and the frame
     // statistics, ingest of the 50k-pair bench pool executes 4.6% fewer instructions
-    // and writes a 5% smaller file (callgrind, session 18).
+    // and writes a 5% smaller file (callgrind).
     let frames = ColumnPath::from(vec!["frames".to_owned(), "list".to_owned(), "item".to_owned()]);
     builder = builder
         .set_column_dictionary_enabled(frames.clone(), false)

@@ -1,4 +1,4 @@
--- The cheap descriptors of one chunk of the pool (spec section 2): media (one fetch
+-- The cheap descriptors of one chunk of the pool (method §3): media (one fetch
 -- and decode per frame: amm, frame_diversity, vis_feat and error are fields of one
 -- media_descriptors call, made once per row in the inner query; DataFusion keeps a
 -- non-trivial column used several times in its own projection, see EXPLAIN), hashed

@@ -1,4 +1,4 @@
--- Goal Diverse (method spec 4.10): the widest coverage: most strata, many source-group floors.
+-- Goal Diverse (method §5.10): the widest coverage: most strata, many source-group floors.
 -- Copy this file and change numbers to make a goal of your own; run it with
 --   gdo select --pool POOL --metrics METRICS --goal diverse --out OUT
 --   gdo sql --pool POOL --table metrics=METRICS --file queries/goals/diverse.sql

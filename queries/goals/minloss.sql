@@ -1,4 +1,4 @@
--- Goal MinLoss (method spec 4.10): the smallest subset: few video pairs, modest floors; the paper's 12.9k MinLoss set.
+-- Goal MinLoss (method §5.10): the smallest subset: few video pairs, modest floors; the paper's 12.9k MinLoss set.
 -- Copy this file and change numbers to make a goal of your own; run it with
 --   gdo select --pool POOL --metrics METRICS --goal minloss --out OUT
 --   gdo sql --pool POOL --table metrics=METRICS --file queries/goals/minloss.sql

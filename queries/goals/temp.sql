@@ -1,4 +1,4 @@
--- Goal Temp (method spec 4.10): a temporal focus: a third of the subset video, a fifth of it temporal.
+-- Goal Temp (method §5.10): a temporal focus: a third of the subset video, a fifth of it temporal.
 -- Copy this file and change numbers to make a goal of your own; run it with
 --   gdo select --pool POOL --metrics METRICS --goal temp --out OUT
 --   gdo sql --pool POOL --table metrics=METRICS --file queries/goals/temp.sql

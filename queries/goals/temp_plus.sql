@@ -1,4 +1,4 @@
--- Goal Temp+ (method spec 4.10): the strongest temporal focus: half the subset video, 38% of it temporal; the paper's best goal.
+-- Goal Temp+ (method §5.10): the strongest temporal focus: half the subset video, 38% of it temporal; the paper's best goal.
 -- Copy this file and change numbers to make a goal of your own; run it with
 --   gdo select --pool POOL --metrics METRICS --goal temp_plus --out OUT
 --   gdo sql --pool POOL --table metrics=METRICS --file queries/goals/temp_plus.sql

@@ -1,4 +1,4 @@
--- GDO's per-pair score (method spec 4.1, 4.2 and 4.5) as views over two tables:
+-- GDO's per-pair score (method §5.1, 5.2 and 5.3) as views over two tables:
 --   pool     the pool table (`gdo ingest`)
 --   metrics  merged descriptors, one row per qa_uid: loss_video, loss_blind,
 --            frame_diversity, vds, quality_score (non-finite values already NULL)

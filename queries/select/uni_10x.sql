@@ -1,4 +1,4 @@
--- The Uni-10x baseline (method spec 4.8): a seeded uniform sample of the scored pool,
+-- The Uni-10x baseline (method §5.8): a seeded uniform sample of the scored pool,
 -- drawn with the goal subsets' dedup rules. Size, seed and per-video cap come from the
 -- session (SET gdo.uni_count / gdo.seed / gdo.max_qa_per_video). `gdo select` draws the
 -- same rows from the reservoir its goal pass already filled (no second pass); with the

@@ -5,7 +5,7 @@ use crate::error::{GdoError, Result};
 use crate::select::exclude::ExcludeMode;
 use crate::select::run::{GoalSource, PAPER_GOALS, SelectJob, run_select};
 
-/// Select the goal-driven 1x subset and the Uni-10x baseline (method spec section 4).
+/// Select the goal-driven 1x subset and the Uni-10x baseline (method §5).
 ///
 /// Examples:
 ///   gdo select --pool pool/ --metrics merged/ --goal temp_plus --out subsets/

@@ -150,7 +150,7 @@ pub struct Recipe {
     pub eval_max_questions: usize,
     pub eval_max_candidates: usize,
     pub scorer_epochs: usize,
-    /// Sampled answers per pair for SC (0: not computed; merge uses the spec's SC fallback).
+    /// Sampled answers per pair for SC (0: not computed; merge uses the method's SC fallback).
     pub sc_samples: usize,
     /// Keep every `thin`-th pair of the selection pool (the quick variant thins it).
     pub thin: u64,
@@ -170,7 +170,7 @@ impl Recipe {
             eval_max_candidates: 8,
             scorer_epochs: if o.quick { 2 } else { 6 },
             // SC from 5 answers sampled by the proxy (batched generation, frames
-            // encoded once per pair), as the spec computes it.
+            // encoded once per pair), as the method computes it.
             sc_samples: 5,
             thin,
         }

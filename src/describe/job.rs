@@ -1,4 +1,4 @@
-//! `gdo describe`: one descriptor row per pair of the pool (spec section 2), in
+//! `gdo describe`: one descriptor row per pair of the pool (method §3), in
 //! resumable chunks.
 //!
 //! The cheap part is SQL (`queries/describe/cheap.sql`, gdo's descriptor functions);
@@ -36,7 +36,7 @@ const ARGS_FILE: &str = "args.json";
 /// Columns of the SQL result that are inputs, not output.
 const INPUT_COLUMNS: usize = 3;
 
-/// TNC mode (spec section 2, item 5).
+/// TNC mode (method §3, item 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TncMode {

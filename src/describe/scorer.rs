@@ -1,4 +1,4 @@
-//! [`Scorer`]: the model behind the loss-based descriptors (spec section 2, items 3-6).
+//! [`Scorer`]: the model behind the loss-based descriptors (method §3, items 3-6).
 //!
 //! A scorer works on batches, never one pair at a time. Implementations: the Qwen3-VL
 //! family loaded from a local safetensors folder (the paper's scorer) and a trained
@@ -44,7 +44,7 @@ pub trait Scorer: Send + Sync {
     /// in order. A batch of N gives the same numbers as N batches of one.
     fn answer_losses(&self, items: &[ScoreItem<'_>]) -> Result<Vec<AnswerLosses>>;
 
-    /// TNC in `llm` mode: greedy, at most 3 new tokens, the spec's text-only prompt;
+    /// TNC in `llm` mode: greedy, at most 3 new tokens, the method's text-only prompt;
     /// 1.0 for a reply containing "temporal", 0.0 for "static", else 0.5.
     fn tnc_llm(&self, questions: &[&str]) -> Result<Vec<f64>>;
 

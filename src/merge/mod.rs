@@ -1,4 +1,4 @@
-//! Merge and quality score (spec section 3): descriptor rows in, one merged row per
+//! Merge and quality score (method §4): descriptor rows in, one merged row per
 //! qa_uid out, with robust statistics, k-means cluster scores and the quality score.
 //!
 //! Passes over the inputs (streamed each time, never held):

@@ -1,4 +1,4 @@
-//! The method's quality score (spec section 3), as pure functions of the descriptors,
+//! The method's quality score (method §4), as pure functions of the descriptors,
 //! the robust statistics and a cluster score, so it can be checked on its own.
 
 /// Robust centre and scale of one descriptor.

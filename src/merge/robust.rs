@@ -1,4 +1,4 @@
-//! Robust centre and scale (spec section 3): median and interquartile range over a
+//! Robust centre and scale (method §4): median and interquartile range over a
 //! seeded reservoir sample of at most 800,000 values (exact below that).
 //!
 //! Like the reference, values are stored as float32 and the quantiles are interpolated

@@ -1,4 +1,4 @@
-//! From JSONL lines to pool rows (spec section 1): one chunk of lines at a time, so
+//! From JSONL lines to pool rows (method §1): one chunk of lines at a time, so
 //! chunks can be parsed in parallel and put back in order.
 //!
 //! Rows are read with a typed, borrowing serde parse (no allocation for strings without
@@ -320,7 +320,7 @@ fn normalise<'a>(text: Cow<'a, str>, f: impl for<'s> Fn(&'s str) -> Cow<'s, str>
     }
 }
 
-/// The (question, answer) pairs of a row, by the spec's pairing rule; borrowed from
+/// The (question, answer) pairs of a row, by the method's pairing rule; borrowed from
 /// the line where normalising changes nothing.
 fn extract_pairs<'a>(messages: Vec<RawTurn<'a>>) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
     let mut pairs = Vec::new();
@@ -494,8 +494,8 @@ impl PoolColumns {
     /// Builders sized for `pairs` pairs, the text columns for about the bytes a pair
     /// of the 250k-pair bench pool holds (rounded up), so a chunk seldom grows them:
     /// growing them by doubling, the copies and the page faults after them, was about
-    /// 6% of ingest's CPU samples (perf, session 20); sizing them, with the other
-    /// session-20 parsing changes, saved 1.6% of the instructions (callgrind, 50k pairs).
+    /// 6% of ingest's CPU samples (perf); sizing them, with the parsing changes made at the
+    /// same time, saved 1.6% of the instructions (callgrind, 50k pairs).
     fn with_capacity(pairs: usize, source_file: &str) -> Self {
         let text = |bytes_per_pair: usize| StringBuilder::with_capacity(pairs, pairs * bytes_per_pair);
         Self {
@@ -799,7 +799,7 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
     ParsedChunk { pairs: cols.finish(large.finish()), rejects: rejects.finish(), counts }
 }
 
-/// The text hash of a pair: sha1 of `question|||answer`, hex (spec 4.7's dedup key).
+/// The text hash of a pair: sha1 of `question|||answer`, hex (method §5.7's dedup key).
 pub fn text_hash(question: &str, answer: &str) -> String {
     let mut hex = [0u8; 40];
     text_hash_into(question, answer, &mut hex);

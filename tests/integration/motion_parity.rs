@@ -57,7 +57,7 @@ fn reference_clips() -> Vec<(Vec<gdo_udfs::motion::Plane<u8>>, f64, f64)> {
         .collect()
 }
 
-/// The agreement bounds: AMM median relative error <= 5%, rank correlation
+/// The agreement gdo promises with OpenCV: AMM median relative error <= 5%, rank correlation
 /// >= 0.98, frame diversity within 1e-3.
 fn assert_agrees_with_opencv(path: &str, ours: &[(f64, f64)], clips: &[(Vec<gdo_udfs::motion::Plane<u8>>, f64, f64)]) {
     assert_eq!(ours.len(), 18);

@@ -1,5 +1,5 @@
 """OpenCV's Farneback motion descriptors over the clips given as JSON on stdin
-(the spec's parameters; decode with cv2.imread), timed like benches/motion.rs.
+(the method's parameters; decode with cv2.imread), timed like benches/motion.rs.
 calcOpticalFlowFarneback runs on one core, so clips are spread over `threads` Python
 threads (OpenCV releases the GIL), as gdo spreads them over its thread pool.
 Prints one JSON line: {"clips_per_s": [...per rep...], "amm": [...per clip...]}."""

@@ -1,4 +1,4 @@
-//! The pure text rules of the GDO method (spec section 1): normalisation, token counts,
+//! The pure text rules of the GDO method (method §1): normalisation, token counts,
 //! the stratification fields and uniform frame resampling.
 //!
 //! Ingest, the SQL functions in this crate and (later) scoring all call these, so a
@@ -183,7 +183,7 @@ static TEMPORAL_RE: LazyLock<Regex> = LazyLock::new(|| {
 static MCQ_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)(\bchoices?\b)|(\nA\.)|(\nA\))").expect("mcq regex is valid"));
 
-/// Does the question ask for temporal reasoning (the spec's temporal keyword regex)?
+/// Does the question ask for temporal reasoning (the method's temporal keyword regex)?
 pub fn is_temporal_question(question: &str) -> bool {
     TEMPORAL_RE.is_match(question)
 }

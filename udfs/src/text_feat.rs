@@ -40,7 +40,7 @@ pub fn text_feat_values(question: &str, answer: &str) -> [f64; TEXT_FEAT_BINS] {
 
 /// `text_feat(question, answer)`
 ///
-/// The text side feature of the method (spec section 2): 16 bins; each lower-cased
+/// The text side feature of the method (method §3): 16 bins; each lower-cased
 /// `[A-Za-z0-9_]+` token of the question and of the answer adds 1 to bin
 /// `u64_be(sha1(token)[0..8]) mod 16`; the vector is divided by its L2 norm + 1e-6.
 /// A NULL text counts as empty; both NULL gives NULL. No token gives 16 zeros.

@@ -14,12 +14,12 @@ use super::text::KvCache;
 use crate::describe::scorer::{AnswerLosses, ScoreItem, Scorer};
 use crate::error::{GdoError, Result};
 
-/// The spec's TNC prompt (section 2, item 5).
+/// The method's TNC prompt (method §3, TNC).
 pub const TNC_PROMPT: &str = "Decide if the question requires temporal reasoning over multiple frames.\n\
                               Answer only one word: Temporal or Static.\nQuestion: ";
 /// TNC: at most this many new tokens, greedy.
 pub const TNC_MAX_NEW_TOKENS: usize = 3;
-/// SC sampling (spec section 2, item 6).
+/// SC sampling (method §3, item 6).
 pub const SC_TOP_P: f64 = 0.9;
 pub const SC_TEMPERATURE: f64 = 0.8;
 pub const SC_MAX_NEW_TOKENS: usize = 32;
@@ -165,7 +165,7 @@ impl Qwen3VlScorer {
     }
 }
 
-/// The spec's reply rule: "temporal" -> 1.0, else "static" -> 0.0, else 0.5.
+/// The method's reply rule: "temporal" -> 1.0, else "static" -> 0.0, else 0.5.
 pub fn tnc_from_reply(reply: &str) -> f64 {
     let r = reply.to_lowercase();
     if r.contains("temporal") {

@@ -320,7 +320,7 @@ mod tests {
     }
 
     /// The device these tests run the candle program on: the CPU, or the GPU that
-    /// `GDO_TEST_MOTION_DEVICE=cuda[:N]` names (scripts/gpu-check.sh on a lent GPU).
+    /// `GDO_TEST_MOTION_DEVICE=cuda[:N]` names (scripts/gpu-check.sh on a GPU machine).
     fn test_device() -> Device {
         match std::env::var("GDO_TEST_MOTION_DEVICE") {
             Ok(spec) => crate::device::select(&spec).unwrap_or_else(|why| panic!("GDO_TEST_MOTION_DEVICE: {why}")),

@@ -1,4 +1,4 @@
-//! The motion descriptors of the method (spec section 2): AMM and frame diversity.
+//! The motion descriptors of the method (method §3): AMM and frame diversity.
 //!
 //! Frames are 8-bit BT.601 gray planes resized to 224x224 with area interpolation
 //! ([`prepare_gray`]); [`motion_descriptors`] then averages, over consecutive pairs,
