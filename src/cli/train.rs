@@ -17,7 +17,8 @@ pub struct Args {
     /// The training table (PATH), or NAME=PATH to register a table for --sql. Repeatable.
     #[arg(long = "table", value_name = "PATH|NAME=PATH")]
     pub tables: Vec<String>,
-    /// A pool table folder, registered as `pool` (for --sql).
+    /// A pool table folder, registered as `pool`: the training table when neither --sql
+    /// nor a training --table is given.
     #[arg(long, value_name = "DIR")]
     pub pool: Option<String>,
     /// SQL whose result is the training table.
@@ -141,7 +142,10 @@ pub async fn run(args: Args) -> Result<()> {
             register_table(&ctx, "train_input", &path).await?;
             ctx.table("train_input").await?
         }
-        (None, None) => return Err(GdoError::Usage("give the training data: --table PATH or --sql QUERY".into())),
+        (None, None) if args.pool.is_some() => ctx.table("pool").await?,
+        (None, None) => {
+            return Err(GdoError::Usage("give the training data: --table PATH, --pool DIR or --sql QUERY".into()));
+        }
     };
     let mut evals = Vec::new();
     for spec in &args.eval {
