@@ -95,23 +95,30 @@ pub fn render(result: &StatementResult, format: Format) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// A result as a Markdown (GitHub) table; `|` in values is escaped, newlines become spaces.
-fn markdown_table(result: &StatementResult) -> Result<String> {
+/// Every value of `batches` as Arrow displays it, row by row; NULL as `NULL`.
+pub fn text_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-    let names: Vec<String> = result.schema.fields().iter().map(|f| cell(f.name())).collect();
-    let mut out = format!("| {} |\n|{}\n", names.join(" | "), " --- |".repeat(names.len()));
     let options = FormatOptions::default().with_null("NULL");
-    for batch in &result.batches {
+    let mut rows = Vec::new();
+    for batch in batches {
         let formatters = batch
             .columns()
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            let values: Vec<String> = formatters.iter().map(|f| cell(&f.value(row).to_string())).collect();
-            out.push_str(&format!("| {} |\n", values.join(" | ")));
-        }
+        rows.extend((0..batch.num_rows()).map(|row| formatters.iter().map(|f| f.value(row).to_string()).collect()));
+    }
+    Ok(rows)
+}
+
+/// A result as a Markdown (GitHub) table; `|` in values is escaped, newlines become spaces.
+fn markdown_table(result: &StatementResult) -> Result<String> {
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let names: Vec<String> = result.schema.fields().iter().map(|f| cell(f.name())).collect();
+    let mut out = format!("| {} |\n|{}\n", names.join(" | "), " --- |".repeat(names.len()));
+    for row in text_rows(&result.batches)? {
+        let values: Vec<String> = row.iter().map(|v| cell(v)).collect();
+        out.push_str(&format!("| {} |\n", values.join(" | ")));
     }
     Ok(out)
 }

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
@@ -80,35 +79,22 @@ fn column_type(t: &DataType) -> DefaultColumnType {
 /// cannot show an empty cell), anything else as Arrow displays it; a value of several
 /// lines continues on rows of its own.
 fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, SqlError> {
-    let options = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| SqlError(e.to_string()))?;
-        for row in 0..batch.num_rows() {
-            let mut cells: Vec<String> = formatters
-                .iter()
-                .map(|f| match f.value(row).to_string() {
-                    s if s.is_empty() => "(empty)".to_owned(),
-                    s => s,
-                })
-                .collect();
-            // A multi-line value (an EXPLAIN plan) continues on rows of its own, one per
-            // line, so expected results can be written as the plan reads.
-            let mut rest = Vec::new();
-            for cell in &mut cells {
-                if let Some((first, more)) = cell.split_once('\n') {
-                    rest.extend(more.lines().map(|l| vec![l.to_owned()]));
-                    *cell = first.to_owned();
-                }
-            }
-            out.push(cells);
-            out.extend(rest);
+    for mut cells in gdo::sql::text_rows(batches).map_err(|e| SqlError(e.to_string()))? {
+        for cell in cells.iter_mut().filter(|c| c.is_empty()) {
+            *cell = "(empty)".to_owned();
         }
+        // A multi-line value (an EXPLAIN plan) continues on rows of its own, one per
+        // line, so expected results can be written as the plan reads.
+        let mut rest = Vec::new();
+        for cell in &mut cells {
+            if let Some((first, more)) = cell.split_once('\n') {
+                rest.extend(more.lines().map(|l| vec![l.to_owned()]));
+                *cell = first.to_owned();
+            }
+        }
+        out.push(cells);
+        out.extend(rest);
     }
     Ok(out)
 }
