@@ -7,6 +7,8 @@ pub mod demo;
 pub mod describe;
 pub mod device;
 pub mod error;
+pub mod export;
+pub mod json;
 pub mod memory;
 pub mod merge;
 pub mod pool;

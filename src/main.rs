@@ -20,6 +20,10 @@ enum Command {
     Demo(cli::demo::Args),
     GenSamples(cli::gen_samples::Args),
     Train(cli::train::Args),
+    History(cli::history::Args),
+    Verify(cli::verify::Args),
+    Vacuum(cli::vacuum::Args),
+    Export(cli::export::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,7 +31,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GDO_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // delta-rs logs a lost commit as an error; gdo's own error says it, and why.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deltalake_core=off")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -50,6 +55,10 @@ fn main() -> std::process::ExitCode {
             Command::Demo(a) => cli::demo::run(a).await?,
             Command::GenSamples(a) => cli::gen_samples::run(a).await?,
             Command::Train(a) => cli::train::run(a).await?,
+            Command::History(a) => cli::history::run(a).await?,
+            Command::Verify(a) => cli::verify::run(a).await?,
+            Command::Vacuum(a) => cli::vacuum::run(a).await?,
+            Command::Export(a) => cli::export::run(a).await?,
         }
         Ok(())
     });

@@ -17,11 +17,48 @@ use url::Url;
 
 use crate::error::{GdoError, Result};
 use crate::store::{Location, expand_input, is_pattern, store_for, store_key};
-use crate::table::{TableFolder, inspect_folder};
+use crate::table::{AsOf, Snapshot};
 
 /// A fresh session: information schema on, every gdo function, table function and
 /// operator registered (the one place; the CLI, tests and benchmarks all use it).
 pub fn new_context() -> SessionContext {
+    build_context(None)
+}
+
+/// A memory bound for a session's queries, parsed from `8GiB`, `512MiB`, `2G`, `1000000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimit(pub usize);
+
+impl std::str::FromStr for MemoryLimit {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num.parse().map_err(|_| format!("'{s}': expected a size such as 8GiB, 512MiB or 2G"))?;
+        let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kb" | "kib" => 1024.0,
+            "m" | "mb" | "mib" => 1024.0 * 1024.0,
+            "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+            "t" | "tb" | "tib" => 1024.0f64.powi(4),
+            other => return Err(format!("'{s}': unknown unit '{other}' (use KiB, MiB, GiB or TiB)")),
+        };
+        let bytes = n * scale;
+        if bytes.is_nan() || bytes < 1.0 {
+            return Err(format!("'{s}': the limit must be positive"));
+        }
+        Ok(MemoryLimit(bytes as usize))
+    }
+}
+
+/// [`new_context`] whose queries may hold at most `memory_limit` bytes (DataFusion's
+/// memory pool: sorts and aggregations spill or fail with resources exhausted).
+pub fn new_context_limited(memory_limit: Option<usize>) -> SessionContext {
+    build_context(memory_limit)
+}
+
+fn build_context(memory_limit: Option<usize>) -> SessionContext {
     let mut config = SessionConfig::new().with_information_schema(true);
     // Plain Utf8 strings from Parquet: with view strings, a hash join over millions of
     // pairs (scoring joins pool to metrics) spent its time re-measuring shared buffers.
@@ -32,10 +69,11 @@ pub fn new_context() -> SessionContext {
     // instead of being hash-repartitioned (a copy of every row it reads).
     config.options_mut().optimizer.hash_join_single_partition_threshold = 64 << 20;
     config.options_mut().optimizer.hash_join_single_partition_threshold_rows = 1 << 20;
-    let runtime = RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::new(LazyStoreRegistry::default()))
-        .build_arc()
-        .expect("a runtime environment with default settings builds");
+    let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(LazyStoreRegistry::default()));
+    if let Some(bytes) = memory_limit {
+        runtime = runtime.with_memory_limit(bytes, 1.0);
+    }
+    let runtime = runtime.build_arc().expect("a runtime environment with default settings builds");
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
@@ -184,7 +222,7 @@ fn planned_with(df: DataFrame, change: impl FnOnce(&mut datafusion::config::Conf
 }
 
 /// `df` planned in a single partition, so its rows stream in table order (files in
-/// manifest or path order, rows in file order) on every run. For the readers whose
+/// path order, a run's parts in part order, rows in file order) on every run. For the readers whose
 /// result depends on row order: duplicates where the later one wins, streaming
 /// k-means, the trainer's seeded shuffle, float sums.
 pub fn in_table_order(df: DataFrame) -> DataFrame {
@@ -201,8 +239,13 @@ pub fn register_store(ctx: &SessionContext, loc: &Location) {
 pub struct Registered {
     /// Table names, the main one first (side tables: `<name>_rejects`, ...).
     pub names: Vec<String>,
-    /// Rows per the manifest (None for plain Parquet).
+    /// Rows per the table's log (None for plain Parquet).
     pub rows: Option<u64>,
+    /// The Delta version read (None for plain Parquet).
+    pub version: Option<u64>,
+    /// What was read, for reports and resume checks: `{"path", "version", "id"}` for a
+    /// table, `{"path", "files": [[name, bytes], ...]}` for plain Parquet.
+    pub read: serde_json::Value,
 }
 
 async fn listing_table(ctx: &SessionContext, urls: Vec<ListingTableUrl>) -> Result<Arc<ListingTable>> {
@@ -215,16 +258,49 @@ async fn listing_table(ctx: &SessionContext, urls: Vec<ListingTableUrl>) -> Resu
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
-fn file_urls(root: &Location, files: &[crate::table::FileEntry]) -> Result<Vec<ListingTableUrl>> {
-    files.iter().map(|f| Ok(ListingTableUrl::parse(root.child(&f.path).url.as_str())?)).collect()
+/// The files of a committed version as a table, after checking each is there with the
+/// size its commit records (a file replaced or truncated after commit is an error naming
+/// it, not other rows; `gdo verify` also checks the bytes).
+async fn snapshot_table(ctx: &SessionContext, snap: &Snapshot) -> Result<Arc<ListingTable>> {
+    if snap.files.is_empty() {
+        return Err(GdoError::Table(format!("{}: version {} has no data files", snap.root, snap.version)));
+    }
+    let checks = snap.files.iter().map(|(path, size)| async move {
+        let loc = snap.root.child(path);
+        let found = loc.size().await.map_err(|e| match e {
+            GdoError::NotFound(_) => GdoError::Table(format!(
+                "{loc}: missing, though version {} of {} lists it (removed by hand, or vacuumed \
+                 while this version was read)",
+                snap.version, snap.root
+            )),
+            e => e,
+        })?;
+        if found != *size {
+            return Err(GdoError::Table(format!(
+                "{loc}: {found} bytes where version {} records {size}: the file was changed after \
+                 commit (`gdo verify {}` checks every file)",
+                snap.version, snap.root
+            )));
+        }
+        Ok(ListingTableUrl::parse(loc.url.as_str())?)
+    });
+    let urls = futures::future::try_join_all(checks).await?;
+    listing_table(ctx, urls).await
 }
 
-/// Register the table at `path` (a gdo table folder, a folder of Parquet files, or one
-/// Parquet file; local or object store) as `name`. A gdo table's side tables are
-/// registered as `<name><side>` (e.g. `pool_rejects`).
+/// Register the table at `path` as `name`: a Delta table (gdo's tables; `PATH@vN` or
+/// `PATH@<RFC 3339 time>` reads an earlier version), a folder of Parquet files, one
+/// Parquet file or a file pattern; local or in an object store. A gdo table's side
+/// tables are registered as `<name><side>` (e.g. `pool_rejects`), at the version that
+/// goes with the version read.
 pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Result<Registered> {
+    let (path, at) = AsOf::split(path);
     let loc = Location::parse(path)?;
     register_store(ctx, &loc);
+    let plain = |files: Vec<(String, u64)>| serde_json::json!({ "path": loc.to_string(), "files": files });
+    if (is_pattern(path) || path.ends_with(".parquet")) && at != AsOf::Latest {
+        return Err(GdoError::Usage(format!("{path}: versions (@v..) apply to tables, not Parquet files")));
+    }
     if is_pattern(path) {
         // `exports/part-*.parquet`: the files it matches, as one table.
         let found = expand_input(path, "Parquet file", |_| true).await?;
@@ -236,36 +312,54 @@ pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Res
         let urls =
             found.files.iter().map(|(_, l, _)| Ok(ListingTableUrl::parse(l.url.as_str())?)).collect::<Result<_>>()?;
         ctx.register_table(name, listing_table(ctx, urls).await?)?;
-        return Ok(Registered { names: vec![name.to_owned()], rows: None });
+        let files = found.files.iter().map(|(n, _, size)| (n.clone(), *size)).collect();
+        return Ok(Registered { names: vec![name.to_owned()], rows: None, version: None, read: plain(files) });
     }
     if path.ends_with(".parquet") && loc.exists().await? {
         let table = listing_table(ctx, vec![ListingTableUrl::parse(loc.url.as_str())?]).await?;
         ctx.register_table(name, table)?;
-        return Ok(Registered { names: vec![name.to_owned()], rows: None });
+        let files = vec![(loc.to_string(), loc.size().await?)];
+        return Ok(Registered { names: vec![name.to_owned()], rows: None, version: None, read: plain(files) });
     }
-    match inspect_folder(&loc).await? {
-        TableFolder::Gdo(manifest) => {
-            if manifest.main.files.is_empty() {
-                return Err(GdoError::Table(format!("{loc}: the manifest lists no files")));
+    if let Some(snap) = crate::table::open(&loc, &at).await? {
+        ctx.register_table(name, snapshot_table(ctx, &snap).await?)?;
+        let mut names = vec![name.to_owned()];
+        for (side, version) in &snap.side_tables {
+            let side_loc = loc.child(side);
+            let Some(side_snap) = crate::table::open(&side_loc, &AsOf::Version(*version)).await? else { continue };
+            if side_snap.files.is_empty() {
+                continue;
             }
-            let table = listing_table(ctx, file_urls(&loc, &manifest.main.files)?).await?;
-            ctx.register_table(name, table)?;
-            let mut names = vec![name.to_owned()];
-            for (side, set) in &manifest.side_tables {
-                if set.files.is_empty() {
-                    continue;
-                }
-                let side_name = format!("{name}{side}");
-                let table = listing_table(ctx, file_urls(&loc, &set.files)?).await?;
-                ctx.register_table(side_name.as_str(), table)?;
-                names.push(side_name);
-            }
-            Ok(Registered { names, rows: Some(manifest.main.rows) })
+            let side_name = format!("{name}{side}");
+            ctx.register_table(side_name.as_str(), snapshot_table(ctx, &side_snap).await?)?;
+            names.push(side_name);
         }
-        TableFolder::Plain => {
-            let table = listing_table(ctx, vec![ListingTableUrl::parse(loc.dir_url().as_str())?]).await?;
-            ctx.register_table(name, table)?;
-            Ok(Registered { names: vec![name.to_owned()], rows: None })
+        let read = serde_json::json!({ "path": loc.to_string(), "version": snap.version, "id": snap.identity() });
+        return Ok(Registered { names, rows: snap.rows, version: Some(snap.version), read });
+    }
+    if at != AsOf::Latest {
+        return Err(GdoError::NotFound(format!("{loc} (no table there to read a version of)")));
+    }
+    let data = loc.child(crate::table::DATA_DIR);
+    if futures::TryStreamExt::try_next(&mut data.store.list(Some(&data.path))).await?.is_some() {
+        return Err(GdoError::Table(format!(
+            "{loc} holds data files of a gdo run that did not commit, and no table: readers never \
+             take uncommitted files. Rerun the command that writes it."
+        )));
+    }
+    // Parquet files written by another tool.
+    let mut files = Vec::new();
+    let mut listing = loc.store.list(Some(&loc.path));
+    while let Some(meta) = futures::TryStreamExt::try_next(&mut listing).await? {
+        if meta.location.as_ref().ends_with(".parquet") {
+            files.push((meta.location.to_string(), meta.size));
         }
     }
+    if files.is_empty() {
+        return Err(GdoError::NotFound(format!("{loc} (no table and no Parquet files there)")));
+    }
+    files.sort();
+    let table = listing_table(ctx, vec![ListingTableUrl::parse(loc.dir_url().as_str())?]).await?;
+    ctx.register_table(name, table)?;
+    Ok(Registered { names: vec![name.to_owned()], rows: None, version: None, read: plain(files) })
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 
@@ -42,6 +43,39 @@ impl StatementResult {
 
 /// Run every statement of `sql` in order and collect each result.
 pub async fn run_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<StatementResult>> {
+    run_statements_from(ctx, sql, None).await
+}
+
+/// Refuse what a query file may not do: write files (`COPY ... TO`), read files the
+/// command was not given (`CREATE EXTERNAL TABLE`), or change tables (DML, DDL other
+/// than the session's own views). Queries, `CREATE VIEW`, `SET` and `EXPLAIN` pass.
+/// `source` names the file in the error.
+pub fn check_query_only(plan: &LogicalPlan, source: &str) -> Result<()> {
+    use datafusion::logical_expr::DdlStatement;
+    let refused = match plan {
+        LogicalPlan::Copy(_) => Some("COPY ... TO (writes files)"),
+        LogicalPlan::Dml(_) => Some("INSERT/UPDATE/DELETE (changes tables)"),
+        LogicalPlan::Ddl(DdlStatement::CreateView(_)) => None,
+        LogicalPlan::Ddl(DdlStatement::CreateExternalTable(_)) => Some("CREATE EXTERNAL TABLE (reads other files)"),
+        LogicalPlan::Ddl(_) => Some("DDL other than CREATE VIEW"),
+        _ => None,
+    };
+    match refused {
+        Some(what) => Err(GdoError::Usage(format!(
+            "{source}: {what} is not allowed in a query file; query files may only run queries, \
+             CREATE VIEW, SET and EXPLAIN (give such SQL on the command line instead)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// [`run_statements`]; with a `source`, every statement is first checked with
+/// [`check_query_only`].
+pub async fn run_statements_from(
+    ctx: &SessionContext,
+    sql: &str,
+    source: Option<&str>,
+) -> Result<Vec<StatementResult>> {
     let statements = DFParser::parse_sql(sql)?;
     if statements.is_empty() {
         return Err(GdoError::Usage("no SQL statement given".into()));
@@ -50,6 +84,9 @@ pub async fn run_statements(ctx: &SessionContext, sql: &str) -> Result<Vec<State
     for statement in statements {
         let state = ctx.state();
         let plan = state.statement_to_plan(statement).await?;
+        if let Some(source) = source {
+            check_query_only(&plan, source)?;
+        }
         let df = ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
@@ -123,7 +160,7 @@ fn markdown_table(result: &StatementResult) -> Result<String> {
     Ok(out)
 }
 
-/// Write a result to `out`: Parquet as a gdo table folder (or one `.parquet` file),
+/// Write a result to `out`: Parquet as a table (Delta Lake; or one `.parquet` file),
 /// the text formats as one file. Every write is atomic.
 pub async fn write_result(result: &StatementResult, format: Format, out: &str) -> Result<()> {
     let loc = Location::parse(out)?;
@@ -144,7 +181,7 @@ pub async fn write_result(result: &StatementResult, format: Format, out: &str) -
         w.close().await?;
         return Ok(());
     }
-    let mut table = TableWriter::new(loc, "sql_result");
+    let mut table = TableWriter::open(loc, "sql_result").await?;
     let mut part = table.open_part(None, Arc::clone(&result.schema))?;
     for b in &result.batches {
         part.write(b).await?;

@@ -117,9 +117,10 @@ pub async fn run(args: Args) -> Result<()> {
     }
     let errors: Vec<String> = r.errors_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!(
-        "described {} rows into {} ({} chunks, {} resumed; {} row(s) with errors{}) in {:.2}s",
+        "described {} rows into {} version {} ({} chunks, {} resumed; {} row(s) with errors{}) in {:.2}s",
         r.rows,
         r.out,
+        r.version.unwrap_or_default(),
         r.chunks,
         r.chunks_resumed,
         r.rows_with_error,

@@ -37,6 +37,10 @@ pub struct Args {
     /// Lines per parse chunk (the unit of parallel parsing).
     #[arg(long, default_value_t = 8192, hide = true)]
     pub chunk_lines: usize,
+    /// Longest input line read whole, in bytes; a longer line is rejected as
+    /// `line_too_long` (its first 256 bytes kept in pool_rejects), memory bounded.
+    #[arg(long, default_value_t = crate::pool::DEFAULT_MAX_LINE_BYTES)]
+    pub max_line_bytes: usize,
     /// Testing only: abort the process (as kill -9 would) after N data files.
     #[arg(long, hide = true)]
     pub fail_after_parts: Option<usize>,
@@ -55,11 +59,18 @@ pub async fn run(args: Args) -> Result<()> {
         chunk_lines: args.chunk_lines,
         progress: true,
         fail_after_parts: args.fail_after_parts,
+        max_line_bytes: args.max_line_bytes,
     };
     let report = ingest(&opts).await?;
     println!(
-        "ingested {} pairs from {} rows into {} ({} data file(s)) in {:.2}s ({:.0} pairs/s)",
-        report.total_pairs, report.rows, report.out, report.data_files, report.seconds, report.pairs_per_second
+        "ingested {} pairs from {} rows into {} version {} ({} data file(s)) in {:.2}s ({:.0} pairs/s)",
+        report.total_pairs,
+        report.rows,
+        report.out,
+        report.version.unwrap_or_default(),
+        report.data_files,
+        report.seconds,
+        report.pairs_per_second
     );
     for (bucket, n) in &report.bucket_counts {
         println!("  {bucket}: {n} pairs");

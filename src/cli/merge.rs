@@ -54,8 +54,15 @@ pub async fn run(args: Args) -> Result<()> {
         String::new()
     };
     println!(
-        "merged {} rows from {} input(s) into {} (k={}, mean distance {:.4}, SC fallback on {} rows{bad}{dups}) in {:.2}s",
-        r.rows_written, r.num_inputs, r.out, r.cluster_k, r.kmeans_mean_dist, r.sc_fallback_rows, r.seconds
+        "merged {} rows from {} input(s) into {} version {} (k={}, mean distance {:.4}, SC fallback on {} rows{bad}{dups}) in {:.2}s",
+        r.rows_written,
+        r.num_inputs,
+        r.out,
+        r.version.unwrap_or_default(),
+        r.cluster_k,
+        r.kmeans_mean_dist,
+        r.sc_fallback_rows,
+        r.seconds
     );
     Ok(())
 }

@@ -3,9 +3,13 @@
 
 pub mod demo;
 pub mod describe;
+pub mod export;
 pub mod gen_samples;
+pub mod history;
 pub mod ingest;
 pub mod merge;
 pub mod select;
 pub mod sql;
 pub mod train;
+pub mod vacuum;
+pub mod verify;

@@ -4,8 +4,8 @@ use std::io::Write;
 
 use crate::error::{GdoError, Result};
 use crate::queries;
-use crate::session::{new_context, register_table};
-use crate::sql::{Format, render, run_statements, write_result};
+use crate::session::{MemoryLimit, new_context, new_context_limited, register_table};
+use crate::sql::{Format, render, run_statements_from, write_result};
 
 /// Run SQL over the pool and other tables.
 ///
@@ -41,6 +41,10 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Bound the memory queries may hold (e.g. 8GiB, 512MiB); a query that needs more
+    /// fails with DataFusion's resources-exhausted error instead of growing unbounded.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<MemoryLimit>,
     /// Write the last statement's result here instead of printing it.
     #[arg(long, value_name = "PATH")]
     pub out: Option<String>,
@@ -150,18 +154,23 @@ pub async fn run(args: Args) -> Result<()> {
         print!("{}", function_reference(args.format == Format::Markdown));
         return Ok(());
     }
-    let sql = match (&args.sql, &args.file, &args.query) {
-        (Some(s), _, _) => s.clone(),
-        (None, Some(f), _) => std::fs::read_to_string(f).map_err(|e| GdoError::io(f.clone(), e))?,
-        (None, None, Some(q)) => queries::find(q)
-            .ok_or_else(|| GdoError::Usage(format!("no shipped query named '{q}' (see --list-queries)")))?
-            .sql
-            .to_owned(),
+    // SQL typed on the command line may do anything DataFusion does (COPY ... TO
+    // included); query files and shipped queries may only query (see check_query_only).
+    let (sql, source) = match (&args.sql, &args.file, &args.query) {
+        (Some(s), _, _) => (s.clone(), None),
+        (None, Some(f), _) => (std::fs::read_to_string(f).map_err(|e| GdoError::io(f.clone(), e))?, Some(f.clone())),
+        (None, None, Some(q)) => (
+            queries::find(q)
+                .ok_or_else(|| GdoError::Usage(format!("no shipped query named '{q}' (see --list-queries)")))?
+                .sql
+                .to_owned(),
+            Some(format!("query {q}")),
+        ),
         (None, None, None) => {
             return Err(GdoError::Usage("give SQL text, --file FILE or --query NAME".into()));
         }
     };
-    let ctx = new_context();
+    let ctx = new_context_limited(args.memory_limit.map(|m| m.0));
     if let Some(pool) = &args.pool {
         register_table(&ctx, "pool", pool).await?;
     }
@@ -182,7 +191,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
     }
     crate::session::create_score_views(&ctx).await?;
-    let results = run_statements(&ctx, &sql).await?;
+    let results = run_statements_from(&ctx, &sql, source.as_deref()).await?;
     match &args.out {
         Some(out) => {
             let last = results.last().expect("at least one statement ran");

@@ -82,7 +82,7 @@ pub async fn write_query_table(ctx: &SessionContext, sql: &str, out: &Path, kind
     let df = crate::session::in_table_order(ctx.sql(sql).await?);
     let schema = df.schema().inner().clone();
     let mut stream = df.execute_stream().await?;
-    let mut writer = TableWriter::new(Location::parse(&out.display().to_string())?, kind);
+    let mut writer = TableWriter::open(Location::parse(&out.display().to_string())?, kind).await?;
     let mut part = writer.open_part(None, schema)?;
     while let Some(batch) = stream.try_next().await? {
         part.write(&batch).await?;

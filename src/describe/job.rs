@@ -6,10 +6,10 @@
 //! pool_index order, this shard's rows only) is written as one complete Parquet file
 //! under `<out>/_describe_chunks/` in one atomic put, so a killed run loses at most the
 //! chunk in progress; rerun with the same arguments, it skips the finished chunks.
-//! When every chunk is there, the chunks are copied into the gdo table at `<out>` and
-//! committed (manifest last), then the chunk folder is removed. If the arguments (or
-//! the pool's size) differ from the unfinished run's, that run's chunks are discarded
-//! and the job starts afresh (said on stderr and in the report).
+//! When every chunk is there, the chunks are copied into the table at `<out>` and
+//! committed, then the chunk folder is removed. If the arguments or the pool (its table
+//! id and version, or its files) differ from the unfinished run's, that run's chunks are
+//! discarded and the job starts afresh (said on stderr and in the report).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,6 +99,10 @@ impl Default for DescribeOptions {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DescribeReport {
     pub out: String,
+    /// The descriptors table's version this run committed.
+    pub version: Option<u64>,
+    /// The pool read: its path, version and table id.
+    pub pool: serde_json::Value,
     /// False when stopped early (test hook); rerun to finish.
     pub complete: bool,
     pub rows: u64,
@@ -115,9 +119,12 @@ pub struct DescribeReport {
     pub seconds: f64,
 }
 
-fn fingerprint(opts: &DescribeOptions, pool_rows: usize) -> serde_json::Value {
+/// What a resumed run must share with the unfinished one: the arguments, and the exact
+/// pool content read (`pool`: the table's id and version, or the Parquet files' names and
+/// sizes), so chunks computed on a pool since rewritten at the same path are not reused.
+fn fingerprint(opts: &DescribeOptions, pool: &serde_json::Value, pool_rows: usize) -> serde_json::Value {
     serde_json::json!({
-        "pool": opts.pool,
+        "pool": pool,
         "pool_rows": pool_rows,
         "cheap_only": opts.cheap_only || opts.scorer.is_none(),
         "scorer": opts.scorer_id,
@@ -156,8 +163,11 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
         // A session setting, so the SQL functions see it (in this process or on an executor).
         ctx.state_ref().write().config_mut().options_mut().set("gdo.motion_device", &opts.motion_device)?;
     }
-    register_table(&ctx, "pool", &opts.pool).await?;
+    let pool = register_table(&ctx, "pool", &opts.pool).await?;
     let out = Location::parse(&opts.out)?;
+    // Opened first: a wrong kind of table at --out (say, the pool) fails before any work.
+    let mut table = TableWriter::open(out.clone(), "descriptors").await?;
+    table.read_input("pool", pool.read.clone());
     let chunks_dir = out.child(CHUNK_DIR);
 
     // This shard's rows in pool order, cut into chunks of pool_index ranges.
@@ -185,12 +195,12 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     };
 
     // Resume only a run with the same arguments.
-    let fp = fingerprint(opts, index.len());
+    let fp = fingerprint(opts, &pool.read, index.len());
     let args_loc = chunks_dir.child(ARGS_FILE);
     if args_loc.exists().await? {
         let old: serde_json::Value = serde_json::from_slice(&args_loc.read_all().await?).unwrap_or_default();
         if old != fp {
-            let reason = format!("arguments differ from the unfinished run's ({old} vs {fp})");
+            let reason = format!("the pool or the arguments differ from the unfinished run's ({old} vs {fp})");
             eprintln!("gdo describe: {reason}; discarding its chunks and starting afresh");
             report.fresh_start_reason = Some(reason);
             crate::table::delete_under(&chunks_dir).await?;
@@ -239,7 +249,6 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     report.chunks_computed = computed;
 
     // Every chunk is there: copy them, in order, into the table and commit.
-    let mut table = TableWriter::new(out.clone(), "descriptors");
     let mut part = table.open_part(None, Arc::clone(&DESCRIPTOR_SCHEMA))?;
     let kind_names = ["frame_bad_uri", "frame_missing", "frame_io", "frame_undecodable", "model"];
     for k in 0..ranges.len() {
@@ -266,8 +275,10 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     report.complete = true;
     report.seconds = started.elapsed().as_secs_f64();
     let json = serde_json::to_value(&report)?;
-    out.child("describe_report.json").write_all(serde_json::to_vec_pretty(&json)?).await?;
-    table.commit(json).await?;
+    let committed = table.commit(json).await?;
+    report.version = Some(committed.version);
+    report.pool = pool.read;
+    out.child("describe_report.json").write_all(serde_json::to_vec_pretty(&report)?).await?;
     crate::table::delete_under(&chunks_dir).await?;
     Ok(report)
 }

@@ -30,7 +30,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::error::{GdoError, Result};
 use crate::session::{new_context, register_table};
 use crate::store::{Location, expand_input, is_pattern};
-use crate::table::{MANIFEST, read_manifest};
+use crate::table::AsOf;
 
 pub const TEXT_FEAT_DIM: usize = 16;
 pub const VIS_FEAT_DIM: usize = 6;
@@ -184,47 +184,12 @@ fn text(obj: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
-/// Python's `json.dumps` writes NaN and +-Infinity as bare words, which strict JSON
-/// parsers reject: replace them (outside strings) by null. None when there is none.
-fn replace_non_finite_words(line: &[u8]) -> Option<Vec<u8>> {
-    const WORDS: [&[u8]; 3] = [b"-Infinity", b"Infinity", b"NaN"];
-    let mut out = Vec::with_capacity(line.len());
-    let (mut in_string, mut escaped, mut replaced) = (false, false, false);
-    let mut i = 0;
-    'outer: while i < line.len() {
-        let b = line[i];
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else {
-            for w in WORDS {
-                if line[i..].starts_with(w) {
-                    out.extend_from_slice(b"null");
-                    i += w.len();
-                    replaced = true;
-                    continue 'outer;
-                }
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    replaced.then_some(out)
-}
-
 /// Parse one JSONL line (not blank) into a descriptor row.
 pub fn parse_json_line(line: &[u8]) -> std::result::Result<DescriptorRow, BadRow> {
     let value: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(_) => {
-            let cleaned = replace_non_finite_words(line).ok_or(BadRow::InvalidJson)?;
+            let cleaned = crate::json::replace_non_finite_words(line, |_| b"null").ok_or(BadRow::InvalidJson)?;
             serde_json::from_slice(&cleaned).map_err(|_| BadRow::InvalidJson)?
         }
     };
@@ -536,8 +501,9 @@ pub async fn resolve_inputs(paths: &[String]) -> Result<Vec<Input>> {
             inputs.push(Input::Jsonl(loc));
             continue;
         }
-        if read_manifest(&loc).await?.is_some() {
-            inputs.push(Input::Table(p.clone()));
+        if let Some(snap) = crate::table::open(&loc, &AsOf::Latest).await? {
+            // Pinned: every pass reads this version, even if the table is rewritten meanwhile.
+            inputs.push(Input::Table(format!("{p}@v{}", snap.version)));
             continue;
         }
         let listing = loc.store.list_with_delimiter(Some(&loc.path)).await?;
@@ -546,7 +512,6 @@ pub async fn resolve_inputs(paths: &[String]) -> Result<Vec<Input>> {
         names.sort();
         let has_data_dir = listing.common_prefixes.iter().any(|c| c.filename() == Some(crate::table::DATA_DIR));
         if names.iter().any(|n| n.ends_with(".parquet")) || has_data_dir {
-            // register_table refuses a gdo folder without its manifest, with the reason.
             inputs.push(Input::Table(p.clone()));
             continue;
         }
@@ -555,7 +520,7 @@ pub async fn resolve_inputs(paths: &[String]) -> Result<Vec<Input>> {
         let chosen = if shards.is_empty() { jsonl } else { shards };
         if chosen.is_empty() {
             return Err(GdoError::NotFound(format!(
-                "descriptors at {p}: no {MANIFEST}, no Parquet files and no JSONL shards \
+                "descriptors at {p}: no table, no Parquet files and no JSONL shards \
                  ({SHARD_PREFIX}*.jsonl[.gz]) there"
             )));
         }
@@ -656,9 +621,6 @@ mod tests {
         assert_eq!(parse_json_line(br#"{"vds":1}"#), Err(BadRow::MissingQaUid));
         assert_eq!(parse_json_line(br#"{"qa_uid":"a","vds":"high"}"#), Err(BadRow::BadFieldType));
         assert_eq!(parse_json_line(br#"{"qa_uid":"a","vis_feat":[1,2]}"#), Err(BadRow::BadFeatureLength));
-        // NaN inside a string is text, not a number.
-        assert_eq!(replace_non_finite_words(br#"{"q":"NaN \" Infinity"}"#), None);
-        assert_eq!(replace_non_finite_words(br#"[NaN,-Infinity]"#).unwrap(), b"[null,null]");
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use kmeans::{Centres, MiniBatchKMeans};
 pub use quality::{QualityInputs, Robust, RobustStats, quality_score, sc_fallback, self_consistency_or_fallback};
 pub use robust::{STATS_SAMPLE_SIZE, StatsAccumulator};
 
-/// Name of the run report written next to the manifest.
+/// Name of the run report written beside the table.
 pub const REPORT_FILE: &str = "merge_report.json";
 
 /// What to merge and how.
@@ -71,6 +71,8 @@ impl Default for MergeOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct MergeReport {
     pub out: String,
+    /// The version of the merged table this run committed (None until it has).
+    pub version: Option<u64>,
     pub run_id: String,
     pub inputs: Vec<String>,
     pub num_inputs: usize,
@@ -233,6 +235,9 @@ pub async fn merge(opts: &MergeOptions) -> Result<MergeReport> {
     }
     let inputs = resolve_inputs(&opts.descriptors).await?;
     let out = Location::parse(&opts.out)?;
+    // Opened first: a wrong kind of table at --out fails before any work, and a writer
+    // that commits meanwhile makes this run's commit fail instead of being overwritten.
+    let mut table = TableWriter::open(out.clone(), "merged").await?;
     let bar = spinner(opts.progress);
 
     // Pass 1: fit over every good row, and index the qa_uids.
@@ -287,7 +292,6 @@ pub async fn merge(opts: &MergeOptions) -> Result<MergeReport> {
 
     // Last pass: assign, score, write.
     passes += 1;
-    let mut table = TableWriter::new(out.clone(), "merged");
     let written: Result<(u64, f64, u64)> = async {
         let mut part: Option<PartWriter> = None;
         let (mut rows_written, mut dist_sum, mut fallbacks) = (0u64, 0.0f64, 0u64);
@@ -342,13 +346,14 @@ pub async fn merge(opts: &MergeOptions) -> Result<MergeReport> {
     let (rows_written, dist_sum, sc_fallback_rows) = match written {
         Ok(v) => v,
         Err(e) => {
-            let _ = table.abort().await; // best effort; the next commit removes leftovers
+            let _ = table.abort().await; // best effort; `gdo vacuum` removes leftovers
             return Err(e);
         }
     };
 
     let mut report = MergeReport {
         out: out.to_string(),
+        version: None,
         run_id: table.run_id().to_owned(),
         inputs: inputs.iter().map(ToString::to_string).collect(),
         num_inputs: inputs.len(),
@@ -382,9 +387,10 @@ pub async fn merge(opts: &MergeOptions) -> Result<MergeReport> {
         seconds: 0.0,
     };
     report.seconds = started.elapsed().as_secs_f64();
-    let manifest = table.commit(serde_json::to_value(&report)?).await?;
-    report.data_files = manifest.main.files.len();
-    // The report beside the manifest is informational; the manifest (meta) holds it too.
+    let committed = table.commit(serde_json::to_value(&report)?).await?;
+    report.data_files = committed.files;
+    report.version = Some(committed.version);
+    // The report beside the table is informational; the commit record holds it too.
     out.child(REPORT_FILE).write_all(serde_json::to_vec_pretty(&report)?).await?;
     Ok(report)
 }

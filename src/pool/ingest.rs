@@ -4,7 +4,7 @@
 //! and cuts it into chunks of lines; each chunk is parsed on the rayon pool; the async
 //! writer takes the parsed chunks back in order (a bounded queue of pending results,
 //! so memory is bounded by the chunks in flight, not by the input) and streams them
-//! into Parquet parts. The table becomes visible only at the final manifest commit.
+//! into Parquet parts. The table becomes visible only at the final Delta commit.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -29,7 +29,7 @@ use crate::table::{PartWriter, TableWriter};
 
 /// Name of the side table holding rejected lines.
 pub const REJECTS_TABLE: &str = "_rejects";
-/// Name of the run report written next to the manifest.
+/// Name of the run report written beside the table.
 pub const REPORT_FILE: &str = "ingest_report.json";
 
 /// What to ingest and how.
@@ -57,6 +57,9 @@ pub struct IngestOptions {
     pub progress: bool,
     /// Testing only: abort the process, as `kill -9` would, after this many data files.
     pub fail_after_parts: Option<usize>,
+    /// Longest input line read whole; a longer one is rejected as `line_too_long` (its
+    /// first 256 bytes kept), so one runaway line cannot exhaust memory.
+    pub max_line_bytes: usize,
 }
 
 impl Default for IngestOptions {
@@ -72,9 +75,13 @@ impl Default for IngestOptions {
             chunk_lines: 8192,
             progress: false,
             fail_after_parts: None,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         }
     }
 }
+
+/// Default `--max-line-bytes`: 32 MiB, far above any real row (LLaVA rows are a few KiB).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 32 << 20;
 
 /// Counts of one input file.
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +101,8 @@ pub struct InputReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestReport {
     pub out: String,
+    /// The pool table's version this run committed (None until it has).
+    pub version: Option<u64>,
     pub run_id: String,
     pub total_pairs: u64,
     pub rows: u64,
@@ -255,11 +264,58 @@ struct ChunkCutter<R> {
     eof: bool,
     chunk_bytes: usize,
     chunk_lines: usize,
+    /// Longest line kept whole; longer ones keep their first [`OVERLONG_KEPT`] bytes.
+    max_line: usize,
+    /// Lines of the last chunk (indices) that were longer than `max_line`.
+    overlong: Vec<usize>,
 }
+
+/// Bytes kept of a line over `--max-line-bytes`: its start, for the rejects table.
+const OVERLONG_KEPT: usize = 256;
 
 impl<R: Read> ChunkCutter<R> {
     fn new(reader: R, chunk_bytes: usize, chunk_lines: usize) -> Self {
-        Self { reader, carry: Vec::new(), eof: false, chunk_bytes: chunk_bytes.max(1), chunk_lines: chunk_lines.max(1) }
+        Self {
+            reader,
+            carry: Vec::new(),
+            eof: false,
+            chunk_bytes: chunk_bytes.max(1),
+            chunk_lines: chunk_lines.max(1),
+            max_line: usize::MAX,
+            overlong: Vec::new(),
+        }
+    }
+
+    fn with_max_line(mut self, max_line: usize) -> Self {
+        self.max_line = max_line.max(OVERLONG_KEPT);
+        self
+    }
+
+    /// Drop the rest of a line over `max_line` that starts at `start`: keep its first
+    /// bytes plus a line end, read the stream on to the next line end in bounded
+    /// buffers (memory stays bounded however long the line), and keep what follows.
+    fn cut_overlong(&mut self, data: &mut Vec<u8>, start: usize) -> std::io::Result<usize> {
+        data.truncate(start + OVERLONG_KEPT);
+        data.push(b'\n');
+        let end = data.len();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = self.reader.read(&mut buf)?;
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            if let Some(at) = memchr::memchr(b'\n', &buf[..n]) {
+                data.extend_from_slice(&buf[at + 1..n]);
+                break;
+            }
+        }
+        Ok(end)
+    }
+
+    /// Indices (in the last chunk) of the lines cut at `max_line`.
+    fn take_overlong(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.overlong)
     }
 
     /// The next chunk and the end offset of each of its lines (terminators included):
@@ -270,14 +326,30 @@ impl<R: Read> ChunkCutter<R> {
         let mut data = Vec::with_capacity(self.chunk_bytes.max(self.carry.len()) + 2 * step);
         data.append(&mut self.carry);
         let mut line_ends = Vec::with_capacity(self.chunk_lines.min(1 << 16));
+        self.overlong.clear();
         let mut scanned = 0;
         'fill: loop {
             for at in memchr::memchr_iter(b'\n', &data[scanned..]) {
                 let end = scanned + at + 1;
+                // A long line read whole within one fill (bounded by the fill size).
+                if end - line_ends.last().copied().unwrap_or(0) > self.max_line {
+                    self.overlong.push(line_ends.len());
+                }
                 line_ends.push(end);
                 if line_ends.len() == self.chunk_lines || end >= self.chunk_bytes {
                     break 'fill;
                 }
+            }
+            let start = line_ends.last().copied().unwrap_or(0);
+            if data.len() - start > self.max_line {
+                let end = self.cut_overlong(&mut data, start)?;
+                self.overlong.push(line_ends.len());
+                line_ends.push(end);
+                scanned = end;
+                if line_ends.len() == self.chunk_lines || end >= self.chunk_bytes {
+                    break 'fill;
+                }
+                continue;
             }
             scanned = data.len();
             if self.eof {
@@ -308,6 +380,7 @@ fn read_chunks(
     loc: Location,
     ctx: Arc<FileContext>,
     chunk_lines: usize,
+    max_line: usize,
     queue: mpsc::Sender<oneshot::Receiver<ParsedChunk>>,
     bar: ProgressBar,
 ) -> Result<()> {
@@ -338,7 +411,7 @@ fn read_chunks(
     } else {
         Box::new(raw)
     };
-    let mut cutter = ChunkCutter::new(reader, CHUNK_BYTES, chunk_lines);
+    let mut cutter = ChunkCutter::new(reader, CHUNK_BYTES, chunk_lines).with_max_line(max_line);
     let mut next_line = 1u64;
     loop {
         let Some((data, line_ends)) = cutter.next_chunk().map_err(|e| {
@@ -347,7 +420,8 @@ fn read_chunks(
         else {
             return Ok(());
         };
-        let chunk = Chunk { ctx: Arc::clone(&ctx), first_line: next_line, data, line_ends };
+        let overlong = cutter.take_overlong();
+        let chunk = Chunk { ctx: Arc::clone(&ctx), first_line: next_line, data, line_ends, overlong };
         next_line += chunk.line_ends.len() as u64;
         let (tx, rx) = oneshot::channel();
         rayon::spawn(move || {
@@ -400,7 +474,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
 
     let total_bytes = inputs.iter().map(|(_, _, _, b)| *b).sum();
     let bar = progress_bar(total_bytes, opts.progress);
-    let mut table = TableWriter::new(out.clone(), "pool");
+    let mut table = TableWriter::open(out.clone(), "pool").await?;
     let mut sink = Sink {
         pool_part: None,
         rejects_part: None,
@@ -426,8 +500,8 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
             let (tx, mut rx) = mpsc::channel(depth);
             let reader = {
                 let (loc, ctx, bar) = (loc.clone(), Arc::clone(&ctx), bar.clone());
-                let chunk_lines = opts.chunk_lines.max(1);
-                tokio::task::spawn_blocking(move || read_chunks(loc, ctx, chunk_lines, tx, bar))
+                let (chunk_lines, max_line) = (opts.chunk_lines.max(1), opts.max_line_bytes);
+                tokio::task::spawn_blocking(move || read_chunks(loc, ctx, chunk_lines, max_line, tx, bar))
             };
             let mut file_counts = ChunkCounts::default();
             while let Some(pending) = rx.recv().await {
@@ -457,7 +531,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
     .await;
     bar.finish_and_clear();
     if let Err(e) = result {
-        // Best effort: the run's files are garbage either way, and the next commit
+        // Best effort: the run's files are garbage either way, and `gdo vacuum`
         // removes whatever is left.
         let _ = table.abort().await;
         return Err(e);
@@ -483,6 +557,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
     let seconds = started.elapsed().as_secs_f64();
     let mut report = IngestReport {
         out: out.to_string(),
+        version: None,
         run_id: table.run_id().to_owned(),
         total_pairs: total.pairs,
         rows: total.rows,
@@ -500,9 +575,10 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
         pairs_per_second: if seconds > 0.0 { total.pairs as f64 / seconds } else { 0.0 },
     };
     let meta = serde_json::to_value(&report)?;
-    let manifest = table.commit(meta).await?;
-    report.data_files = manifest.main.files.len();
-    // The report beside the manifest is informational; the manifest (meta) holds it too.
+    let committed = table.commit(meta).await?;
+    report.data_files = committed.files;
+    report.version = Some(committed.version);
+    // The report beside the table is informational; the commit record holds it too.
     out.child(REPORT_FILE).write_all(serde_json::to_vec_pretty(&report)?).await?;
     Ok(report)
 }
@@ -572,6 +648,38 @@ mod tests {
                     }
                 }
                 assert_eq!(lines, expected_lines, "step {step}, chunk {chunk_bytes} bytes / {chunk_lines} lines");
+            }
+        }
+    }
+
+    #[test]
+    fn an_overlong_line_keeps_its_start_and_the_lines_around_it() {
+        let long = "y".repeat(100_000);
+        let input = format!("first\n{long}\nthird\n{long}");
+        // Fills of 4 KiB cut the long lines as they stream (memory bounded by the fill);
+        // a 1 MiB fill holds them whole and only marks them.
+        for (step, chunk_bytes, kept) in
+            [(7, 4096, Some(OVERLONG_KEPT + 1)), (4096, 4096, Some(OVERLONG_KEPT + 1)), (1 << 20, 1 << 20, None)]
+        {
+            let mut cutter =
+                ChunkCutter::new(Trickle { data: input.as_bytes(), step }, chunk_bytes, 1000).with_max_line(1000);
+            let mut lines: Vec<Vec<u8>> = Vec::new();
+            let mut overlong = Vec::new();
+            while let Some((data, ends)) = cutter.next_chunk().unwrap() {
+                assert!(data.len() <= chunk_bytes + 8192, "held {} bytes", data.len());
+                overlong.extend(cutter.take_overlong().into_iter().map(|i| i + lines.len()));
+                let starts = std::iter::once(0).chain(ends.iter().copied());
+                lines.extend(starts.zip(ends.iter().copied()).map(|(a, b)| data[a..b].to_vec()));
+            }
+            assert_eq!(overlong, vec![1, 3], "step {step}");
+            assert_eq!(lines.len(), 4);
+            assert_eq!(lines[0], b"first\n");
+            assert_eq!(lines[2], b"third\n");
+            for i in [1, 3] {
+                assert!(lines[i].starts_with(b"yyyy"));
+                if let Some(k) = kept {
+                    assert_eq!(lines[i].len(), k);
+                }
             }
         }
     }

@@ -4,6 +4,8 @@ pub mod ingest;
 pub mod parse;
 pub mod schema;
 
-pub use ingest::{IngestOptions, IngestReport, InputReport, REJECTS_TABLE, REPORT_FILE, ingest};
+pub use ingest::{
+    DEFAULT_MAX_LINE_BYTES, IngestOptions, IngestReport, InputReport, REJECTS_TABLE, REPORT_FILE, ingest,
+};
 pub use parse::{Layout, RejectReason, text_hash};
 pub use schema::{POOL_SCHEMA, REJECTS_SCHEMA};

@@ -60,11 +60,19 @@ pub enum RejectReason {
     NoImages,
     BadFieldType,
     NoQaPair,
+    LineTooLong,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 6] =
-        [Self::InvalidUtf8, Self::InvalidJson, Self::NotObject, Self::NoImages, Self::BadFieldType, Self::NoQaPair];
+    pub const ALL: [RejectReason; 7] = [
+        Self::InvalidUtf8,
+        Self::InvalidJson,
+        Self::NotObject,
+        Self::NoImages,
+        Self::BadFieldType,
+        Self::NoQaPair,
+        Self::LineTooLong,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,6 +82,7 @@ impl RejectReason {
             Self::NoImages => "no_images",
             Self::BadFieldType => "bad_field_type",
             Self::NoQaPair => "no_qa_pair",
+            Self::LineTooLong => "line_too_long",
         }
     }
 }
@@ -104,6 +113,8 @@ pub struct Chunk {
     pub data: Vec<u8>,
     /// End offset of each line in `data`.
     pub line_ends: Vec<usize>,
+    /// Lines (indices) cut at `--max-line-bytes`: only their start is in `data`.
+    pub overlong: Vec<usize>,
 }
 
 impl Chunk {
@@ -688,6 +699,10 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
             counts.rejected[reason as usize] += 1;
             rejects.push(&ctx.source_file, line_no, reason, detail, bytes);
         };
+        if chunk.overlong.contains(&i) {
+            reject(RejectReason::LineTooLong, "line longer than --max-line-bytes; its first 256 bytes kept");
+            continue;
+        }
         let Ok(text) = std::str::from_utf8(bytes) else {
             reject(RejectReason::InvalidUtf8, "line is not valid UTF-8");
             continue;
@@ -838,7 +853,7 @@ mod tests {
             data.extend_from_slice(&l);
             line_ends.push(data.len());
         }
-        Chunk { ctx: ctx(layout), first_line: 1, data, line_ends }
+        Chunk { ctx: ctx(layout), first_line: 1, data, line_ends, overlong: Vec::new() }
     }
 
     fn col<'a>(b: &'a RecordBatch, name: &str) -> Vec<&'a str> {

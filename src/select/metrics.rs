@@ -37,6 +37,8 @@ pub static METRICS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct MetricsReport {
     pub sources: Vec<String>,
+    /// The tables read (path, version and table id; files for plain Parquet).
+    pub tables_read: Vec<serde_json::Value>,
     pub rows_read: u64,
     /// Distinct qa_uids kept.
     pub loaded: u64,
@@ -106,14 +108,17 @@ fn parse_line(line: &str) -> std::result::Result<Value, serde_json::Error> {
     match serde_json::from_str(line) {
         Ok(v) => Ok(v),
         Err(e) => {
-            if line.contains("NaN") || line.contains("Infinity") {
-                let fixed = line
-                    .replace("-Infinity", "\"-Infinity\"")
-                    .replace("Infinity", "\"Infinity\"")
-                    .replace("NaN", "\"NaN\"");
-                serde_json::from_str(&fixed).map_err(|_| e)
-            } else {
-                Err(e)
+            // Quoted, so they count as non-finite values, not as missing ones.
+            let quoted = |w: &'static [u8]| -> &'static [u8] {
+                match w {
+                    b"-Infinity" => br#""-Infinity""#,
+                    b"Infinity" => br#""Infinity""#,
+                    _ => br#""NaN""#,
+                }
+            };
+            match crate::json::replace_non_finite_words(line.as_bytes(), quoted) {
+                Some(fixed) => serde_json::from_slice(&fixed).map_err(|_| e),
+                None => Err(e),
             }
         }
     }
@@ -218,7 +223,8 @@ fn parse_metric_line(line: &str) -> Parsed {
 
 async fn load_table(c: &mut Collector, path: &str) -> Result<()> {
     let ctx = crate::session::new_context();
-    register_table(&ctx, "m", path).await?;
+    let read = register_table(&ctx, "m", path).await?;
+    c.report.tables_read.push(read.read);
     let schema = ctx.table("m").await?.schema().clone();
     let has = |f: &str| schema.fields().iter().any(|x| x.name() == f);
     if !has("qa_uid") {

@@ -164,6 +164,7 @@ async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(Go
             Some(call) => ctx.sql(&format!("SELECT * FROM {call}")).await?.into_unoptimized_plan(),
             None => ctx.state().statement_to_plan(statement).await?,
         };
+        crate::sql::check_query_only(&plan, &format!("goal {goal}"))?;
         let df = ctx.execute_logical_plan(plan).await?;
         if i + 1 < count {
             df.collect().await?;
@@ -259,6 +260,8 @@ pub struct ScoredSession {
     pub total: u64,
     pub metrics: MetricsReport,
     pub exclusion: Option<ExclusionReport>,
+    /// The pool read: path, version and table id (files for plain Parquet).
+    pub pool_read: Value,
 }
 
 /// Open a session with `pool`, `metrics` and the scoring views, ready for `goals`
@@ -278,7 +281,7 @@ pub async fn open_scored_session(
     goals: usize,
 ) -> Result<ScoredSession> {
     let ctx = new_context();
-    register_table(&ctx, "pool", pool).await?;
+    let pool_read = register_table(&ctx, "pool", pool).await?.read;
     let exclusion = if exclude.is_empty() { None } else { Some(apply_exclusions(&ctx, exclude, exclude_mode).await?) };
     if metrics.is_empty() {
         return Err(GdoError::Usage("no --metrics given: selection needs the merged descriptors".into()));
@@ -295,7 +298,7 @@ pub async fn open_scored_session(
         keep.extend(["gdo_metric_vds3", "gdo_scored"]);
     }
     create_score_views_keeping(&ctx, &keep).await?;
-    Ok(ScoredSession { ctx, total, metrics: report, exclusion })
+    Ok(ScoredSession { ctx, total, metrics: report, exclusion, pool_read })
 }
 
 /// What every goal of one `gdo select` run reads; nothing in it changes once the
@@ -307,6 +310,7 @@ struct SharedRun {
     total: u64,
     metrics: MetricsReport,
     exclusion: Option<ExclusionReport>,
+    pool_read: Value,
     unknown: u64,
     covered: u64,
     started: Instant,
@@ -324,7 +328,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     if job.goals.is_empty() {
         return Err(GdoError::Usage("no goal given (--goal NAME|FILE.sql or --all-goals)".into()));
     }
-    let ScoredSession { ctx, total, metrics, exclusion } =
+    let ScoredSession { ctx, total, metrics, exclusion, pool_read } =
         open_scored_session(&job.pool, &job.metrics, &job.settings, &job.exclude, job.exclude_mode, job.goals.len())
             .await?;
     tracing::info!(
@@ -375,6 +379,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
         total,
         metrics,
         exclusion,
+        pool_read,
         unknown,
         covered,
         started,
@@ -395,7 +400,7 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
 /// One goal: its subset, its Uni-10x baseline from the goal's own reservoir, the
 /// output files and `report.json` (written last).
 async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) -> Result<GoalOutcome> {
-    let SharedRun { ctx, job, prof, total, metrics, exclusion, unknown, covered, started, goals_selecting } =
+    let SharedRun { ctx, job, prof, total, metrics, exclusion, pool_read, unknown, covered, started, goals_selecting } =
         shared.as_ref();
     let goal_started = Instant::now();
     let folder = if job.per_goal_folders || job.goals.len() > 1 { out_root.child(&goal.name) } else { out_root };
@@ -467,6 +472,7 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
         }),
     );
     obj.insert("exclusion".into(), json!(exclusion));
+    obj.insert("pool".into(), pool_read.clone());
     obj.insert("goal_seconds".into(), json!(goal_started.elapsed().as_secs_f64()));
     obj.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
 

@@ -1,13 +1,9 @@
-//! Atomic tables: a killed ingest leaves no half table, and a rerun yields the same one.
+//! Atomic tables: a killed ingest leaves no half table, a rerun yields the same one, and
+//! `gdo vacuum` removes what the killed run left.
 
 use std::path::Path;
 
-use crate::common::{gdo, image_row, run_ok, video_row, write_lines};
-
-fn manifest_sums(dir: &Path) -> Vec<String> {
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("_gdo_table.json")).unwrap()).unwrap();
-    m["files"].as_array().unwrap().iter().map(|f| f["sha256"].as_str().unwrap().to_owned()).collect()
-}
+use crate::common::{data_sums as manifest_sums, gdo, has_table, image_row, run_ok, video_row, write_lines};
 
 fn write_inputs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let ov = dir.join("ov.jsonl");
@@ -54,17 +50,27 @@ fn killed_ingest_leaves_no_table_and_rerun_matches() {
     let out = dir.path().join("pool");
     let o = ingest_cmd(&ov, &video, &out).args(["--fail-after-parts", "3"]).output().unwrap();
     assert!(!o.status.success(), "the process was aborted");
-    assert!(!out.join("_gdo_table.json").exists(), "no manifest after a crash");
+    assert!(!has_table(&out), "no commit after a crash");
     let parts = walk_parquet(&out);
     assert!(parts >= 3, "the crash happened mid-run ({parts} files written)");
     // readers refuse the half-written folder
     let q = gdo().args(["sql", "--pool"]).arg(&out).arg("SELECT count(*) FROM pool").output().unwrap();
     assert!(!q.status.success());
-    assert!(String::from_utf8_lossy(&q.stderr).contains("did not finish"), "{}", String::from_utf8_lossy(&q.stderr));
+    assert!(String::from_utf8_lossy(&q.stderr).contains("did not commit"), "{}", String::from_utf8_lossy(&q.stderr));
 
     run_ok(&mut ingest_cmd(&ov, &video, &out));
     assert_eq!(manifest_sums(&out), want, "rerun after a crash gives the same table");
-    assert_eq!(walk_parquet(&out), 7, "the crashed run's files are gone (6 pool files + 1 rejects file)");
+    assert_eq!(walk_parquet(&out), 7 + parts, "the crashed run's files stay until vacuum");
+    // Within the retention period vacuum keeps them (a run may still be writing them).
+    let o = run_ok(gdo().arg("vacuum").arg(&out));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("deleted 0 files"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run_ok(gdo().arg("vacuum").arg(&out).args(["--retain", "0s"]));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains(&format!("deleted {parts} files")), "{said}");
+    assert_eq!(walk_parquet(&out), 7, "6 pool files + 1 rejects file left");
+    let q = run_ok(gdo().args(["sql", "--format", "csv", "--pool"]).arg(&out).arg("SELECT count(*) AS n FROM pool"));
+    assert_eq!(String::from_utf8_lossy(&q.stdout).trim(), "n\n6000");
+    run_ok(gdo().arg("verify").arg(&out));
 }
 
 #[test]

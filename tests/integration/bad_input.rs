@@ -5,7 +5,7 @@ use std::io::Write;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 
-use crate::common::{gdo, image_row, run_ok, video_row, write_lines};
+use crate::common::{gdo, has_table, image_row, run_ok, video_row, write_lines};
 
 #[test]
 fn every_bad_line_is_counted_and_kept_in_the_rejects_table() {
@@ -94,10 +94,10 @@ fn too_many_rejects_is_an_error_and_writes_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("3 of 4 lines rejected (75.00%), above --max-reject-ratio 0.5"), "{err}");
     assert!(err.contains("invalid_json 3"), "{err}");
-    assert!(!out.join("_gdo_table.json").exists(), "no table after a refused ingest");
+    assert!(!has_table(&out), "no table after a refused ingest");
     // and an explicit ratio accepts it
     run_ok(gdo().args(["ingest", "--max-reject-ratio", "0.8", "--onevision"]).arg(&ov).arg("--out").arg(&out));
-    assert!(out.join("_gdo_table.json").exists());
+    assert!(has_table(&out));
 }
 
 #[test]
@@ -132,7 +132,7 @@ fn gzip_input_and_corrupt_gzip() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("cut.jsonl.gz"), "{err}");
-    assert!(!out2.join("_gdo_table.json").exists());
+    assert!(!has_table(&out2));
 }
 
 #[test]
@@ -143,5 +143,27 @@ fn bad_arguments_are_clear_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to ingest"));
     let o = gdo().args(["sql", "--pool"]).arg(dir.path().join("absent")).arg("SELECT 1").output().unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no gdo table"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no table"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn an_overlong_line_is_a_counted_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let ov = dir.path().join("ov.jsonl");
+    let good = image_row("ok", "What is it?", "a box");
+    // A 3 MB JSON array on one line, as a runaway export writes.
+    let huge = format!("[{}]", vec!["1"; 1_500_000].join(","));
+    write_lines(&ov, &[&good, &huge, &good.replace("\"ok\"", "\"ok2\"")]);
+    let out = dir.path().join("pool");
+    let o =
+        run_ok(gdo().args(["ingest", "--max-line-bytes", "1000000", "--onevision"]).arg(&ov).arg("--out").arg(&out));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("ingested 2 pairs") && said.contains("line_too_long 1"), "{said}");
+    let q = run_ok(
+        gdo()
+            .args(["sql", "--format", "csv", "--pool"])
+            .arg(&out)
+            .arg("SELECT source_line, reason, length(raw_prefix) <= 256 AS short FROM pool_rejects"),
+    );
+    assert_eq!(String::from_utf8_lossy(&q.stdout).trim(), "source_line,reason,short\n2,line_too_long,true");
 }

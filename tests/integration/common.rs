@@ -100,3 +100,30 @@ pub fn image_row(id: &str, question: &str, answer: &str) -> String {
         r#"{{"id":"{id}","images":["images/{id}.jpg"],"messages":[{{"from":"human","value":"<image>\n{question}"}},{{"from":"gpt","value":"{answer}"}}],"data_source":"ai2d(cauldron,llava_format)"}}"#
     )
 }
+
+/// The `gdo` record of the newest commit of the Delta table at `table`
+/// (`commitInfo.gdo`: kind, files with sha256 and rows, inputs, report).
+pub fn last_commit(table: &Path) -> serde_json::Value {
+    let log = table.join("_delta_log");
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&log)
+        .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    commits.sort();
+    let text = std::fs::read_to_string(commits.last().expect("at least one commit")).unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v.get("commitInfo").and_then(|c| c.get("gdo")).cloned())
+        .expect("a gdo commit record")
+}
+
+/// The sha256 of the data files of the table's newest version, in part order.
+pub fn data_sums(table: &Path) -> Vec<String> {
+    last_commit(table)["files"].as_array().unwrap().iter().map(|f| f["sha256"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Is there a committed table at `dir`?
+pub fn has_table(dir: &Path) -> bool {
+    dir.join("_delta_log").join("00000000000000000000.json").exists()
+}

@@ -6,7 +6,7 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Int64Type;
 use serde_json::Value;
 
-use crate::common::{fixtures, ingest_reference_pool, query};
+use crate::common::{fixtures, ingest_reference_pool, last_commit, query};
 
 /// The keys of `object_name` in the reference file in file order (serde_json's map
 /// sorts keys; the reference wrote them in first-seen order).
@@ -205,9 +205,7 @@ async fn same_input_same_bytes() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     ingest_reference_pool(&a).await;
     ingest_reference_pool(&b).await;
-    let read = |p: &std::path::Path| -> Value {
-        serde_json::from_slice(&std::fs::read(p.join("_gdo_table.json")).unwrap()).unwrap()
-    };
+    let read = |p: &std::path::Path| -> Value { last_commit(p) };
     let sums = |m: &Value| -> Vec<String> {
         m["files"].as_array().unwrap().iter().map(|f| f["sha256"].as_str().unwrap().to_owned()).collect()
     };

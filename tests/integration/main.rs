@@ -3,6 +3,7 @@
 mod atomic;
 mod bad_input;
 mod common;
+mod delta;
 mod describe;
 mod ingest_parity;
 mod media_sql;

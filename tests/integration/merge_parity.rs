@@ -15,7 +15,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use gdo::session::{new_context, register_table};
 use gdo::sql::run_statements;
 
-use crate::common::{fixtures, gdo, run_ok};
+use crate::common::{data_sums, fixtures, gdo, run_ok};
 
 fn reference() -> PathBuf {
     fixtures().join("merge-reference")
@@ -109,12 +109,6 @@ async fn run_merge(descriptors: &Path, out: &Path, seed: u64) -> MergeReport {
         ..MergeOptions::default()
     };
     merge(&opts).await.unwrap()
-}
-
-/// sha256 of the data files, from the manifest.
-fn data_sums(table: &Path) -> Vec<String> {
-    let m: Value = serde_json::from_slice(&std::fs::read(table.join("_gdo_table.json")).unwrap()).unwrap();
-    m["files"].as_array().unwrap().iter().map(|f| f["sha256"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

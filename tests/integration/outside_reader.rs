@@ -1,29 +1,38 @@
-//! The pool's Parquet is read by an outside client (pyarrow) with the same rows and schema.
+//! gdo's tables read by outside clients: Python's `deltalake` (delta-rs) and Polars get
+//! exactly the rows `gdo sql` counts, for every kind of table gdo writes; pyarrow reads
+//! the pool's data files with the pool's schema.
 
+use std::path::Path;
 use std::process::Command;
 
-use crate::common::{ingest_reference_pool, query};
+use crate::common::{gdo, ingest_reference_pool, ingest_sample_pool, query, run_ok};
+
+/// The test's Python, or None (a skip) when it lacks `modules` and nothing requires them.
+fn python_with(modules: &str) -> Option<String> {
+    let python = std::env::var("GDO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python).args(["-c", &format!("import {modules}")]).status().is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("GDO_REQUIRE_PYARROW").is_none(),
+        "{modules} required (GDO_REQUIRE_PYARROW is set) but {python} cannot import them"
+    );
+    eprintln!("SKIPPED: {python} lacks {modules} (scripts/test.sh installs them)");
+    None
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pyarrow_reads_the_pool() {
-    let python = std::env::var("GDO_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_pyarrow = Command::new(&python).args(["-c", "import pyarrow"]).status().is_ok_and(|s| s.success());
-    if !has_pyarrow {
-        assert!(
-            std::env::var_os("GDO_REQUIRE_PYARROW").is_none(),
-            "pyarrow is required (GDO_REQUIRE_PYARROW is set) but {python} cannot import it"
-        );
-        eprintln!("SKIPPED pyarrow_reads_the_pool: {python} has no pyarrow (scripts/test.sh installs it)");
-        return;
-    }
+    let Some(python) = python_with("pyarrow, deltalake") else { return };
     let dir = tempfile::tempdir().unwrap();
     let pool = dir.path().join("pool");
     ingest_reference_pool(&pool).await;
     let script = r#"
-import json, sys, pyarrow.parquet as pq, pyarrow as pa
+import json, sys, deltalake, pyarrow.parquet as pq, pyarrow as pa
 root = sys.argv[1]
-m = json.load(open(root + "/_gdo_table.json"))
-t = pa.concat_tables([pq.read_table(root + "/" + f["path"]) for f in m["files"]])
+files = deltalake.DeltaTable(root).file_uris()
+t = pa.concat_tables([pq.read_table(f) for f in sorted(files)])
 print(json.dumps({"rows": t.num_rows, "schema": [[f.name, str(f.type)] for f in t.schema],
                   "first": t.column("qa_uid")[0].as_py(), "last": t.column("qa_uid")[t.num_rows - 1].as_py()}))
 "#;
@@ -45,4 +54,82 @@ print(json.dumps({"rows": t.num_rows, "schema": [[f.name, str(f.type)] for f in 
     use datafusion::arrow::array::AsArray;
     assert_eq!(got["first"].as_str().unwrap(), first.as_string::<i32>().value(0));
     assert!(got["last"].as_str().unwrap().starts_with("vv::"));
+}
+
+/// Rows of `table` as `gdo sql` counts them.
+fn gdo_count(table: &Path) -> u64 {
+    let o = run_ok(
+        gdo()
+            .args(["sql", "--format", "csv", "--table"])
+            .arg(format!("t={}", table.display()))
+            .arg("SELECT count(*) AS n FROM t"),
+    );
+    String::from_utf8_lossy(&o.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deltalake_and_polars_read_every_kind_of_table() {
+    let Some(python) = python_with("deltalake, polars") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pool = d.join("pool");
+    ingest_sample_pool(&pool).await;
+    let descriptors = d.join("descriptors");
+    run_ok(gdo().args(["describe", "--cheap-only", "--pool"]).arg(&pool).arg("--out").arg(&descriptors));
+    let merged = d.join("merged");
+    run_ok(gdo().args(["merge", "--cluster-k", "8", "--descriptors"]).arg(&descriptors).arg("--out").arg(&merged));
+    let result = d.join("result");
+    run_ok(
+        gdo()
+            .args(["sql", "--pool"])
+            .arg(&pool)
+            .args(["--format", "parquet", "--out"])
+            .arg(&result)
+            .arg("SELECT bucket, count(*) AS n FROM pool GROUP BY bucket ORDER BY bucket"),
+    );
+    let tables = [pool.clone(), pool.join("_rejects"), descriptors, merged, result];
+    let script = r#"
+import json, sys, deltalake, polars as pl
+out = {}
+for root in sys.argv[1:]:
+    dt = deltalake.DeltaTable(root)
+    out[root] = {"deltalake": dt.to_pyarrow_table().num_rows, "polars": pl.read_delta(root).height,
+                 "kind": dt.metadata().configuration.get("gdo.kind")}
+print(json.dumps(out))
+"#;
+    let out = Command::new(&python).arg("-c").arg(script).args(&tables).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds = ["pool", "pool_rejects", "descriptors", "merged", "sql_result"];
+    for (table, kind) in tables.iter().zip(kinds) {
+        let want = gdo_count(table);
+        let g = &got[table.to_str().unwrap()];
+        assert_eq!(g["deltalake"], want, "{}: {g}", table.display());
+        assert_eq!(g["polars"], want, "{}: {g}", table.display());
+        assert_eq!(g["kind"], kind, "{}: {g}", table.display());
+    }
+    assert_eq!(gdo_count(&tables[0]), 900);
+
+    // `gdo export`: plain files for readers without Delta support, rows in table order.
+    let parquet = d.join("export-parquet");
+    let o = run_ok(gdo().arg("export").arg(format!("{}@v0", pool.display())).arg("--out").arg(&parquet));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("exported 900 rows"), "{}", String::from_utf8_lossy(&o.stdout));
+    let script = r#"
+import sys, glob, pyarrow.parquet as pq, pyarrow as pa
+t = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(sys.argv[1] + "/*.parquet"))])
+idx = t.column("pool_index").to_pylist()
+print(t.num_rows, idx == sorted(idx))
+"#;
+    let o = Command::new(&python).arg("-c").arg(script).arg(&parquet).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "900 True", "{}", String::from_utf8_lossy(&o.stderr));
+    let jsonl = d.join("export-jsonl");
+    run_ok(gdo().arg("export").arg(&pool).args(["--format", "jsonl", "--out"]).arg(&jsonl));
+    let lines: usize = std::fs::read_dir(&jsonl)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap().lines().count())
+        .sum();
+    assert_eq!(lines, 900);
+    let o = gdo().arg("export").arg(&pool).arg("--out").arg(&tables[3]).output().unwrap();
+    assert!(!o.status.success(), "export never writes into a table");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds a table"), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -106,7 +106,7 @@ async fn ingest_from_and_query_a_bucket() {
     let o = tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("ingested 80 pairs"), "{}", String::from_utf8_lossy(&o.stdout));
 
-    // The table is in the bucket: manifest, data files and report.
+    // The table is in the bucket: Delta log, data files and report.
     let listed: Vec<String> = {
         use futures::TryStreamExt;
         store
@@ -116,7 +116,7 @@ async fn ingest_from_and_query_a_bucket() {
             .await
             .unwrap()
     };
-    assert!(listed.iter().any(|p| p.ends_with("_gdo_table.json")), "{listed:?}");
+    assert!(listed.iter().any(|p| p.ends_with("_delta_log/00000000000000000000.json")), "{listed:?}");
     assert!(listed.iter().any(|p| p.ends_with("ingest_report.json")), "{listed:?}");
     assert!(listed.iter().filter(|p| p.ends_with(".parquet")).count() >= 2, "{listed:?}");
 

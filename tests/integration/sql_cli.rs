@@ -188,3 +188,96 @@ fn demo_quick_runs_the_whole_loop_on_the_committed_sample_pool() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<table>") && html.contains("frontier.svg"));
 }
+
+#[test]
+fn query_files_may_only_query_and_memory_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = small_pool(dir.path());
+    let stolen = dir.path().join("stolen.csv");
+    for body in [
+        format!("COPY (SELECT * FROM pool) TO '{}' STORED AS CSV", stolen.display()),
+        "CREATE EXTERNAL TABLE etc STORED AS CSV LOCATION '/etc/hostname'".to_owned(),
+        "CREATE TABLE t AS SELECT 1".to_owned(),
+    ] {
+        let file = dir.path().join("q.sql");
+        std::fs::write(&file, format!("CREATE VIEW v AS SELECT * FROM pool;\n{body};\nSELECT count(*) FROM v;"))
+            .unwrap();
+        let o = gdo().arg("sql").arg("--pool").arg(&pool).arg("--file").arg(&file).output().unwrap();
+        assert!(!o.status.success(), "{body}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("not allowed in a query file") && err.contains("q.sql"), "{err}");
+    }
+    assert!(!stolen.exists(), "the refused COPY wrote nothing");
+    // A goal file is a query file too.
+    let goal = dir.path().join("evil.sql");
+    std::fs::write(&goal, format!("COPY (SELECT 1) TO '{}' STORED AS CSV;", stolen.display())).unwrap();
+    let metrics = dir.path().join("m.jsonl");
+    let m = run_ok(
+        gdo()
+            .args(["sql", "--format", "json", "--pool"])
+            .arg(&pool)
+            .arg("SELECT qa_uid, 0.5 AS vds, 1.0 AS ppl, 0.2 AS amm FROM pool"),
+    );
+    std::fs::write(&metrics, &m.stdout).unwrap();
+    let o = gdo()
+        .args(["select", "--count", "2", "--pool"])
+        .arg(&pool)
+        .arg("--metrics")
+        .arg(&metrics)
+        .arg("--goal")
+        .arg(&goal)
+        .arg("--out")
+        .arg(dir.path().join("subsets"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("goal evil: COPY ... TO (writes files) is not allowed"), "{err}");
+    assert!(!stolen.exists());
+    // On the command line the user's own SQL may write (their explicit request).
+    run_ok(
+        gdo()
+            .arg("sql")
+            .arg("--pool")
+            .arg(&pool)
+            .arg(format!("COPY (SELECT qa_uid FROM pool) TO '{}' STORED AS CSV", stolen.display())),
+    );
+    assert!(stolen.exists());
+
+    // A memory limit fails a query that needs more, clearly.
+    let o = gdo()
+        .args(["sql", "--memory-limit", "64KiB", "--pool"])
+        .arg(&pool)
+        .arg("SELECT a.qa_uid, b.qa_uid FROM pool a CROSS JOIN pool b CROSS JOIN (SELECT * FROM generate_series(1, 2000)) g ORDER BY 1, 2")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.to_lowercase().contains("resources exhausted"), "{err}");
+    let o = gdo().args(["sql", "--memory-limit", "lots", "SELECT 1"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected a size"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn bare_non_finite_metric_values_keep_their_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.jsonl");
+    write_lines(
+        &m,
+        &[
+            r#"{"qa_uid": "a", "vds": 0.5, "loss_video": 1.0}"#,
+            r#"{"qa_uid": "b", "vds": -Infinity, "loss_video": 1.0}"#,
+            r#"{"qa_uid": "c", "vds": Infinity, "loss_video": NaN, "note": "NaN -Infinity"}"#,
+        ],
+    );
+    let o =
+        run_ok(gdo().args(["sql", "--format", "csv", "--metrics"]).arg(&m).arg(
+            "SELECT qa_uid, vds IS NULL AS vds_null, loss_video IS NULL AS loss_null FROM metrics ORDER BY qa_uid",
+        ));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "qa_uid,vds_null,loss_null\na,false,false\nb,true,false\nc,true,true"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("3 rows kept") && err.contains(r#""vds": 2"#) && !err.contains("invalid_json"), "{err}");
+}

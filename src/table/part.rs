@@ -1,18 +1,8 @@
-//! gdo table folders: Parquet files plus a manifest written last.
-//!
-//! ```text
-//! DIR/_gdo_table.json                 the commit point: files, row counts, sha256
-//! DIR/data/<run_id>/part-00000.parquet
-//! DIR/data/<run_id>/_rejects/part-00000.parquet   (side tables, e.g. ingest rejects)
-//! ```
-//! A run writes only below its own `data/<run_id>/`; the manifest is written in one
-//! atomic put (a local rename, or one S3/GCS/Azure PUT) after every file is complete,
-//! and only then are other runs' files deleted. Readers read only the files the
-//! manifest lists, so a killed run leaves the previous table intact and no half table.
+//! Parquet data files of gdo tables: the writer settings every table shares, and a
+//! part writer that encodes row groups in parallel and hashes the bytes it uploads.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -26,68 +16,15 @@ use datafusion::parquet::errors::Result as ParquetResult;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::file::writer::SerializedFileWriter;
 use datafusion::parquet::schema::types::{ColumnPath, SchemaDescriptor};
-use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
+use super::FileEntry;
 use crate::error::{GdoError, Result};
 use crate::store::Location;
-
-/// File name of the manifest inside a table folder.
-pub const MANIFEST: &str = "_gdo_table.json";
-/// Folder of the data files inside a table folder.
-pub const DATA_DIR: &str = "data";
-const FORMAT: &str = "gdo-table";
-const FORMAT_VERSION: u32 = 1;
-
-/// One Parquet file of a table.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FileEntry {
-    /// Path relative to the table folder.
-    pub path: String,
-    pub rows: u64,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-/// The files of one table (the main one or a side table).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct FileSet {
-    pub rows: u64,
-    pub files: Vec<FileEntry>,
-}
-
-impl FileSet {
-    fn push(&mut self, entry: FileEntry) {
-        self.rows += entry.rows;
-        self.files.push(entry);
-    }
-}
-
-/// The manifest: what a committed table holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format: String,
-    pub version: u32,
-    /// What the table is (`pool`, `descriptors`, ...).
-    pub kind: String,
-    pub run_id: String,
-    pub created_unix_ms: u64,
-    pub writer: String,
-    #[serde(flatten)]
-    pub main: FileSet,
-    /// Side tables written by the same run, e.g. `_rejects`.
-    #[serde(default)]
-    pub side_tables: BTreeMap<String, FileSet>,
-    /// Free-form facts about the run (counts, options).
-    #[serde(default)]
-    pub meta: serde_json::Value,
-}
 
 /// Columns whose values are (nearly) all distinct: free text, pair ids and text hashes.
 /// A dictionary never pays off for them, so they are written plain: on the 250k-pair
@@ -121,120 +58,6 @@ pub fn writer_properties() -> WriterProperties {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(name), false);
     }
     builder.build()
-}
-
-/// Builds one table folder; nothing is visible to readers before [`TableWriter::commit`].
-pub struct TableWriter {
-    root: Location,
-    kind: String,
-    run_id: String,
-    main: FileSet,
-    side_tables: BTreeMap<String, FileSet>,
-}
-
-impl TableWriter {
-    /// Start a run writing a table of `kind` into `root`.
-    pub fn new(root: Location, kind: &str) -> Self {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let run_id = format!("{}-{}", now.as_millis(), &nonce[..8]);
-        Self { root, kind: kind.to_owned(), run_id, main: FileSet::default(), side_tables: BTreeMap::new() }
-    }
-
-    pub fn root(&self) -> &Location {
-        &self.root
-    }
-
-    pub fn run_id(&self) -> &str {
-        &self.run_id
-    }
-
-    /// Open the next Parquet part of the main table (`side = None`) or of a side table.
-    pub fn open_part(&self, side: Option<&str>, schema: SchemaRef) -> Result<PartWriter> {
-        let index = match side {
-            None => self.main.files.len(),
-            Some(s) => self.side_tables.get(s).map_or(0, |f| f.files.len()),
-        };
-        let rel = match side {
-            None => format!("{DATA_DIR}/{}/part-{index:05}.parquet", self.run_id),
-            Some(s) => format!("{DATA_DIR}/{}/{s}/part-{index:05}.parquet", self.run_id),
-        };
-        let loc = self.root.child(&rel);
-        let sink = HashingWriter {
-            inner: BufWriter::new(Arc::clone(&loc.store), loc.path.clone()),
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
-        PartWriter::new(rel, schema, sink)
-    }
-
-    /// Record a finished part.
-    pub fn add_part(&mut self, side: Option<&str>, entry: FileEntry) {
-        match side {
-            None => self.main.push(entry),
-            Some(s) => self.side_tables.entry(s.to_owned()).or_default().push(entry),
-        }
-    }
-
-    /// Rows in the main table so far.
-    pub fn rows(&self) -> u64 {
-        self.main.rows
-    }
-
-    /// Make the run visible: write the manifest, then delete every other run's files.
-    pub async fn commit(self, meta: serde_json::Value) -> Result<Manifest> {
-        let created_unix_ms =
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
-        let manifest = Manifest {
-            format: FORMAT.to_owned(),
-            version: FORMAT_VERSION,
-            kind: self.kind.clone(),
-            run_id: self.run_id.clone(),
-            created_unix_ms,
-            writer: format!("gdo {}", env!("CARGO_PKG_VERSION")),
-            main: self.main,
-            side_tables: self.side_tables,
-            meta,
-        };
-        let body = serde_json::to_vec_pretty(&manifest)?;
-        self.root.child(MANIFEST).write_all(body).await?;
-        remove_other_runs(&self.root, &self.run_id).await?;
-        Ok(manifest)
-    }
-
-    /// Give up the run: delete what it wrote. The previous table stays as it was.
-    pub async fn abort(self) -> Result<()> {
-        delete_prefix(&self.root, &format!("{DATA_DIR}/{}", self.run_id)).await
-    }
-}
-
-/// Delete the data of every run but `keep` (old tables, killed runs' leftovers).
-async fn remove_other_runs(root: &Location, keep: &str) -> Result<()> {
-    let data = root.child(DATA_DIR);
-    let listing = data.store.list_with_delimiter(Some(&data.path)).await?;
-    for prefix in listing.common_prefixes {
-        if prefix.filename() != Some(keep) {
-            let rel = format!("{DATA_DIR}/{}", prefix.filename().unwrap_or_default());
-            delete_prefix(root, &rel).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn delete_prefix(root: &Location, rel: &str) -> Result<()> {
-    delete_under(&root.child(rel)).await
-}
-
-/// Delete every object under `loc` (already-missing objects are fine).
-pub async fn delete_under(loc: &Location) -> Result<()> {
-    let paths: Vec<_> = loc.store.list(Some(&loc.path)).map_ok(|m| m.location).try_collect().await?;
-    for p in paths {
-        match loc.store.delete(&p).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 /// Encodes one row group: `batches` are written in order to `writers` (one per Parquet
@@ -313,7 +136,13 @@ pub struct PartWriter {
 }
 
 impl PartWriter {
-    fn new(rel: String, schema: SchemaRef, sink: HashingWriter) -> Result<Self> {
+    /// Start the file `loc`; `rel` is its path as the table's log records it.
+    pub(super) fn create(loc: &Location, rel: String, schema: SchemaRef) -> Result<Self> {
+        let sink = HashingWriter {
+            inner: BufWriter::new(Arc::clone(&loc.store), loc.path.clone()),
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
         let props = writer_properties();
         let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
         let (file, factory) =
@@ -422,6 +251,7 @@ impl PartWriter {
             rows: self.rows,
             bytes: self.sink.bytes,
             sha256: hex::encode(self.sink.hasher.finalize()),
+            schema: Some(self.schema),
         })
     }
 }
@@ -430,8 +260,8 @@ fn encoder_stopped(rel: &str) -> GdoError {
     GdoError::Table(format!("{rel}: a row-group encoder stopped unexpectedly"))
 }
 
-/// Passes bytes to the object store while hashing them, so the manifest's checksum
-/// costs no second read.
+/// Passes bytes to the object store while hashing them, so the checksum the commit
+/// records costs no second read.
 struct HashingWriter {
     inner: BufWriter,
     hasher: Sha256,
@@ -445,77 +275,4 @@ impl HashingWriter {
         self.inner.put(Bytes::from(bytes)).await?;
         Ok(())
     }
-}
-
-/// What a folder holds, as far as gdo is concerned.
-pub enum TableFolder {
-    /// A committed gdo table.
-    Gdo(Box<Manifest>),
-    /// Parquet files without a manifest (written by another tool).
-    Plain,
-}
-
-/// Read the manifest of `root`, if it is a committed gdo table.
-pub async fn read_manifest(root: &Location) -> Result<Option<Manifest>> {
-    let loc = root.child(MANIFEST);
-    match loc.store.get(&loc.path).await {
-        Ok(r) => {
-            let body = r.bytes().await?;
-            let manifest: Manifest = serde_json::from_slice(&body)
-                .map_err(|e| GdoError::Table(format!("{loc}: not a valid gdo manifest: {e}")))?;
-            if manifest.format != FORMAT || manifest.version > FORMAT_VERSION {
-                return Err(GdoError::Table(format!(
-                    "{loc}: unsupported table format {} v{} (this gdo reads {FORMAT} v{FORMAT_VERSION})",
-                    manifest.format, manifest.version
-                )));
-            }
-            Ok(Some(manifest))
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Classify a folder: a committed gdo table, plain Parquet, or an error for a gdo
-/// folder without a manifest (an interrupted first run) or an empty/missing folder.
-pub async fn inspect_folder(root: &Location) -> Result<TableFolder> {
-    if let Some(m) = read_manifest(root).await? {
-        return Ok(TableFolder::Gdo(Box::new(m)));
-    }
-    let data = root.child(DATA_DIR);
-    let has_gdo_data = data.store.list(Some(&data.path)).try_next().await?.is_some();
-    if has_gdo_data {
-        return Err(GdoError::Table(format!(
-            "{root} holds gdo data files but no {MANIFEST}: the run that wrote it did not \
-             finish. Rerun it; readers never trust a table without a manifest."
-        )));
-    }
-    let any_parquet = root
-        .store
-        .list(Some(&root.path))
-        .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with(".parquet")))
-        .try_next()
-        .await?
-        .is_some();
-    if any_parquet {
-        Ok(TableFolder::Plain)
-    } else {
-        Err(GdoError::NotFound(format!("{root} (no gdo table and no Parquet files there)")))
-    }
-}
-
-/// Verify every file of a committed table against its manifest (size and sha256).
-pub async fn verify(root: &Location, manifest: &Manifest) -> Result<()> {
-    let all = manifest.main.files.iter().chain(manifest.side_tables.values().flat_map(|s| s.files.iter()));
-    for f in all {
-        let data = root.child(&f.path).read_all().await?;
-        let sum = hex::encode(Sha256::digest(&data));
-        if data.len() as u64 != f.bytes || sum != f.sha256 {
-            return Err(GdoError::Table(format!(
-                "{}: checksum mismatch with {MANIFEST} (the file was changed after commit)",
-                root.child(&f.path)
-            )));
-        }
-    }
-    Ok(())
 }
