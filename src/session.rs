@@ -349,11 +349,29 @@ pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Res
     }
     // Parquet files written by another tool.
     let mut files = Vec::new();
+    let mut tables = std::collections::BTreeSet::new();
     let mut listing = loc.store.list(Some(&loc.path));
     while let Some(meta) = futures::TryStreamExt::try_next(&mut listing).await? {
-        if meta.location.as_ref().ends_with(".parquet") {
+        let key = meta.location.as_ref();
+        let rel = key.strip_prefix(&format!("{}/", loc.path)).unwrap_or(key);
+        if let Some((table, _)) = rel.split_once(&format!("/{}/", crate::table::LOG_DIR)) {
+            // Side tables (`pool/_rejects`) go with their table.
+            if !table.split('/').any(|part| part.starts_with('_')) {
+                tables.insert(table.to_owned());
+            }
+        } else if key.ends_with(".parquet") {
             files.push((meta.location.to_string(), meta.size));
         }
+    }
+    if !tables.is_empty() {
+        // Reading every Parquet file below would mix the tables and all their versions
+        // (e.g. a `gdo select` folder: gdo_1x and uni_10x).
+        let names: Vec<String> = tables.into_iter().collect();
+        return Err(GdoError::Usage(format!(
+            "{loc} is not a table but holds tables ({}); name one, e.g. {}",
+            names.join(", "),
+            loc.child(&names[0])
+        )));
     }
     if files.is_empty() {
         return Err(GdoError::NotFound(format!("{loc} (no table and no Parquet files there)")));

@@ -65,9 +65,13 @@ pub struct Args {
     /// How exclusion rows match pool pairs.
     #[arg(long, value_enum, default_value = "both")]
     pub exclude_mode: ExcludeMode,
-    /// Skip the JSONL exports (Parquet and report only).
+    /// Skip the JSONL exports (tables and report only).
     #[arg(long)]
     pub no_jsonl: bool,
+    /// Bound the memory the selection's queries hold (e.g. 8GiB); a goal that needs
+    /// more fails with "Resources exhausted" instead of growing unbounded.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<crate::session::MemoryLimit>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -116,6 +120,7 @@ pub async fn run(args: Args) -> Result<()> {
         write_jsonl: !args.no_jsonl,
         exclude: args.exclude,
         exclude_mode: args.exclude_mode,
+        memory_limit: args.memory_limit.map(|m| m.0),
     };
     for o in run_select(&job).await? {
         if let Some(short) = o.report.get("unmet").and_then(|u| u.get("target_count")).and_then(|v| v.as_u64()) {

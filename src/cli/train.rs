@@ -28,7 +28,7 @@ pub struct Args {
     /// (config.json, tokenizer.json, *.safetensors) to fine-tune in f32.
     #[arg(long, default_value = "tiny-vlm", value_name = "tiny-vlm|DIR")]
     pub model: String,
-    /// Output folder: checkpoints/, metrics.parquet, tokenizer.json.
+    /// Output folder: checkpoints/, the metrics table (metrics/), tokenizer.json.
     #[arg(long, value_name = "DIR")]
     pub out: String,
     /// Benchmark split to evaluate at each checkpoint: NAME=PATH (a pool table). Repeatable.

@@ -330,13 +330,14 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         write_jsonl: true,
         exclude: vec![],
         exclude_mode: crate::select::exclude::ExcludeMode::Question,
+        memory_limit: None,
     })
     .await?;
     let mut subsets: Vec<(String, PathBuf)> =
-        outcomes.iter().map(|o| (o.goal.clone(), PathBuf::from(&o.folder).join("gdo_1x.parquet"))).collect();
+        outcomes.iter().map(|o| (o.goal.clone(), PathBuf::from(&o.folder).join("gdo_1x"))).collect();
     // Every goal gets the same Uni-10x (same count and seed): train it once.
     let first = outcomes.first().ok_or_else(|| GdoError::Usage("selection produced no goal".into()))?;
-    subsets.push((UNIFORM_RUN.to_owned(), PathBuf::from(&first.folder).join("uni_10x.parquet")));
+    subsets.push((UNIFORM_RUN.to_owned(), PathBuf::from(&first.folder).join("uni_10x")));
 
     stage(7, N, "train tiny-vlm on every subset from the same initialisation, evaluating each checkpoint");
     let mut runs = Vec::new();

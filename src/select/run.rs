@@ -3,7 +3,7 @@
 //! report.
 //!
 //! Output folder per goal (`--all-goals` puts each goal in a sub-folder named after it):
-//! `gdo_1x.parquet`, `uni_10x.parquet`, `gdo_1x.jsonl`, `uni_10x.jsonl`, `report.json`.
+//! the tables `gdo_1x/` and `uni_10x/`, `gdo_1x.jsonl`, `uni_10x.jsonl`, `report.json`.
 //! `report.json` is removed first and written last: a folder without it is incomplete.
 
 use std::collections::HashSet;
@@ -33,8 +33,9 @@ use super::sft_jsonl::write_sft_jsonl;
 use super::uni_sample::draw_batch;
 use crate::error::{GdoError, Result};
 use crate::memory::{peak_rss_mib, release_free_heap, rss_mib};
-use crate::session::{create_score_views_keeping, new_context, register_table};
+use crate::session::{create_score_views_keeping, new_context_limited, register_table};
 use crate::store::Location;
+use crate::table::TableWriter;
 
 /// The goals shipped in `queries/goals/`.
 pub const GOALS: &[(&str, &str)] = &[
@@ -104,6 +105,8 @@ pub struct SelectJob {
     /// Exclusion files (decontamination, method §5.9) and how they match.
     pub exclude: Vec<String>,
     pub exclude_mode: ExcludeMode,
+    /// Bound on the memory the session's queries hold (bytes); None: unbounded.
+    pub memory_limit: Option<usize>,
 }
 
 /// One goal's outcome.
@@ -279,8 +282,9 @@ pub async fn open_scored_session(
     exclude: &[String],
     exclude_mode: ExcludeMode,
     goals: usize,
+    memory_limit: Option<usize>,
 ) -> Result<ScoredSession> {
-    let ctx = new_context();
+    let ctx = new_context_limited(memory_limit);
     let pool_read = register_table(&ctx, "pool", pool).await?.read;
     let exclusion = if exclude.is_empty() { None } else { Some(apply_exclusions(&ctx, exclude, exclude_mode).await?) };
     if metrics.is_empty() {
@@ -328,9 +332,16 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     if job.goals.is_empty() {
         return Err(GdoError::Usage("no goal given (--goal NAME|FILE.sql or --all-goals)".into()));
     }
-    let ScoredSession { ctx, total, metrics, exclusion, pool_read } =
-        open_scored_session(&job.pool, &job.metrics, &job.settings, &job.exclude, job.exclude_mode, job.goals.len())
-            .await?;
+    let ScoredSession { ctx, total, metrics, exclusion, pool_read } = open_scored_session(
+        &job.pool,
+        &job.metrics,
+        &job.settings,
+        &job.exclude,
+        job.exclude_mode,
+        job.goals.len(),
+        job.memory_limit,
+    )
+    .await?;
     tracing::info!(
         secs = started.elapsed().as_secs_f64(),
         peak_mib = peak_rss_mib(),
@@ -491,10 +502,22 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     };
     let (a, b) =
         parquet.await.map_err(|e| GdoError::Table(format!("goal {}: encoding the outputs stopped: {e}", goal.name)))?;
-    for (name, bytes) in [("gdo_1x", a?), ("uni_10x", b?)] {
-        if let Some(bytes) = bytes {
-            folder.child(&format!("{name}.parquet")).write_all(bytes).await?;
+    // Each subset is a table of its own (`<folder>/gdo_1x/`, `<folder>/uni_10x/`), its
+    // commit naming the goal and the pool version it was selected from.
+    let mut tables = serde_json::Map::new();
+    for (name, bytes, batch) in [("gdo_1x", a?, &subset), ("uni_10x", b?, &uni)] {
+        if let (Some(bytes), Some(batch)) = (bytes, batch) {
+            let root = folder.child(name);
+            let mut table = TableWriter::open(root.clone(), "subset").await?;
+            table.read_input("pool", pool_read.clone());
+            let rows = batch.num_rows() as u64;
+            table.add_file(None, bytes, rows, batch.schema()).await?;
+            let committed = table.commit(json!({ "goal": goal.name, "subset": name, "rows": rows })).await?;
+            tables.insert(name.into(), json!({ "path": root.to_string(), "version": committed.version, "rows": rows }));
         }
+    }
+    if let Some(obj) = report.as_object_mut() {
+        obj.insert("tables".into(), Value::Object(tables));
     }
     tracing::debug!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), goal = %goal.name, "parquet outputs written");
     if job.write_jsonl {

@@ -172,7 +172,8 @@ pub async fn open(root: &Location, at: &AsOf) -> Result<Option<Snapshot>> {
         if root.child(OLD_MANIFEST).exists().await? {
             return Err(GdoError::Table(format!(
                 "{root} was written by an older gdo in its own table format ({OLD_MANIFEST}); \
-                 this gdo reads and writes Delta Lake tables. Write it again with this gdo."
+                 this gdo reads and writes Delta Lake tables: remove {root} and run the command \
+                 that wrote it again."
             )));
         }
         return Ok(None);
@@ -294,6 +295,21 @@ impl TableWriter {
         };
         let rel = format!("{DATA_DIR}/{}/part-{index:05}.parquet", self.run_id);
         PartWriter::create(&self.table_root(side).child(&rel), rel, schema)
+    }
+
+    /// Write a whole Parquet file already encoded in memory as the next part (one put),
+    /// with its row count and schema.
+    pub async fn add_file(&mut self, side: Option<&str>, bytes: Vec<u8>, rows: u64, schema: SchemaRef) -> Result<()> {
+        let index = match side {
+            None => self.main.files.len(),
+            Some(s) => self.side_tables.get(s).map_or(0, |f| f.files.len()),
+        };
+        let rel = format!("{DATA_DIR}/{}/part-{index:05}.parquet", self.run_id);
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
+        self.table_root(side).child(&rel).write_all(bytes).await?;
+        self.add_part(side, FileEntry { path: rel, rows, bytes: size, sha256, schema: Some(schema) });
+        Ok(())
     }
 
     /// Record a finished part.

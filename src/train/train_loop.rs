@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::DType;
-use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{DataFrame, SessionContext};
 use gdo_udfs::media::FrameFetcher;
 use rand::seq::SliceRandom;
@@ -24,6 +23,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GdoError, Result};
+use crate::store::Location;
+use crate::table::TableWriter;
 use crate::train::batcher::{FrameCache, FramePrep, Row, fetch_frames, read_rows};
 use crate::train::checkpoint::{self, CheckpointParts, TrainState};
 use crate::train::eval::{PreparedSplit, accuracy, candidates};
@@ -34,7 +35,10 @@ use crate::train::tokenizer::TextTokenizer;
 use crate::train::trainee::{TinyVlmTrainee, Trainee};
 use crate::train::{EvalRecord, EvalSplit, Holdout, TrainConfig, TrainSummary};
 
-/// One row of `metrics.parquet`: one per evaluated split per checkpoint (split null
+/// The run's metrics table, inside its output folder.
+pub const METRICS_TABLE: &str = "metrics";
+
+/// One row of the `metrics` table: one per evaluated split per checkpoint (split null
 /// when no split is evaluated).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
@@ -47,32 +51,37 @@ pub struct MetricRow {
     pub n: Option<u64>,
 }
 
-fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
+/// Commit `rows` as the next version of the run's metrics table (`<out>/metrics/`): one
+/// version per checkpoint, each holding every row so far.
+async fn write_metrics(out: &Path, rows: &[MetricRow]) -> Result<()> {
+    // Signed columns: Delta has no unsigned integers (counts fit in i64).
     let schema = Arc::new(Schema::new(vec![
-        Field::new("step", DataType::UInt64, false),
-        Field::new("samples_seen", DataType::UInt64, false),
+        Field::new("step", DataType::Int64, false),
+        Field::new("samples_seen", DataType::Int64, false),
         Field::new("train_loss", DataType::Float64, false),
         Field::new("lr", DataType::Float64, false),
         Field::new("split", DataType::Utf8, true),
         Field::new("accuracy", DataType::Float64, true),
-        Field::new("n", DataType::UInt64, true),
+        Field::new("n", DataType::Int64, true),
     ]));
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.step))),
-        Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.samples_seen))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.step as i64))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.samples_seen as i64))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.train_loss))),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.lr))),
         Arc::new(StringArray::from_iter(rows.iter().map(|r| r.split.as_deref()))),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.accuracy))),
-        Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.n))),
+        Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.n.map(|n| n as i64)))),
     ];
-    let batch = RecordBatch::try_new(schema.clone(), cols)?;
-    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-    let file = std::fs::File::create(&tmp).map_err(|e| GdoError::io(tmp.display().to_string(), e))?;
-    let mut w = ArrowWriter::try_new(file, schema, Some(crate::table::writer_properties()))?;
-    w.write(&batch)?;
-    w.close()?;
-    std::fs::rename(&tmp, path).map_err(|e| GdoError::io(path.display().to_string(), e))
+    let batch = RecordBatch::try_new(Arc::clone(&schema), cols)?;
+    let root = Location::parse(&out.join(METRICS_TABLE).display().to_string())?;
+    let mut table = TableWriter::open(root, "training_metrics").await?;
+    let mut part = table.open_part(None, schema)?;
+    part.write(&batch).await?;
+    table.add_part(None, part.finish().await?);
+    let last = rows.last().map_or(0, |r| r.step);
+    table.commit(serde_json::json!({ "rows": rows.len(), "step": last })).await?;
+    Ok(())
 }
 
 fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
@@ -159,7 +168,7 @@ fn without_fold(input: DataFrame, h: Holdout) -> Result<DataFrame> {
 const FRAME_CACHE_BYTES: usize = 1 << 30;
 
 /// Train a model (`tiny-vlm`, or Qwen3-VL from `cfg.base_model`) on the pairs of `input`
-/// (columns qa_uid, question, answer, frames), writing checkpoints, `metrics.parquet`
+/// (columns qa_uid, question, answer, frames), writing checkpoints, the `metrics` table
 /// (and tiny-vlm's `tokenizer.json`) under `out_dir` (a local folder). With `resume`,
 /// continue from the last checkpoint there.
 pub async fn train(
@@ -339,7 +348,7 @@ pub async fn train(
                     state: &state,
                 },
             )?;
-            write_metrics(&out.join("metrics.parquet"), &state.metrics)?;
+            write_metrics(&out, &state.metrics).await?;
             last_dir = Some(dir);
         }
         if cfg.stop_after_steps == Some(state.step) && state.step < total {

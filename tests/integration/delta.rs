@@ -207,8 +207,13 @@ fn versions_history_and_time_travel() {
     let (a, b) = (pool_input(dir.path(), "a", 600), pool_input(dir.path(), "b", 400));
     let table = dir.path().join("pool");
     run_ok(&mut ingest(&a, &table));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let o = run_ok(&mut ingest(&b, &table));
     assert!(text(&o).contains("version 1"), "ingest names the version it wrote: {}", text(&o));
+    let t0 = format!("{}@{between}", table.display());
+    assert_eq!(count(&sql_count(&t0)), Some(600), "the version current at {between}");
     let t = table.to_str().unwrap();
     assert_eq!(
         count(&run_ok(gdo().args(["sql", "--format", "csv", "--pool", t, "SELECT count(*) FROM pool"]))),
@@ -224,6 +229,14 @@ fn versions_history_and_time_travel() {
     assert!(said.contains("b.jsonl") && said.contains("a.jsonl") && said.contains("WRITE"), "{said}");
     let missing = gdo().args(["sql", "--pool", &format!("{t}@v7"), "SELECT 1"]).output().unwrap();
     assert!(!missing.status.success());
+
+    // A folder of tables is not a table: reading it would mix them and their versions.
+    let other = dir.path().join("tables");
+    run_ok(&mut ingest(&a, &other.join("first")));
+    run_ok(&mut ingest(&b, &other.join("second")));
+    let o = gdo().args(["sql", "--table"]).arg(format!("t={}", other.display())).arg("SELECT 1").output().unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("holds tables (first, second)"), "{}", text(&o));
 
     // A command never replaces a table of another kind.
     let o = gdo().args(["describe", "--cheap-only", "--pool", t, "--out", t]).output().unwrap();

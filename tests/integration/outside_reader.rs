@@ -1,6 +1,8 @@
 //! gdo's tables read by outside clients: Python's `deltalake` (delta-rs) and Polars get
-//! exactly the rows `gdo sql` counts, for every kind of table gdo writes; pyarrow reads
-//! the pool's data files with the pool's schema.
+//! exactly the rows `gdo sql` counts, for every kind of table gdo writes (pool, rejects,
+//! descriptors, merged metrics, a SQL result, the two subsets, training metrics);
+//! pyarrow reads the pool's data files with the pool's schema; `gdo export` writes
+//! plain files.
 
 use std::path::Path;
 use std::process::Command;
@@ -87,7 +89,28 @@ async fn deltalake_and_polars_read_every_kind_of_table() {
             .arg(&result)
             .arg("SELECT bucket, count(*) AS n FROM pool GROUP BY bucket ORDER BY bucket"),
     );
-    let tables = [pool.clone(), pool.join("_rejects"), descriptors, merged, result];
+    let subsets = d.join("subsets");
+    run_ok(
+        gdo()
+            .args(["select", "--goal", "temp_plus", "--count", "40", "--pool"])
+            .arg(&pool)
+            .arg("--metrics")
+            .arg(&merged)
+            .arg("--out")
+            .arg(&subsets),
+    );
+    let run = d.join("run");
+    run_ok(gdo().arg("train").arg("--table").arg(subsets.join("gdo_1x")).args(["--epochs", "1", "--out"]).arg(&run));
+    let tables = [
+        pool.clone(),
+        pool.join("_rejects"),
+        descriptors,
+        merged,
+        result,
+        subsets.join("gdo_1x"),
+        subsets.join("uni_10x"),
+        run.join("metrics"),
+    ];
     let script = r#"
 import json, sys, deltalake, polars as pl
 out = {}
@@ -100,7 +123,7 @@ print(json.dumps(out))
     let out = Command::new(&python).arg("-c").arg(script).args(&tables).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let kinds = ["pool", "pool_rejects", "descriptors", "merged", "sql_result"];
+    let kinds = ["pool", "pool_rejects", "descriptors", "merged", "sql_result", "subset", "subset", "training_metrics"];
     for (table, kind) in tables.iter().zip(kinds) {
         let want = gdo_count(table);
         let g = &got[table.to_str().unwrap()];
@@ -109,6 +132,7 @@ print(json.dumps(out))
         assert_eq!(g["kind"], kind, "{}: {g}", table.display());
     }
     assert_eq!(gdo_count(&tables[0]), 900);
+    assert_eq!(gdo_count(&tables[5]), 40);
 
     // `gdo export`: plain files for readers without Delta support, rows in table order.
     let parquet = d.join("export-parquet");

@@ -182,6 +182,29 @@ async fn ingest_from_and_query_a_bucket() {
         )
     );
 
+    // Tables in the bucket have versions: rewrite pool with pool2's inputs, read both
+    // versions, list them, verify every file, vacuum nothing that a version needs.
+    let gdo_in_bucket = |args: Vec<String>| {
+        let mut cmd = gdo();
+        cmd.args(args);
+        server.env(&mut cmd);
+        async move { tokio::task::spawn_blocking(move || run_ok(&mut cmd)).await.unwrap() }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let o = gdo_in_bucket(s(&["ingest", "--video", &format!("s3://{BUCKET}/shards/"), "--out", &pool])).await;
+    assert!(String::from_utf8_lossy(&o.stdout).contains("version 1"), "{}", String::from_utf8_lossy(&o.stdout));
+    for (at, n) in [(format!("{pool}@v0"), 80), (pool.clone(), 30)] {
+        let o = gdo_in_bucket(s(&["sql", "--format", "csv", "--pool", &at, "SELECT count(*) AS n FROM pool"])).await;
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("n\n{n}"), "{at}");
+    }
+    let o = gdo_in_bucket(s(&["history", "--json", &pool])).await;
+    let h: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(h.as_array().unwrap().len(), 2);
+    let o = gdo_in_bucket(s(&["verify", &pool])).await;
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("ok:"), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = gdo_in_bucket(s(&["vacuum", &pool])).await;
+    assert!(String::from_utf8_lossy(&o.stderr).contains("deleted 0 files"), "{}", String::from_utf8_lossy(&o.stderr));
+
     // A missing object is a clear error naming the URI.
     let mut cmd = gdo();
     cmd.args(["ingest", "--video", &format!("s3://{BUCKET}/raw/absent.jsonl"), "--out", &pool]);

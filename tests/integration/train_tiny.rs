@@ -167,7 +167,7 @@ async fn trains_deterministically_resumes_bit_identically_and_rejects_bad_input(
     assert_eq!(weights(&a.checkpoint), weights(&resumed.checkpoint), "resume is bit-identical");
     assert_eq!(a.evals, resumed.evals);
     let log = crate::common::query(
-        &tmp.path().join("k/metrics.parquet"),
+        &tmp.path().join("k/metrics"),
         "SELECT count(*) AS n, count(DISTINCT step) AS steps FROM pool",
     )
     .await;
