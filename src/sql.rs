@@ -162,7 +162,15 @@ fn markdown_table(result: &StatementResult) -> Result<String> {
 
 /// Write a result to `out`: Parquet as a table (Delta Lake; or one `.parquet` file),
 /// the text formats as one file. Every write is atomic.
-pub async fn write_result(result: &StatementResult, format: Format, out: &str) -> Result<()> {
+///
+/// `inputs` (name -> what was read, as [`crate::session::Registered::read`]) goes into
+/// the table's commit.
+pub async fn write_result(
+    result: &StatementResult,
+    format: Format,
+    out: &str,
+    inputs: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     let loc = Location::parse(out)?;
     if format != Format::Parquet {
         return loc.write_all(render(result, format)?).await;
@@ -182,6 +190,9 @@ pub async fn write_result(result: &StatementResult, format: Format, out: &str) -
         return Ok(());
     }
     let mut table = TableWriter::open(loc, "sql_result").await?;
+    for (name, read) in inputs {
+        table.read_input(name, read.clone());
+    }
     let mut part = table.open_part(None, Arc::clone(&result.schema))?;
     for b in &result.batches {
         part.write(b).await?;

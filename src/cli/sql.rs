@@ -171,15 +171,17 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let ctx = new_context_limited(args.memory_limit.map(|m| m.0));
+    // What the SQL may read, by name, for the commit of a table written with --out.
+    let mut inputs = serde_json::Map::new();
     if let Some(pool) = &args.pool {
-        register_table(&ctx, "pool", pool).await?;
+        inputs.insert("pool".into(), register_table(&ctx, "pool", pool).await?.read);
     }
     for spec in &args.tables {
         let (name, path) = spec
             .split_once('=')
             .filter(|(n, p)| !n.is_empty() && !p.is_empty())
             .ok_or_else(|| GdoError::Usage(format!("--table expects NAME=PATH, got '{spec}'")))?;
-        register_table(&ctx, name, path).await?;
+        inputs.insert(name.to_owned(), register_table(&ctx, name, path).await?.read);
     }
     if !args.metrics.is_empty() {
         let report = crate::select::metrics::load_metrics(&ctx, &args.metrics).await?;
@@ -195,7 +197,7 @@ pub async fn run(args: Args) -> Result<()> {
     match &args.out {
         Some(out) => {
             let last = results.last().expect("at least one statement ran");
-            write_result(last, args.format, out).await?;
+            write_result(last, args.format, out, &inputs).await?;
             eprintln!("wrote {} row(s) to {out}", last.num_rows());
         }
         None => {

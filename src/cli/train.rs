@@ -122,14 +122,16 @@ fn base_model(spec: &str) -> Result<Option<std::path::PathBuf>> {
 pub async fn run(args: Args) -> Result<()> {
     let base_model = base_model(&args.model)?;
     let ctx = new_context();
+    // What the run reads, by name, for its metrics table's commits.
+    let mut inputs = serde_json::Map::new();
     if let Some(pool) = &args.pool {
-        register_table(&ctx, "pool", pool).await?;
+        inputs.insert("pool".into(), register_table(&ctx, "pool", pool).await?.read);
     }
     let mut input_path = None;
     for spec in &args.tables {
         match spec.split_once('=') {
             Some((n, p)) if is_name(n) && !p.is_empty() => {
-                register_table(&ctx, n, p).await?;
+                inputs.insert(n.to_owned(), register_table(&ctx, n, p).await?.read);
             }
             _ if input_path.is_none() => input_path = Some(spec.clone()),
             _ => return Err(GdoError::Usage("give one training --table PATH (others as NAME=PATH)".into())),
@@ -139,7 +141,7 @@ pub async fn run(args: Args) -> Result<()> {
         (Some(_), Some(_)) => return Err(GdoError::Usage("give --sql or a training --table PATH, not both".into())),
         (Some(sql), None) => ctx.sql(sql).await?,
         (None, Some(path)) => {
-            register_table(&ctx, "train_input", &path).await?;
+            inputs.insert("train_input".into(), register_table(&ctx, "train_input", &path).await?.read);
             ctx.table("train_input").await?
         }
         (None, None) if args.pool.is_some() => ctx.table("pool").await?,
@@ -151,7 +153,7 @@ pub async fn run(args: Args) -> Result<()> {
     for spec in &args.eval {
         let (name, path) = name_path("--eval", spec)?;
         let reg = format!("eval_{name}");
-        register_table(&ctx, &reg, path).await?;
+        inputs.insert(reg.clone(), register_table(&ctx, &reg, path).await?.read);
         evals.push(EvalSplit { name: name.to_owned(), table: ctx.table(reg.as_str()).await? });
     }
     let cfg = TrainConfig {
@@ -178,6 +180,7 @@ pub async fn run(args: Args) -> Result<()> {
         device: crate::device::select(&args.device)?,
         progress: !args.quiet,
         stop_after_steps: args.stop_after_steps,
+        inputs,
         ..TrainConfig::default()
     };
     let summary = train(&ctx, input, &cfg, &evals, &args.out, args.resume).await?;

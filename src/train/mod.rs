@@ -67,6 +67,9 @@ pub struct TrainConfig {
     /// Testing aid: stop (as if killed) after this many steps, after any checkpoint due.
     #[doc(hidden)]
     pub stop_after_steps: Option<u64>,
+    /// The tables read (name -> path, version and table id), recorded in each commit of
+    /// the run's metrics table.
+    pub inputs: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for TrainConfig {
@@ -90,6 +93,7 @@ impl Default for TrainConfig {
             device: candle_core::Device::Cpu,
             progress: false,
             stop_after_steps: None,
+            inputs: serde_json::Map::new(),
         }
     }
 }

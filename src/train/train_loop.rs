@@ -53,7 +53,11 @@ pub struct MetricRow {
 
 /// Commit `rows` as the next version of the run's metrics table (`<out>/metrics/`): one
 /// version per checkpoint, each holding every row so far.
-async fn write_metrics(out: &Path, rows: &[MetricRow]) -> Result<()> {
+async fn write_metrics(
+    out: &Path,
+    rows: &[MetricRow],
+    inputs: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     // Signed columns: Delta has no unsigned integers (counts fit in i64).
     let schema = Arc::new(Schema::new(vec![
         Field::new("step", DataType::Int64, false),
@@ -76,6 +80,9 @@ async fn write_metrics(out: &Path, rows: &[MetricRow]) -> Result<()> {
     let batch = RecordBatch::try_new(Arc::clone(&schema), cols)?;
     let root = Location::parse(&out.join(METRICS_TABLE).display().to_string())?;
     let mut table = TableWriter::open(root, "training_metrics").await?;
+    for (name, read) in inputs {
+        table.read_input(name, read.clone());
+    }
     let mut part = table.open_part(None, schema)?;
     part.write(&batch).await?;
     table.add_part(None, part.finish().await?);
@@ -348,7 +355,7 @@ pub async fn train(
                     state: &state,
                 },
             )?;
-            write_metrics(&out, &state.metrics).await?;
+            write_metrics(&out, &state.metrics, &cfg.inputs).await?;
             last_dir = Some(dir);
         }
         if cfg.stop_after_steps == Some(state.step) && state.step < total {

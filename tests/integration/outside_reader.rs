@@ -133,6 +133,13 @@ print(json.dumps(out))
     }
     assert_eq!(gdo_count(&tables[0]), 900);
     assert_eq!(gdo_count(&tables[5]), 40);
+    // Commits name what their run read: the subsets the pool version, the training
+    // metrics the subset version.
+    let subset = crate::common::last_commit(&tables[5]);
+    assert_eq!(subset["inputs"]["pool"]["version"], 0, "{subset}");
+    let metrics = crate::common::last_commit(&tables[7]);
+    assert_eq!(metrics["inputs"]["train_input"]["version"], 0, "{metrics}");
+    assert!(metrics["inputs"]["train_input"]["path"].as_str().unwrap().ends_with("gdo_1x"), "{metrics}");
 
     // `gdo export`: plain files for readers without Delta support, rows in table order.
     let parquet = d.join("export-parquet");
