@@ -222,9 +222,9 @@ fn planned_with(df: DataFrame, change: impl FnOnce(&mut datafusion::config::Conf
 }
 
 /// `df` planned in a single partition, so its rows stream in table order (files in
-/// path order, a run's parts in part order, rows in file order) on every run. For the readers whose
-/// result depends on row order: duplicates where the later one wins, streaming
-/// k-means, the trainer's seeded shuffle, float sums.
+/// path order, so a run's parts in part order; rows in file order) on every run. For
+/// the readers whose result depends on row order: duplicates where the later one wins,
+/// streaming k-means, the trainer's seeded shuffle, float sums.
 pub fn in_table_order(df: DataFrame) -> DataFrame {
     planned_with(df, |o| o.execution.target_partitions = 1)
 }
