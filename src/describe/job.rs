@@ -274,10 +274,10 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     table.add_part(None, part.finish().await?);
     report.complete = true;
     report.seconds = started.elapsed().as_secs_f64();
+    report.pool = pool.read;
     let json = serde_json::to_value(&report)?;
     let committed = table.commit(json).await?;
     report.version = Some(committed.version);
-    report.pool = pool.read;
     out.child("describe_report.json").write_all(serde_json::to_vec_pretty(&report)?).await?;
     crate::table::delete_under(&chunks_dir).await?;
     Ok(report)
