@@ -17,6 +17,7 @@ pub mod report;
 pub mod samples;
 pub mod select;
 pub mod session;
+pub mod shell;
 pub mod sql;
 pub mod store;
 pub mod table;

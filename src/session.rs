@@ -381,3 +381,57 @@ pub async fn register_table(ctx: &SessionContext, name: &str, path: &str) -> Res
     ctx.register_table(name, table)?;
     Ok(Registered { names: vec![name.to_owned()], rows: None, version: None, read: plain(files) })
 }
+
+/// Let queries name tables by path, as DataFusion's and DuckDB's shells do:
+/// `SELECT * FROM 'runs/metrics.parquet'`, `FROM 'work/pool'` (a gdo table, read at its
+/// committed version), `FROM 'work/pool@v3'`, `FROM 's3://bucket/export/*.parquet'`.
+/// A path is a quoted name with `/`, `.` or `@` in it, or a local file or folder of
+/// that name, that no registered table has; it is read as [`register_table`] reads it. Only for SQL the user types: query files
+/// read only the tables their command names (see [`crate::sql::check_query_only`]).
+pub fn with_path_tables(ctx: SessionContext) -> SessionContext {
+    use datafusion::catalog::DynamicFileCatalog;
+    let factory = Arc::new(PathTables::default());
+    let list = DynamicFileCatalog::new(Arc::clone(ctx.state().catalog_list()), Arc::clone(&factory) as _);
+    ctx.register_catalog_list(Arc::new(list));
+    let _ = factory.state.set(ctx.state_weak_ref());
+    ctx
+}
+
+/// Tables named by path (see [`with_path_tables`]). Holds its session weakly, so the
+/// session and its catalog do not keep each other alive.
+#[derive(Debug, Default)]
+struct PathTables {
+    state: std::sync::OnceLock<std::sync::Weak<parking_lot::RwLock<datafusion::execution::SessionState>>>,
+    opened: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl datafusion::catalog::UrlTableFactory for PathTables {
+    async fn try_new(
+        &self,
+        name: &str,
+    ) -> datafusion::common::Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
+        // A bare name (`FROM 'pool'`) is a path only where a local file or folder has it;
+        // otherwise the planner's own "table not found" stands.
+        if !name.contains(['/', '.', '@']) && !std::path::Path::new(name).exists() {
+            return Ok(None);
+        }
+        let Some(state) = self.state.get().and_then(std::sync::Weak::upgrade) else { return Ok(None) };
+        let ctx = SessionContext::new_with_state(state.read().clone());
+        // The copy shares the session's catalog: the table goes in under a name of its
+        // own, and out again once its provider is taken.
+        let n = self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = format!("__gdo_path_table_{n}");
+        let registered =
+            register_table(&ctx, &tmp, name).await.map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()));
+        let provider = match &registered {
+            Ok(_) => ctx.table_provider(tmp.as_str()).await.map(Some),
+            Err(_) => Ok(None),
+        };
+        for side in registered.iter().flat_map(|r| &r.names) {
+            let _ = ctx.deregister_table(side.as_str());
+        }
+        registered?;
+        provider
+    }
+}

@@ -29,6 +29,22 @@ pub enum Format {
     Parquet,
 }
 
+impl Format {
+    /// The format an output path asks for by its extension: `.parquet` a Parquet file,
+    /// `.csv`, `.json`/`.jsonl`/`.ndjson`, `.md`, `.txt` text; any other path (a folder)
+    /// a gdo table.
+    pub fn for_path(path: &str) -> Format {
+        let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
+        match name.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("csv") => Format::Csv,
+            Some("json" | "jsonl" | "ndjson") => Format::Json,
+            Some("md") => Format::Markdown,
+            Some("txt") => Format::Table,
+            _ => Format::Parquet,
+        }
+    }
+}
+
 /// The result of one statement.
 pub struct StatementResult {
     pub schema: SchemaRef,
@@ -95,6 +111,69 @@ pub async fn run_statements_from(
     Ok(results)
 }
 
+/// [`render`] of at most `max_rows` rows (0: all) for the aligned and Markdown tables,
+/// with a line saying how many were left out; CSV and JSON always in full (they are
+/// data for other programs, not a view).
+pub fn render_limited(result: &StatementResult, format: Format, max_rows: usize) -> Result<Vec<u8>> {
+    let total = result.num_rows();
+    if max_rows == 0 || total <= max_rows || !matches!(format, Format::Table | Format::Markdown) {
+        return render(result, format);
+    }
+    let mut kept = Vec::new();
+    let mut left = max_rows;
+    for b in &result.batches {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(b.num_rows());
+        kept.push(b.slice(0, take));
+        left -= take;
+    }
+    let head = StatementResult { schema: Arc::clone(&result.schema), batches: kept };
+    let mut out = render(&head, format)?;
+    out.extend_from_slice(format!("({max_rows} of {total} rows shown; --max-rows 0 shows all)\n").as_bytes());
+    Ok(out)
+}
+
+/// Nested columns (lists, structs, maps) of `batch` as JSON text, for CSV, which holds
+/// only flat values.
+fn nested_as_json(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    if !batch.schema().fields().iter().any(|f| f.data_type().is_nested()) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !f.data_type().is_nested() {
+            fields.push(f.as_ref().clone());
+            columns.push(Arc::clone(c));
+            continue;
+        }
+        // One JSON object per row, `{"v": ...}` (null values left out).
+        let one = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("v", f.data_type().clone(), true)])),
+            vec![Arc::clone(c)],
+        )?;
+        let mut lines = Vec::new();
+        let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut lines);
+        w.write(&one)?;
+        w.finish()?;
+        let texts = lines
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_slice(l)?;
+                Ok(v.get("v").filter(|v| !v.is_null()).map(|v| v.to_string()))
+            })
+            .collect::<Result<Vec<Option<String>>>>()?;
+        fields.push(Field::new(f.name(), datafusion::arrow::datatypes::DataType::Utf8, true));
+        columns.push(Arc::new(StringArray::from(texts)));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
 /// Render a result in a text format.
 pub fn render(result: &StatementResult, format: Format) -> Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -111,10 +190,10 @@ pub fn render(result: &StatementResult, format: Format) -> Result<Vec<u8>> {
         Format::Csv => {
             let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
             if result.batches.is_empty() {
-                w.write(&RecordBatch::new_empty(Arc::clone(&result.schema)))?;
+                w.write(&nested_as_json(&RecordBatch::new_empty(Arc::clone(&result.schema)))?)?;
             }
             for b in &result.batches {
-                w.write(b)?;
+                w.write(&nested_as_json(b)?)?;
             }
         }
         Format::Json => {

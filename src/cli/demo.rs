@@ -9,6 +9,7 @@ use crate::error::Result;
 /// Run the whole loop on the sample data and write demo/report.md, demo/report.html
 /// and the frontier plot.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Output folder.
     #[arg(long, default_value = "demo", value_name = "DIR")]

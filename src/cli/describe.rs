@@ -21,6 +21,7 @@ use crate::error::{GdoError, Result};
 ///     (cross-fitted proxy: models trained with --holdout-fold 0/2 and 1/2; each pair is
 ///     scored by the one that did not train on it)
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The pool table (from `gdo ingest`).
     #[arg(long, value_name = "DIR")]
@@ -59,6 +60,10 @@ pub struct Args {
     /// Seed of the sampled answers.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Fail, writing nothing, when more than this share of the rows cannot be described
+    /// (frames missing or undecodable, the scorer failing); 1 accepts any.
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    pub max_error_ratio: f64,
     /// Test hook: stop after computing this many chunks (as if killed).
     #[arg(long, hide = true)]
     pub stop_after_chunks: Option<usize>,
@@ -105,6 +110,7 @@ pub async fn run(args: Args) -> Result<()> {
         shard,
         batch_size: args.batch_size,
         chunk_size: args.chunk_size,
+        max_error_ratio: args.max_error_ratio,
         seed: args.seed,
         progress: std::io::stderr().is_terminal(),
         stop_after_chunks: args.stop_after_chunks,

@@ -10,6 +10,7 @@ use crate::export::{ExportFormat, export};
 ///
 /// Example: gdo export pool/ --out pool-export/ --format jsonl
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The table (`TABLE@vN` or `TABLE@<RFC 3339 time>` for an earlier version).
     #[arg(value_name = "TABLE")]

@@ -8,6 +8,7 @@ use crate::samples::{SampleOptions, generate_sample_pool, generate_synthetic_poo
 /// Generate the sample pool of `data-samples/` (real frames, deterministic for a seed),
 /// or with --synthetic-pairs N a large text-only pool for benchmarks.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Output folder.
     #[arg(long, value_name = "DIR")]

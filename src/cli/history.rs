@@ -8,6 +8,7 @@ use crate::store::Location;
 ///
 /// Example: gdo history pool/
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The table folder (local path or s3://, gs://, az:// URI).
     #[arg(value_name = "TABLE")]

@@ -8,6 +8,7 @@ use crate::pool::{IngestOptions, ingest};
 ///
 /// Example: gdo ingest --onevision ov.jsonl.gz --video 'raw/video_*.jsonl.gz' --out pool/
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// LLaVA-OneVision image-QA JSONL files (ingested first, in the order given). A folder
     /// stands for the .jsonl[.gz]/.ndjson[.gz] files directly in it and a pattern in the
@@ -26,7 +27,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub media_root: Option<String>,
     /// Frames kept per video pair (uniform resampling, round half to even).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub target_frames: usize,
     /// Fail, writing nothing, when more than this share of non-blank lines is rejected.
     #[arg(long, default_value_t = 0.5)]

@@ -8,6 +8,7 @@ use crate::merge::{MergeOptions, merge};
 ///
 /// Example: gdo merge --descriptors descriptors/ --out merged/ --cluster-k 4096
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// Descriptor inputs: gdo tables, Parquet files or folders, JSONL files (plain or
     /// .gz), folders of JSONL shards (sixd_metrics_rank*.jsonl[.gz]), or a file-name
@@ -53,6 +54,16 @@ pub async fn run(args: Args) -> Result<()> {
     } else {
         String::new()
     };
+    if r.cluster_k < r.cluster_k_requested {
+        eprintln!(
+            "warning: --cluster-k {} is more than the {} rows fit; k = {}{} (the Diverse goal's \
+             cluster quotas then group nothing; choose k well below the row count)",
+            r.cluster_k_requested,
+            r.rows_fit,
+            r.cluster_k,
+            if r.cluster_k as u64 >= r.rows_fit { ", one cluster per row" } else { "" }
+        );
+    }
     println!(
         "merged {} rows from {} input(s) into {} version {} (k={}, mean distance {:.4}, SC fallback on {} rows{bad}{dups}) in {:.2}s",
         r.rows_written,

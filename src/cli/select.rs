@@ -4,6 +4,7 @@
 use crate::error::{GdoError, Result};
 use crate::select::exclude::ExcludeMode;
 use crate::select::run::{GoalSource, PAPER_GOALS, SelectJob, run_select};
+use crate::select::sft_jsonl::{SftOptions, VideoAs};
 
 /// Select the goal-driven 1x subset and the Uni-10x baseline (method §5).
 ///
@@ -11,7 +12,13 @@ use crate::select::run::{GoalSource, PAPER_GOALS, SelectJob, run_select};
 ///   gdo select --pool pool/ --metrics merged/ --goal temp_plus --out subsets/
 ///   gdo select --pool pool/ --metrics metrics.jsonl.gz --all-goals --out subsets/
 ///   gdo select --pool pool/ --metrics merged/ --goal my_goal.sql --count 5000 --out s/
+///   gdo select --pool pool/ --metrics merged/ --goal temp --out s/ --video-as video --media-base /data
+///
+/// Each goal folder holds the subsets as tables (gdo_1x/, uni_10x/), their SFT JSONL
+/// for ms-swift and LLaMA-Factory (gdo_1x.jsonl, uni_10x.jsonl), LLaMA-Factory's
+/// dataset_info.json and report.json.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The pool table (from `gdo ingest`).
     #[arg(long, value_name = "DIR")]
@@ -44,8 +51,21 @@ pub struct Args {
     #[arg(long)]
     pub max_qa_per_video: Option<u64>,
     /// Frames per pair in the JSONL export.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub target_frames: usize,
+    /// Write local media paths in the JSONL relative to this folder (default: absolute
+    /// paths). Run the trainer from this folder, or point LLaMA-Factory's `media_dir` /
+    /// ms-swift's `ROOT_IMAGE_DIR` at it.
+    #[arg(long, value_name = "DIR")]
+    pub media_base: Option<std::path::PathBuf>,
+    /// How video pairs are written in the JSONL: `images` (one <image> tag per frame)
+    /// or `video` (one <video> tag: the frame list, or the source file of pairs
+    /// ingested from a video file). Pairs from video files are always written as video.
+    #[arg(long, value_enum, default_value = "images")]
+    pub video_as: VideoAs,
+    /// A system prompt opening every conversation in the JSONL.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
     /// Ablation: drop the VDS3 term from video scores.
     #[arg(long)]
     pub no_vds: bool,
@@ -116,7 +136,12 @@ pub async fn run(args: Args) -> Result<()> {
         goals,
         out: args.out,
         settings,
-        target_frames: args.target_frames,
+        sft: SftOptions {
+            target_frames: args.target_frames,
+            media_base: args.media_base.map(|b| std::path::absolute(&b).unwrap_or(b)),
+            video_as: args.video_as,
+            system: args.system,
+        },
         write_jsonl: !args.no_jsonl,
         exclude: args.exclude,
         exclude_mode: args.exclude_mode,

@@ -1,24 +1,37 @@
 //! `gdo sql`: SQL over pools and any Parquet table, with every gdo function registered.
 
-use std::io::Write;
+use std::io::{IsTerminal, Read, Write};
 
 use crate::error::{GdoError, Result};
 use crate::queries;
-use crate::session::{MemoryLimit, new_context, new_context_limited, register_table};
-use crate::sql::{Format, render, run_statements_from, write_result};
+use crate::session::{MemoryLimit, new_context, new_context_limited, register_table, with_path_tables};
+use crate::shell::{ShellOptions, default_history, run_shell};
+use crate::sql::{Format, render_limited, run_statements_from, write_result};
 
-/// Run SQL over the pool and other tables.
+/// Run SQL over the pool and other tables; with no SQL, an interactive shell (or the SQL
+/// piped to stdin).
 ///
 /// Examples:
+///   gdo sql --pool pool/                                  (the shell: \d lists tables, \q quits)
 ///   gdo sql --pool pool/ "SELECT bucket, count(*) FROM pool GROUP BY bucket"
+///   gdo sql -c "SELECT * FROM 'work/pool' LIMIT 5"        (tables by path; 'work/pool@v2' for a version)
 ///   gdo sql --pool pool/ --query composition
 ///   gdo sql --pool pool/ --metrics merged/ --file queries/goals/temp_plus.sql
-///   gdo sql --table d=s3://bucket/descriptors/ --format csv --out d.csv "SELECT * FROM d"
+///   gdo sql --table d=s3://bucket/descriptors/ --out d.csv "SELECT * FROM d"
+///   gdo sql --pool pool/ --out by_source.parquet "SELECT data_source, count(*) FROM pool GROUP BY 1"
+///   echo "SELECT 1;" | gdo sql
+///
+/// --out writes the format its name says: .parquet a Parquet file, .csv, .json/.jsonl,
+/// .md, .txt; a folder a gdo table. Printed tables stop at --max-rows rows.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// SQL text: one or more statements separated by ';'.
-    #[arg(value_name = "SQL", conflicts_with_all = ["file", "query"])]
+    #[arg(value_name = "SQL", conflicts_with_all = ["file", "query", "command"])]
     pub sql: Option<String>,
+    /// SQL text, as `psql -c` and `datafusion-cli -c` take it.
+    #[arg(long, short = 'c', value_name = "SQL", conflicts_with_all = ["file", "query"])]
+    pub command: Option<String>,
     /// Read the SQL from this file.
     #[arg(long, short = 'f', value_name = "FILE", conflicts_with = "query")]
     pub file: Option<String>,
@@ -38,9 +51,12 @@ pub struct Args {
     /// file-name pattern such as 'exports/part-*.parquet'; local or URI).
     #[arg(long = "table", value_name = "NAME=PATH")]
     pub tables: Vec<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    /// Output format [default: from --out's name, else an aligned table].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Rows printed per result as a table (0: all); CSV and JSON print every row.
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    pub max_rows: usize,
     /// Bound the memory queries may hold (e.g. 8GiB, 512MiB); a query that needs more
     /// fails with DataFusion's resources-exhausted error instead of growing unbounded.
     #[arg(long, value_name = "SIZE")]
@@ -151,26 +167,39 @@ pub async fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     if args.help_functions {
-        print!("{}", function_reference(args.format == Format::Markdown));
+        print!("{}", function_reference(args.format == Some(Format::Markdown)));
         return Ok(());
     }
-    // SQL typed on the command line may do anything DataFusion does (COPY ... TO
-    // included); query files and shipped queries may only query (see check_query_only).
-    let (sql, source) = match (&args.sql, &args.file, &args.query) {
-        (Some(s), _, _) => (s.clone(), None),
-        (None, Some(f), _) => (std::fs::read_to_string(f).map_err(|e| GdoError::io(f.clone(), e))?, Some(f.clone())),
+    // SQL typed by the user (argument, -c, stdin, the shell) may do anything DataFusion
+    // does (COPY ... TO, tables by path); query files and shipped queries may only query
+    // the tables the command names (see check_query_only).
+    let typed = args.sql.clone().or(args.command.clone());
+    let (sql, source) = match (typed, &args.file, &args.query) {
+        (Some(s), _, _) => (Some(s), None),
+        (None, Some(f), _) => {
+            (Some(std::fs::read_to_string(f).map_err(|e| GdoError::io(f.clone(), e))?), Some(f.clone()))
+        }
         (None, None, Some(q)) => (
-            queries::find(q)
-                .ok_or_else(|| GdoError::Usage(format!("no shipped query named '{q}' (see --list-queries)")))?
-                .sql
-                .to_owned(),
+            Some(
+                queries::find(q)
+                    .ok_or_else(|| GdoError::Usage(format!("no shipped query named '{q}' (see --list-queries)")))?
+                    .sql
+                    .to_owned(),
+            ),
             Some(format!("query {q}")),
         ),
+        (None, None, None) if std::io::stdin().is_terminal() => (None, None),
         (None, None, None) => {
-            return Err(GdoError::Usage("give SQL text, --file FILE or --query NAME".into()));
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| GdoError::io("stdin", e))?;
+            if text.trim().is_empty() {
+                return Err(GdoError::Usage("no SQL on stdin (give SQL text, -c, --file or --query)".into()));
+            }
+            (Some(text), None)
         }
     };
     let ctx = new_context_limited(args.memory_limit.map(|m| m.0));
+    let ctx = if source.is_none() { with_path_tables(ctx) } else { ctx };
     // What the SQL may read, by name, for the commit of a table written with --out.
     let mut inputs = serde_json::Map::new();
     if let Some(pool) = &args.pool {
@@ -193,17 +222,30 @@ pub async fn run(args: Args) -> Result<()> {
         }
     }
     crate::session::create_score_views(&ctx).await?;
+    let Some(sql) = sql else {
+        if args.out.is_some() {
+            return Err(GdoError::Usage("--out needs SQL to run (give SQL text, -c, --file or --query)".into()));
+        }
+        let opts = ShellOptions {
+            format: args.format.unwrap_or(Format::Table),
+            max_rows: args.max_rows,
+            history: default_history(),
+        };
+        return run_shell(&ctx, &opts).await;
+    };
     let results = run_statements_from(&ctx, &sql, source.as_deref()).await?;
     match &args.out {
         Some(out) => {
             let last = results.last().expect("at least one statement ran");
-            write_result(last, args.format, out, &inputs).await?;
+            let format = args.format.unwrap_or_else(|| Format::for_path(out));
+            write_result(last, format, out, &inputs).await?;
             eprintln!("wrote {} row(s) to {out}", last.num_rows());
         }
         None => {
+            let format = args.format.unwrap_or(Format::Table);
             let mut stdout = std::io::stdout().lock();
             for r in results.iter().filter(|r| !r.schema.fields().is_empty()) {
-                let bytes = render(r, args.format)?;
+                let bytes = render_limited(r, format, args.max_rows)?;
                 stdout.write_all(&bytes).map_err(|e| GdoError::io("stdout", e))?;
             }
         }

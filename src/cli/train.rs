@@ -7,12 +7,13 @@ use crate::train::{EvalSplit, TinyVlmConfig, TrainConfig, train};
 /// Train a model on a subset table (or any table / query with qa_uid, question, answer, frames).
 ///
 /// Examples:
-///   gdo train --table subsets/temp_plus/ --out runs/temp_plus --eval temporal=bench/video_temporal/
+///   gdo train --table subsets/temp_plus/gdo_1x --out runs/temp_plus --eval temporal=bench/video_temporal/
 ///   gdo train --pool pool/ --sql "SELECT * FROM pool WHERE bucket = 'short_video'" --out runs/video
-///   gdo train --table subsets/temp_plus/ --out runs/temp_plus --resume
-///   gdo train --table subsets/temp_plus/ --model models/Qwen3-VL-2B-Instruct --device cuda --lr 1e-5 --out runs/qwen
+///   gdo train --table subsets/temp_plus/gdo_1x --out runs/temp_plus --resume
+///   gdo train --table subsets/temp_plus/gdo_1x --model models/Qwen3-VL-2B-Instruct --device cuda --lr 1e-5 --out runs/qwen
 ///   gdo train --table pool/ --holdout-fold 0/2 --epochs 16 --out runs/proxy0   (cross-fitted proxy, see describe)
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The training table (PATH), or NAME=PATH to register a table for --sql. Repeatable.
     #[arg(long = "table", value_name = "PATH|NAME=PATH")]

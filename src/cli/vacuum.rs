@@ -12,6 +12,7 @@ use crate::store::Location;
 ///
 /// Example: gdo vacuum pool/ --retain 7d        gdo vacuum pool/ --retain 0s --dry-run
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The table folder (local path or s3://, gs://, az:// URI).
     #[arg(value_name = "TABLE")]

@@ -11,6 +11,7 @@ use crate::table::AsOf;
 ///
 /// Example: gdo verify pool/        gdo verify pool/@v3
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The table folder; `TABLE@vN` or `TABLE@<RFC 3339 time>` checks an earlier version.
     #[arg(value_name = "TABLE")]

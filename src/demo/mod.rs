@@ -326,7 +326,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         out: path_str(&select_dir),
         per_goal_folders: true,
         settings: vec![("seed".into(), opts.seed.to_string()), ("count".into(), opts.count.to_string())],
-        target_frames: 32,
+        sft: crate::select::sft_jsonl::SftOptions::default(),
         write_jsonl: true,
         exclude: vec![],
         exclude_mode: crate::select::exclude::ExcludeMode::Question,

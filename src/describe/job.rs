@@ -72,6 +72,10 @@ pub struct DescribeOptions {
     /// Where AMM and frame diversity run (`gdo.motion_device`): `cpu` (the tuned
     /// kernel), `cuda[:N]` (the candle path on that GPU), `candle-cpu`.
     pub motion_device: String,
+    /// Fail, committing nothing, when more than this share of the rows have an error
+    /// (frames missing or undecodable, the model failing): a wrong media folder should
+    /// stop the pipeline here, not yield descriptors of nothing.
+    pub max_error_ratio: f64,
 }
 
 impl Default for DescribeOptions {
@@ -91,6 +95,7 @@ impl Default for DescribeOptions {
             progress: false,
             stop_after_chunks: None,
             motion_device: "cpu".into(),
+            max_error_ratio: 0.5,
         }
     }
 }
@@ -134,6 +139,45 @@ fn fingerprint(opts: &DescribeOptions, pool: &serde_json::Value, pool_rows: usiz
         "chunk_size": opts.chunk_size,
         "seed": opts.seed,
     })
+}
+
+/// Error kinds counted in reports, as the error column names them.
+const ERROR_KINDS: [&str; 5] = ["frame_bad_uri", "frame_missing", "frame_io", "frame_undecodable", "model"];
+
+/// Rows with an error in `batch` (its last column): counted per kind into `by_kind`,
+/// the first one kept in `example`.
+fn count_errors(batch: &RecordBatch, by_kind: &mut BTreeMap<String, u64>, example: &mut Option<String>) -> u64 {
+    let errors = batch.column(batch.num_columns() - 1).as_string::<i32>();
+    let mut n = 0;
+    for e in errors.iter().flatten() {
+        n += 1;
+        example.get_or_insert_with(|| e.chars().take(300).collect());
+        for kind in ERROR_KINDS {
+            if e.contains(kind) {
+                *by_kind.entry(kind.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The error of a run with more failed rows than `--max-error-ratio` allows.
+fn too_many_errors(
+    errors: u64,
+    rows: u64,
+    by_kind: &BTreeMap<String, u64>,
+    example: Option<&str>,
+    max: f64,
+    so_far: bool,
+) -> GdoError {
+    let kinds = by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+    let what = if so_far { "already" } else { "in all" };
+    GdoError::Table(format!(
+        "{errors} of {rows} rows could not be described ({what}; {kinds}): more than --max-error-ratio {max}; \
+         nothing was written. First error: {}. Check that the pool's frame paths exist (`gdo ingest \
+         --media-root`), or raise --max-error-ratio",
+        example.unwrap_or("none recorded")
+    ))
 }
 
 fn bar(enabled: bool, len: u64) -> ProgressBar {
@@ -208,8 +252,15 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     }
     args_loc.write_all(serde_json::to_vec_pretty(&fp)?).await?;
 
+    if !(0.0..=1.0).contains(&opts.max_error_ratio) {
+        return Err(GdoError::Usage(format!("--max-error-ratio {}: give a share from 0 to 1", opts.max_error_ratio)));
+    }
     let bar = bar(opts.progress, index.len() as u64);
     let mut computed = 0usize;
+    // Errors in the chunks this run computed: once they alone pass the limit, the run
+    // fails without describing the rest.
+    let (mut errors_seen, mut example, mut kinds_seen) = (0u64, None, BTreeMap::new());
+    let allowed = (opts.max_error_ratio * index.len() as f64).floor() as u64;
     for (k, &(lo, hi)) in ranges.iter().enumerate() {
         let chunk_loc = chunks_dir.child(&format!("chunk-{k:06}.parquet"));
         let rows_in_chunk = index.len().min((k + 1) * opts.chunk_size) - k * opts.chunk_size;
@@ -237,6 +288,20 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
             _ => batch,
         };
         let batch = finish_chunk(batch)?;
+        errors_seen += count_errors(&batch, &mut kinds_seen, &mut example);
+        if errors_seen > allowed {
+            bar.finish_and_clear();
+            let _ = table.abort().await;
+            crate::table::delete_under(&chunks_dir).await?;
+            return Err(too_many_errors(
+                errors_seen,
+                index.len() as u64,
+                &kinds_seen,
+                example.as_deref(),
+                opts.max_error_ratio,
+                true,
+            ));
+        }
         let mut bytes = Vec::new();
         let mut w = ArrowWriter::try_new(&mut bytes, Arc::clone(&DESCRIPTOR_SCHEMA), Some(writer_properties()))?;
         w.write(&batch)?;
@@ -250,7 +315,7 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
 
     // Every chunk is there: copy them, in order, into the table and commit.
     let mut part = table.open_part(None, Arc::clone(&DESCRIPTOR_SCHEMA))?;
-    let kind_names = ["frame_bad_uri", "frame_missing", "frame_io", "frame_undecodable", "model"];
+    let mut example = None;
     for k in 0..ranges.len() {
         let bytes = chunks_dir.child(&format!("chunk-{k:06}.parquet")).read_all().await?;
         for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()? {
@@ -258,20 +323,24 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
             // (qa_uid then declared nullable) still join the table.
             let batch = batch?;
             let batch = RecordBatch::try_new(Arc::clone(&DESCRIPTOR_SCHEMA), batch.columns().to_vec())?;
-            let errors = batch.column(DESCRIPTOR_SCHEMA.fields().len() - 1).as_string::<i32>();
-            for e in errors.iter().flatten() {
-                report.rows_with_error += 1;
-                for kind in kind_names {
-                    if e.contains(kind) {
-                        *report.errors_by_kind.entry(kind.to_owned()).or_default() += 1;
-                    }
-                }
-            }
+            report.rows_with_error += count_errors(&batch, &mut report.errors_by_kind, &mut example);
             report.rows += batch.num_rows() as u64;
             part.write(&batch).await?;
         }
     }
     table.add_part(None, part.finish().await?);
+    if report.rows_with_error > allowed {
+        let _ = table.abort().await;
+        crate::table::delete_under(&chunks_dir).await?;
+        return Err(too_many_errors(
+            report.rows_with_error,
+            report.rows,
+            &report.errors_by_kind,
+            example.as_deref(),
+            opts.max_error_ratio,
+            false,
+        ));
+    }
     report.complete = true;
     report.seconds = started.elapsed().as_secs_f64();
     report.pool = pool.read;

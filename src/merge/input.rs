@@ -78,6 +78,8 @@ pub enum BadRow {
     MissingQaUid,
     BadFieldType,
     BadFeatureLength,
+    /// None of the descriptor fields: not a descriptor row (e.g. a training-data row).
+    NoDescriptorFields,
 }
 
 impl BadRow {
@@ -88,6 +90,7 @@ impl BadRow {
             Self::MissingQaUid => "missing_qa_uid",
             Self::BadFieldType => "bad_field_type",
             Self::BadFeatureLength => "bad_feature_length",
+            Self::NoDescriptorFields => "no_descriptor_fields",
         }
     }
 }
@@ -184,6 +187,23 @@ fn text(obj: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
+/// The descriptor fields: of a JSONL row (at the top, or under `data_quality_metrics`),
+/// which needs at least one, absent ones read as the reference reads them; and, with
+/// `qa_uid`, the columns a descriptor table must have (the contract's others are
+/// optional).
+pub const DESCRIPTOR_FIELDS: [&str; 10] = [
+    "loss_video",
+    "loss_blind",
+    "vds",
+    "ppl",
+    "amm",
+    "frame_diversity",
+    "tnc_score",
+    "self_consistency",
+    "text_feat",
+    "vis_feat",
+];
+
 /// Parse one JSONL line (not blank) into a descriptor row.
 pub fn parse_json_line(line: &[u8]) -> std::result::Result<DescriptorRow, BadRow> {
     let value: Value = match serde_json::from_slice(line) {
@@ -200,6 +220,9 @@ pub fn parse_json_line(line: &[u8]) -> std::result::Result<DescriptorRow, BadRow
         Some(Value::Object(inner)) => inner,
         _ => &top,
     };
+    if !DESCRIPTOR_FIELDS.iter().any(|k| m.contains_key(*k)) {
+        return Err(BadRow::NoDescriptorFields);
+    }
     let qa_uid =
         text(&top, "qa_uid").or_else(|| text(&top, "id")).filter(|s| !s.is_empty()).ok_or(BadRow::MissingQaUid)?;
     let video_uid = text(&top, "video_uid").or_else(|| text(m, "video_uid")).unwrap_or_default();
@@ -314,21 +337,6 @@ pub static DESCRIPTOR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// Columns a descriptor table must have; the others of the contract are optional.
-const REQUIRED: [&str; 11] = [
-    "qa_uid",
-    "loss_video",
-    "loss_blind",
-    "vds",
-    "ppl",
-    "amm",
-    "frame_diversity",
-    "tnc_score",
-    "self_consistency",
-    "text_feat",
-    "vis_feat",
-];
-
 /// Rows as a batch of the descriptor contract (bucket, counts and error left null);
 /// for tests and tools that produce descriptor tables.
 pub fn descriptor_batch(rows: &[DescriptorRow]) -> Result<RecordBatch> {
@@ -372,8 +380,8 @@ fn column(batch: &RecordBatch, name: &str, to: &DataType) -> datafusion::error::
     match batch.column_by_name(name) {
         Some(c) => Ok(cast(c, to)?),
         None => plan_err!(
-            "descriptor table has no column '{name}' (needed: {}; got: {})",
-            REQUIRED.join(", "),
+            "descriptor table has no column '{name}' (needed: qa_uid, {}; got: {})",
+            DESCRIPTOR_FIELDS.join(", "),
             batch.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
         ),
     }

@@ -259,8 +259,17 @@ pub async fn merge(opts: &MergeOptions) -> Result<MergeReport> {
     }
     if index.is_empty() {
         let reasons: Vec<String> = counts.bad_rows_by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let hint = if counts.bad_rows_by_reason.contains_key(input::BadRow::NoDescriptorFields.as_str()) {
+            format!(
+                ". Rows without any descriptor field ({}) are not descriptors: give the output of \
+                 `gdo describe` or the reference's metrics JSONL, not training data",
+                input::DESCRIPTOR_FIELDS.join(", ")
+            )
+        } else {
+            String::new()
+        };
         return Err(GdoError::Table(format!(
-            "no valid descriptor rows in {} ({} bad row(s){}{})",
+            "no valid descriptor rows in {} ({} bad row(s){}{}){hint}",
             opts.descriptors.join(", "),
             counts.bad_rows,
             if reasons.is_empty() { "" } else { ": " },

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::parse::{Chunk, ChunkCounts, FileContext, Layout, ParsedChunk, RejectReason, parse_chunk};
+use super::parse::{Chunk, ChunkCounts, FileContext, Layout, ParsedChunk, RejectReason, VideoProbe, parse_chunk};
 use super::schema::{POOL_SCHEMA, REJECTS_SCHEMA};
 use crate::error::{GdoError, Result};
 use crate::store::{Location, expand_input, is_jsonl_name};
@@ -95,6 +95,8 @@ pub struct InputReport {
     pub pairs: u64,
     pub rejected: u64,
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Rows shaped like the other layout's (see the warning ingest prints).
+    pub other_layout_rows: u64,
 }
 
 /// The run report (`ingest_report.json`).
@@ -122,6 +124,26 @@ pub struct IngestReport {
     pub pairs_per_second: f64,
 }
 
+/// Frame counts of the video files rows name (`video: clip.mp4`), read once per file
+/// through the session's stores (local files in place, others copied to a temporary
+/// file) and FFmpeg's `ffprobe`. Called from the parse workers (rayon threads), which
+/// wait on the runtime for it.
+fn video_probe() -> VideoProbe {
+    let ctx = crate::session::new_context();
+    let fetcher = gdo_udfs::media::FrameFetcher::new(Arc::clone(&ctx.runtime_env().object_store_registry));
+    let handle = tokio::runtime::Handle::current();
+    let seen: std::sync::Mutex<std::collections::HashMap<String, std::result::Result<usize, String>>> =
+        Default::default();
+    VideoProbe(Arc::new(move |uri: &str| {
+        if let Some(known) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(uri) {
+            return known.clone();
+        }
+        let got = handle.block_on(fetcher.probe_video(uri)).map_err(|e| format!("{} ({})", e.kind.as_str(), e.detail));
+        seen.lock().unwrap_or_else(|e| e.into_inner()).insert(uri.to_owned(), got.clone());
+        got
+    }))
+}
+
 fn reasons_map(counts: &[u64; RejectReason::ALL.len()]) -> BTreeMap<String, u64> {
     RejectReason::ALL.iter().zip(counts).filter(|(_, n)| **n > 0).map(|(r, n)| (r.as_str().to_owned(), *n)).collect()
 }
@@ -131,6 +153,7 @@ fn add_counts(total: &mut ChunkCounts, c: &ChunkCounts) {
     total.blank += c.blank;
     total.rows += c.rows;
     total.pairs += c.pairs;
+    total.other_layout += c.other_layout;
     for (t, n) in total.rejected.iter_mut().zip(c.rejected) {
         *t += n;
     }
@@ -489,6 +512,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
     let mut total = ChunkCounts::default();
     let depth = 2 * rayon::current_num_threads() + 2;
 
+    let video_probe = video_probe();
     let result: Result<()> = async {
         for (layout, name, loc, bytes) in &inputs {
             let ctx = Arc::new(FileContext {
@@ -496,6 +520,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
                 source_file: Arc::from(name.as_str()),
                 media_base: media_root.clone().unwrap_or_else(|| loc.parent_dir_url()),
                 target_frames: opts.target_frames,
+                video_probe: Some(video_probe.clone()),
             });
             let (tx, mut rx) = mpsc::channel(depth);
             let reader = {
@@ -514,6 +539,17 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
             }
             reader.await.map_err(|e| GdoError::Table(format!("{name}: reader failed: {e}")))??;
             add_counts(&mut total, &file_counts);
+            if file_counts.other_layout * 2 > file_counts.rows {
+                let (given, looks, flag) = match layout {
+                    Layout::Video => ("--video", "one image and no video file (image rows?)", "--onevision"),
+                    Layout::Onevision => ("--onevision", "a video file (video rows?)", "--video"),
+                };
+                eprintln!(
+                    "warning: {name} was given as {given}, but {} of its {} rows hold {looks}; \
+                     if so, give it with {flag}",
+                    file_counts.other_layout, file_counts.rows
+                );
+            }
             reports.push(InputReport {
                 file: name.clone(),
                 layout: *layout,
@@ -524,6 +560,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
                 pairs: file_counts.pairs,
                 rejected: file_counts.rejected.iter().sum(),
                 rejected_by_reason: reasons_map(&file_counts.rejected),
+                other_layout_rows: file_counts.other_layout,
             });
         }
         Ok(())

@@ -61,10 +61,11 @@ pub enum RejectReason {
     BadFieldType,
     NoQaPair,
     LineTooLong,
+    VideoUnreadable,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 8] = [
         Self::InvalidUtf8,
         Self::InvalidJson,
         Self::NotObject,
@@ -72,6 +73,7 @@ impl RejectReason {
         Self::BadFieldType,
         Self::NoQaPair,
         Self::LineTooLong,
+        Self::VideoUnreadable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +85,7 @@ impl RejectReason {
             Self::BadFieldType => "bad_field_type",
             Self::NoQaPair => "no_qa_pair",
             Self::LineTooLong => "line_too_long",
+            Self::VideoUnreadable => "video_unreadable",
         }
     }
 }
@@ -93,8 +96,22 @@ impl fmt::Display for RejectReason {
     }
 }
 
+/// Counts the frames of the video file at a URI (or says why it cannot): how rows that
+/// name a `video` file instead of frames learn which frames to keep.
+#[derive(Clone)]
+pub struct VideoProbe(pub Arc<FrameCounter>);
+
+/// The function a [`VideoProbe`] calls: a video URI to its frame count, or why not.
+pub type FrameCounter = dyn Fn(&str) -> Result<usize, String> + Send + Sync;
+
+impl fmt::Debug for VideoProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VideoProbe")
+    }
+}
+
 /// Settings shared by every chunk of one input file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FileContext {
     pub layout: Layout,
     /// The file as the user named it (kept in `source_file`).
@@ -102,6 +119,9 @@ pub struct FileContext {
     /// Folder URL relative frame paths are resolved against (ends with `/`).
     pub media_base: Url,
     pub target_frames: usize,
+    /// Reads video files' frame counts; without one, rows naming a video file are
+    /// rejected as `video_unreadable`.
+    pub video_probe: Option<VideoProbe>,
 }
 
 /// A run of consecutive lines of one file, in one buffer.
@@ -133,6 +153,9 @@ pub struct ChunkCounts {
     pub rows: u64,
     pub pairs: u64,
     pub rejected: [u64; RejectReason::ALL.len()],
+    /// Rows shaped like the other layout's: one image and no video in a video file, a
+    /// video file in an image file (a file given with the wrong flag).
+    pub other_layout: u64,
 }
 
 /// The parsed chunk: its pairs (in line order) and its rejects.
@@ -221,6 +244,8 @@ struct RawTurn<'a> {
     value: Option<Text<'a>>,
 }
 
+/// A row of LLaVA-OneVision / LLaVA-Video (`images` + `messages`) or of the original
+/// LLaVA layout (`image` or `video` + `conversations` with `from`/`value` turns).
 #[derive(Deserialize)]
 struct RawRow<'a> {
     #[serde(borrow, default)]
@@ -229,8 +254,16 @@ struct RawRow<'a> {
     video_id: Option<Scalar<'a>>,
     #[serde(borrow, default, deserialize_with = "frame_list")]
     images: Option<Vec<Text<'a>>>,
+    /// LLaVA's `image`: one path, or a list of them.
+    #[serde(borrow, default, deserialize_with = "one_or_list")]
+    image: Option<Vec<Text<'a>>>,
+    /// A video file, whose frames are decoded where they are needed.
+    #[serde(borrow, default)]
+    video: Option<Text<'a>>,
     #[serde(borrow, default)]
     messages: Option<Vec<RawTurn<'a>>>,
+    #[serde(borrow, default)]
+    conversations: Option<Vec<RawTurn<'a>>>,
     #[serde(borrow, default)]
     data_source: Option<Text<'a>>,
 }
@@ -239,30 +272,47 @@ struct RawRow<'a> {
 /// length hint, and growing the list from empty (4, 8, 16, ... entries) was about 1%
 /// of ingest's CPU samples.
 fn frame_list<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Text<'a>>>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<Vec<Text<'de>>>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of strings")
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_seq(self)
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(FRAME_LIST_CAPACITY));
-            while let Some(item) = seq.next_element()? {
-                items.push(item);
-            }
-            Ok(Some(items))
-        }
+    d.deserialize_option(Frames { one_allowed: false })
+}
+
+/// LLaVA's `image`: one path, or a list of them.
+fn one_or_list<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Text<'a>>>, D::Error> {
+    d.deserialize_option(Frames { one_allowed: true })
+}
+
+/// Reads a list of frame paths; with `one_allowed`, also a single path.
+struct Frames {
+    one_allowed: bool,
+}
+
+impl<'de> Visitor<'de> for Frames {
+    type Value = Option<Vec<Text<'de>>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(if self.one_allowed { "a string or a list of strings" } else { "a list of strings" })
     }
-    d.deserialize_option(V)
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(vec![Text(Cow::Borrowed(v))]))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(vec![Text(Cow::Owned(v.to_owned()))]))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        // The method's `images` must be a list (a string is a rejected row).
+        if self.one_allowed { d.deserialize_any(self) } else { d.deserialize_seq(self) }
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(FRAME_LIST_CAPACITY));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Some(items))
+    }
 }
 
 /// Entries reserved for a row's `images` before reading it (LLaVA-Video rows list
@@ -286,11 +336,9 @@ impl RawRow<'_> {
     /// live as long as the chunk its pairs are kept for.
     fn into_owned(self) -> RawRow<'static> {
         let text = |t: Option<Text<'_>>| t.map(Text::into_owned);
-        RawRow {
-            id: self.id.map(Scalar::into_owned),
-            video_id: self.video_id.map(Scalar::into_owned),
-            images: self.images.map(|v| v.into_iter().map(Text::into_owned).collect()),
-            messages: self.messages.map(|turns| {
+        let list = |l: Option<Vec<Text<'_>>>| l.map(|v| v.into_iter().map(Text::into_owned).collect());
+        let turns = |turns: Option<Vec<RawTurn<'_>>>| {
+            turns.map(|turns| {
                 turns
                     .into_iter()
                     .map(|t| RawTurn {
@@ -300,7 +348,16 @@ impl RawRow<'_> {
                         value: text(t.value),
                     })
                     .collect()
-            }),
+            })
+        };
+        RawRow {
+            id: self.id.map(Scalar::into_owned),
+            video_id: self.video_id.map(Scalar::into_owned),
+            images: list(self.images),
+            image: list(self.image),
+            video: text(self.video),
+            messages: turns(self.messages),
+            conversations: turns(self.conversations),
             data_source: text(self.data_source),
         }
     }
@@ -388,21 +445,25 @@ fn classify(line: &str) -> SlowPath {
         return SlowPath::Reject(RejectReason::NotObject, format!("line is {}", type_name(&value)));
     };
     let bad = |msg: String| SlowPath::Reject(RejectReason::BadFieldType, msg);
-    match obj.get("images") {
-        Some(Value::Array(items)) if !items.is_empty() => {
+    let present = |key: &str| obj.get(key).filter(|v| !v.is_null());
+    let media = present("images").map(|v| ("images", v)).or_else(|| present("image").map(|v| ("image", v)));
+    match (media, present("video")) {
+        (Some((key, Value::Array(items))), _) if !items.is_empty() => {
             if let Some((i, v)) = items.iter().enumerate().find(|(_, v)| !v.is_string()) {
-                return bad(format!("images[{i}] is {}, expected a string", type_name(v)));
+                return bad(format!("{key}[{i}] is {}, expected a string", type_name(v)));
             }
         }
-        Some(Value::Array(_)) => return SlowPath::Reject(RejectReason::NoImages, "images is empty".into()),
-        None | Some(Value::Null) => {
-            return SlowPath::Reject(RejectReason::NoImages, "images is missing".into());
+        (Some(("image", Value::String(_))), _) => {}
+        (Some((key, Value::Array(_))), None) => {
+            return SlowPath::Reject(RejectReason::NoImages, format!("{key} is empty"));
         }
-        Some(other) => {
-            return SlowPath::Reject(
-                RejectReason::NoImages,
-                format!("images is {}, expected a list", type_name(other)),
-            );
+        (Some((key, other)), None) if !other.is_array() => {
+            return SlowPath::Reject(RejectReason::NoImages, format!("{key} is {}, expected a list", type_name(other)));
+        }
+        (_, Some(Value::String(_))) => {}
+        (_, Some(other)) => return bad(format!("video is {}, expected a file path", type_name(other))),
+        (_, None) => {
+            return SlowPath::Reject(RejectReason::NoImages, "images is missing (and no image or video)".into());
         }
     }
     for key in ["id", "video_id"] {
@@ -414,24 +475,26 @@ fn classify(line: &str) -> SlowPath {
         None | Some(Value::Null | Value::String(_)) => {}
         Some(v) => return bad(format!("data_source is {}, expected a string", type_name(v))),
     }
-    match obj.get("messages") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(turns)) => {
-            for (i, turn) in turns.iter().enumerate() {
-                let Value::Object(t) = turn else {
-                    return bad(format!("messages[{i}] is {}, expected an object", type_name(turn)));
-                };
-                for key in ["role", "from", "content", "value"] {
-                    match t.get(key) {
-                        None | Some(Value::Null | Value::String(_)) => {}
-                        Some(v) => {
-                            return bad(format!("messages[{i}].{key} is {}, expected a string", type_name(v)));
+    for list in ["messages", "conversations"] {
+        match obj.get(list) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(turns)) => {
+                for (i, turn) in turns.iter().enumerate() {
+                    let Value::Object(t) = turn else {
+                        return bad(format!("{list}[{i}] is {}, expected an object", type_name(turn)));
+                    };
+                    for key in ["role", "from", "content", "value"] {
+                        match t.get(key) {
+                            None | Some(Value::Null | Value::String(_)) => {}
+                            Some(v) => {
+                                return bad(format!("{list}[{i}].{key} is {}, expected a string", type_name(v)));
+                            }
                         }
                     }
                 }
             }
+            Some(v) => return bad(format!("{list} is {}, expected a list", type_name(v))),
         }
-        Some(v) => return bad(format!("messages is {}, expected a list", type_name(v))),
     }
     match serde_json::to_string(&value) {
         Ok(s) => SlowPath::Retry(s),
@@ -734,23 +797,51 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
                 }
             },
         };
-        let images = match &row.images {
-            Some(list) if !list.is_empty() => list,
-            Some(_) => {
-                reject(RejectReason::NoImages, "images is empty");
-                continue;
-            }
-            None => {
-                reject(RejectReason::NoImages, "images is missing");
-                continue;
-            }
-        };
-        let pairs = extract_pairs(row.messages.take().unwrap_or_default());
+        // The row's media: its frame files (`images`, or LLaVA's `image`), else a video
+        // file (`video`) whose frames are named `<video URI>#frame=<k>`.
+        let given = (row.images.is_some(), row.image.is_some());
+        let images: Vec<Text<'_>> =
+            row.images.take().filter(|l| !l.is_empty()).or(row.image.take()).unwrap_or_default();
+        let video = row.video.take().filter(|v| images.is_empty() && !v.0.is_empty());
+        if images.is_empty() && video.is_none() {
+            let detail = match given {
+                (true, _) => "images is empty",
+                (false, true) => "image is empty",
+                (false, false) => "images is missing (and no image or video)",
+            };
+            reject(RejectReason::NoImages, detail);
+            continue;
+        }
+        let messages = row.messages.take().filter(|m| !m.is_empty()).or(row.conversations.take());
+        let pairs = extract_pairs(messages.unwrap_or_default());
         if pairs.is_empty() {
             reject(RejectReason::NoQaPair, "no user turn followed by a non-empty assistant answer");
             continue;
         }
+        let mut video_uri = String::new();
+        let frames_raw = match &video {
+            None => images.len(),
+            Some(v) => {
+                resolve_frame(&ctx.media_base, &v.0, &mut video_uri);
+                let probed = match &ctx.video_probe {
+                    Some(probe) => (probe.0)(&video_uri),
+                    None => Err("video files are not read here".into()),
+                };
+                match probed {
+                    Ok(n) => n,
+                    Err(why) => {
+                        reject(RejectReason::VideoUnreadable, &format!("{video_uri}: {why}"));
+                        continue;
+                    }
+                }
+            }
+        };
         counts.rows += 1;
+        let looks_other = match ctx.layout {
+            Layout::Video => video.is_none() && images.len() == 1,
+            Layout::Onevision => video.is_some(),
+        };
+        counts.other_layout += u64::from(looks_other);
 
         // Row-level fields, shared by all its pairs.
         let is_video = ctx.layout == Layout::Video;
@@ -769,11 +860,15 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
             if s.is_empty() { ctx.layout.default_source().to_owned() } else { s }
         };
         let group = method::source_group(&data_source);
-        let kept: Vec<usize> =
-            if is_video { method::uniform_indices(images.len(), ctx.target_frames) } else { vec![0] };
+        let kept: Vec<usize> = if is_video { method::uniform_indices(frames_raw, ctx.target_frames) } else { vec![0] };
         let first_uri = large.uri_ends.len();
         for &k in &kept {
-            resolve_frame(&ctx.media_base, &images[k].0, &mut large.uris);
+            if video.is_some() {
+                large.uris.push_str(&video_uri);
+                let _ = write!(large.uris, "{}{k}", gdo_udfs::media::video::FRAME_MARK);
+            } else {
+                resolve_frame(&ctx.media_base, &images[k].0, &mut large.uris);
+            }
             large.uri_ends.push(large.uris.len());
         }
         let row_frames = (first_uri, large.uri_ends.len());
@@ -789,7 +884,7 @@ pub fn parse_chunk(chunk: &Chunk) -> ParsedChunk {
             cols.turn.append_value(k as i32);
             large.pair_frames.push(row_frames);
             cols.n_frames.append_value(kept.len() as i32);
-            cols.n_frames_raw.append_value(images.len() as i32);
+            cols.n_frames_raw.append_value(frames_raw as i32);
             cols.data_source.append_value(&data_source);
             cols.source_group.append_value(strata.source_group);
             cols.duration_bucket.append_value(strata.duration_bucket);
@@ -838,6 +933,7 @@ mod tests {
             source_file: Arc::from("t.jsonl"),
             media_base: Url::parse("file:///media/").unwrap(),
             target_frames: 32,
+            video_probe: None,
         })
     }
 
@@ -858,6 +954,49 @@ mod tests {
 
     fn col<'a>(b: &'a RecordBatch, name: &str) -> Vec<&'a str> {
         b.column_by_name(name).unwrap().as_string::<i32>().iter().map(|v| v.unwrap()).collect()
+    }
+
+    #[test]
+    fn llava_layout_rows_with_image_or_video_files() {
+        let lines = [
+            r#"{"id":"i","image":"a b.jpg","conversations":[{"from":"human","value":"<image>\nq1"},{"from":"gpt","value":"a1"}]}"#,
+            r#"{"id":"v","video":"clips/c.mp4","conversations":[{"from":"human","value":"<video>\nq2"},{"from":"gpt","value":"a2"}]}"#,
+            r#"{"id":"s","video":"clips/short.mp4","conversations":[{"from":"human","value":"q3"},{"from":"gpt","value":"a3"}]}"#,
+            r#"{"id":"x","video":"clips/bad.mp4","conversations":[{"from":"human","value":"q4"},{"from":"gpt","value":"a4"}]}"#,
+            r#"{"id":"n","video":7,"conversations":[{"from":"human","value":"q5"},{"from":"gpt","value":"a5"}]}"#,
+            r#"{"id":"e","image":[],"conversations":[{"from":"human","value":"q6"},{"from":"gpt","value":"a6"}]}"#,
+        ];
+        let probe = VideoProbe(Arc::new(|uri: &str| match uri {
+            "file:///media/clips/c.mp4" => Ok(100),
+            "file:///media/clips/short.mp4" => Ok(3),
+            _ => Err("not a readable video: Invalid data".into()),
+        }));
+        let ctx = Arc::new(FileContext { video_probe: Some(probe), ..Arc::unwrap_or_clone(ctx(Layout::Video)) });
+        let raw: Vec<Vec<u8>> = lines.iter().map(|l| format!("{l}\n").into_bytes()).collect();
+        let p = parse_chunk(&Chunk { ctx, ..chunk_of(Layout::Video, raw) });
+        assert_eq!(col(&p.pairs, "qa_uid"), vec!["vv::i::t0", "vv::v::t0", "vv::s::t0"]);
+        assert_eq!(col(&p.pairs, "question"), vec!["q1", "q2", "q3"]);
+        let frames = p.pairs.column_by_name("frames").unwrap().as_any().downcast_ref::<ListArray>().unwrap();
+        assert_eq!(frames.value(0).as_string::<i32>().value(0), "file:///media/a%20b.jpg");
+        let video = frames.value(1);
+        let video = video.as_string::<i32>();
+        assert_eq!(video.len(), 32);
+        assert_eq!(video.value(0), "file:///media/clips/c.mp4#frame=0");
+        assert_eq!(video.value(31), "file:///media/clips/c.mp4#frame=99");
+        assert_eq!(frames.value(2).len(), 3);
+        let raw_counts: Vec<i32> = p
+            .pairs
+            .column_by_name("n_frames_raw")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+            .values()
+            .to_vec();
+        assert_eq!(raw_counts, vec![1, 100, 3]);
+        assert_eq!(col(&p.rejects, "reason"), vec!["video_unreadable", "bad_field_type", "no_images"]);
+        assert!(col(&p.rejects, "detail")[0].contains("clips/bad.mp4: not a readable video"));
+        assert_eq!(col(&p.rejects, "detail")[1], "video is a number, expected a file path");
+        // One-image rows in a file given as video are counted for the warning.
+        assert_eq!(p.counts.other_layout, 1);
     }
 
     #[test]
@@ -923,7 +1062,7 @@ mod tests {
         assert_eq!(kept.len(), 32);
         assert!(kept.value(31).ends_with(&format!("f/{:03}.jpg", n - 1)), "{}", kept.value(31));
         assert_eq!(col(&p.rejects, "reason"), vec!["no_images"]);
-        assert_eq!(col(&p.rejects, "detail"), vec!["images is missing"]);
+        assert_eq!(col(&p.rejects, "detail"), vec!["images is missing (and no image or video)"]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::exclude::{ExcludeMode, ExclusionReport, apply_exclusions};
 use super::goal::{Pair, Profile, js_to_profile, uni_draw};
 use super::goal_select::GoalSelectExec;
 use super::metrics::{MetricsReport, load_metrics};
-use super::sft_jsonl::write_sft_jsonl;
+use super::sft_jsonl::{SftOptions, dataset_info, write_sft_jsonl};
 use super::uni_sample::draw_batch;
 use crate::error::{GdoError, Result};
 use crate::memory::{peak_rss_mib, release_free_heap, rss_mib};
@@ -100,7 +100,8 @@ pub struct SelectJob {
     pub per_goal_folders: bool,
     /// `SET gdo.<name> = <value>` applied before scoring (seed, count, ablations, ...).
     pub settings: Vec<(String, String)>,
-    pub target_frames: usize,
+    /// How the SFT JSONL exports are written.
+    pub sft: SftOptions,
     pub write_jsonl: bool,
     /// Exclusion files (decontamination, method §5.9) and how they match.
     pub exclude: Vec<String>,
@@ -521,10 +522,28 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     }
     tracing::debug!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), goal = %goal.name, "parquet outputs written");
     if job.write_jsonl {
+        let mut info = serde_json::Map::new();
+        let mut exports = serde_json::Map::new();
         for (name, batch) in [("gdo_1x", subset), ("uni_10x", uni)] {
             if let Some(batch) = batch {
-                write_sft_jsonl(&folder.child(&format!("{name}.jsonl")), batch, job.target_frames).await?;
+                let file = format!("{name}.jsonl");
+                let stats = write_sft_jsonl(&folder.child(&file), batch, &job.sft).await?;
+                if stats.remote_media_rows > 0 {
+                    eprintln!(
+                        "warning: {}/{file}: {} of {} rows name media in object storage (s3://, gs://, az://), \
+                         which ms-swift and LLaMA-Factory do not open; copy the media to a local folder and \
+                         ingest with --media-root there",
+                        folder, stats.remote_media_rows, stats.rows
+                    );
+                }
+                info.insert(name.into(), dataset_info(&file));
+                exports.insert(name.into(), serde_json::to_value(&stats)?);
             }
+        }
+        // LLaMA-Factory: `dataset_dir` = this folder, `dataset: gdo_1x`.
+        folder.child("dataset_info.json").write_all(serde_json::to_vec_pretty(&Value::Object(info))?).await?;
+        if let Some(obj) = report.as_object_mut() {
+            obj.insert("jsonl".into(), Value::Object(exports));
         }
     }
     tracing::info!(secs = started.elapsed().as_secs_f64(), peak_mib = peak_rss_mib(), rss_mib = rss_mib(), goal = %goal.name, "outputs written");

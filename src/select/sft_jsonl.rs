@@ -1,18 +1,27 @@
-//! The SFT-ready JSONL export of a subset (LLaVA / ms-swift `messages` + `images`):
-//! one `<image>` per frame before the question, frames resampled to `target_frames`,
-//! the score and its parts under `meta`.
+//! The SFT-ready JSONL export of a subset, in the `messages` + `images` / `videos`
+//! layout that ms-swift and LLaMA-Factory (`sharegpt` formatting) read: an optional
+//! system turn, the question after its media tags, the answer; frames resampled to
+//! `target_frames`; the score and its parts under `meta`. [`dataset_info`] is the
+//! matching LLaMA-Factory `dataset_info.json` entry.
+//!
+//! Media paths are written as those trainers open them: local frames as plain paths
+//! (absolute, or relative to `--media-base`), never `file://` URIs; object-store URIs
+//! as they are (counted, since neither trainer reads them). Every row holds both
+//! `images` and `videos`, always lists, and one file holds one form of video (files,
+//! or frame lists), so HF `datasets` reads the file with one schema.
 //!
 //! Rows are serialised straight from the Arrow columns (borrowed strings, no JSON
 //! tree per row) in chunks on the rayon pool and uploaded in row order, so the file's
-//! bytes do not depend on the thread count. Keys are written in sorted order, as
-//! earlier releases (a `serde_json::Value` tree) wrote them.
+//! bytes do not depend on the thread count. Keys are written in sorted order.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, GenericListArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field};
+use gdo_udfs::media::video::split_frame_uri;
 use object_store::buffered::BufWriter;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -29,12 +38,61 @@ const CHUNK_ROWS: usize = 1024;
 /// Multipart upload part size: S3's minimum (5 MiB).
 const UPLOAD_PART_BYTES: usize = 5 << 20;
 
+/// How a video pair's frames are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoAs {
+    /// One `<image>` tag per frame, the frames in `images` (any image-text model).
+    #[default]
+    Images,
+    /// One `<video>` tag, the video in `videos`: its frame list (`[[f1, f2, ...]]`), or
+    /// the source file for pairs ingested from a video file (Qwen-VL's video input).
+    Video,
+}
+
+/// How the SFT JSONL is written.
+#[derive(Debug, Clone)]
+pub struct SftOptions {
+    /// Frames per pair (uniform resampling of the pair's frames).
+    pub target_frames: usize,
+    /// Local media paths are written relative to this folder (None: absolute).
+    pub media_base: Option<PathBuf>,
+    pub video_as: VideoAs,
+    /// A system turn opening every conversation.
+    pub system: Option<String>,
+}
+
+impl Default for SftOptions {
+    fn default() -> Self {
+        Self { target_frames: 32, media_base: None, video_as: VideoAs::Images, system: None }
+    }
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SftStats {
+    pub rows: usize,
+    /// Rows written with a `<video>` tag.
+    pub video_rows: usize,
+    /// Rows with media in an object store (`s3://...`), which the trainers do not open.
+    pub remote_media_rows: usize,
+}
+
 #[derive(Serialize)]
 struct Row<'a> {
     id: &'a str,
-    images: Vec<&'a str>,
-    messages: [Message<'a>; 2],
+    images: Vec<String>,
+    messages: Vec<Message<'a>>,
     meta: Meta<'a>,
+    videos: Vec<Video>,
+}
+
+/// One entry of `videos`: a file, or a video's frames.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Video {
+    File(String),
+    Frames(Vec<String>),
 }
 
 #[derive(Serialize)]
@@ -57,6 +115,28 @@ struct Meta<'a> {
     temporal_category: &'a str,
     vds3: Option<f64>,
     video_uid: &'a str,
+}
+
+/// A media URI as a path the trainers open: a local file's path (relative to `base`
+/// when given; a file outside it is an error), any other URI as it is.
+fn media_path(uri: &str, base: Option<&Path>) -> Result<(String, bool)> {
+    let Some(rest) = uri.strip_prefix("file://") else { return Ok((uri.to_owned(), !uri.is_empty())) };
+    let path = url::Url::parse(uri).ok().and_then(|u| u.to_file_path().ok()).unwrap_or_else(|| PathBuf::from(rest));
+    let written = match base {
+        None => path,
+        Some(base) => path
+            .strip_prefix(base)
+            .map_err(|_| {
+                GdoError::Usage(format!(
+                    "{} is not under --media-base {}; give a folder that holds every frame, or none \
+                     (absolute paths)",
+                    path.display(),
+                    base.display()
+                ))
+            })?
+            .to_path_buf(),
+    };
+    Ok((written.to_string_lossy().into_owned(), false))
 }
 
 /// The columns one batch's rows are written from.
@@ -100,35 +180,70 @@ impl Columns {
         })
     }
 
-    /// Rows `from..to` as JSON lines.
-    fn write(&self, from: usize, to: usize, target_frames: usize) -> Result<Vec<u8>> {
+    /// Row `i`'s frame URIs.
+    fn frames(&self, i: usize) -> Vec<&str> {
+        if self.frames.is_null(i) {
+            return Vec::new();
+        }
+        let (start, end) = (self.frames.value_offsets()[i] as usize, self.frames.value_offsets()[i + 1] as usize);
+        let values = self.frames.values().as_string::<i32>();
+        (start..end).map(|j| if values.is_null(j) { "" } else { values.value(j) }).collect()
+    }
+
+    /// Whether row `i` is written as a video, and whether from its source file.
+    fn video_form(&self, i: usize, opts: &SftOptions) -> (bool, bool) {
+        let from_file = self.frames(i).first().is_some_and(|f| split_frame_uri(f).is_some());
+        let video = from_file || (opts.video_as == VideoAs::Video && str_at(&self.bucket, i) != "image_qa");
+        (video, from_file)
+    }
+
+    /// Rows `from..to` as JSON lines, and their counts.
+    fn write(&self, from: usize, to: usize, opts: &SftOptions) -> Result<(Vec<u8>, SftStats)> {
         let mut out = Vec::with_capacity((to - from) * 1024);
+        let mut stats = SftStats::default();
         let mut prompt = String::new();
+        let base = opts.media_base.as_deref();
         for i in from..to {
-            let all: Vec<&str> = if self.frames.is_null(i) {
-                Vec::new()
-            } else {
-                let (start, end) =
-                    (self.frames.value_offsets()[i] as usize, self.frames.value_offsets()[i + 1] as usize);
-                let values = self.frames.values().as_string::<i32>();
-                (start..end).map(|j| if values.is_null(j) { "" } else { values.value(j) }).collect()
+            let all = self.frames(i);
+            let kept: Vec<&str> =
+                gdo_udfs::method::uniform_indices(all.len(), opts.target_frames).into_iter().map(|k| all[k]).collect();
+            let (as_video, from_file) = self.video_form(i, opts);
+            let mut remote = false;
+            let mut path = |uri: &str| -> Result<String> {
+                let (p, r) = media_path(uri, base)?;
+                remote |= r;
+                Ok(p)
             };
-            let images: Vec<&str> =
-                gdo_udfs::method::uniform_indices(all.len(), target_frames).into_iter().map(|k| all[k]).collect();
+            let (images, videos) = if from_file {
+                let file = split_frame_uri(kept[0]).map_or(kept[0], |(v, _)| v);
+                (Vec::new(), vec![Video::File(path(file)?)])
+            } else if as_video {
+                (Vec::new(), vec![Video::Frames(kept.iter().map(|f| path(f)).collect::<Result<_>>()?)])
+            } else {
+                (kept.iter().map(|f| path(f)).collect::<Result<_>>()?, Vec::new())
+            };
             prompt.clear();
-            for _ in 0..images.len() {
-                prompt.push_str("<image>");
+            if as_video {
+                prompt.push_str("<video>");
+            } else {
+                for _ in 0..images.len() {
+                    prompt.push_str("<image>");
+                }
             }
             prompt.push('\n');
             prompt.push_str(str_at(&self.question, i));
             let uid = str_at(&self.uid, i);
+            let mut messages = Vec::with_capacity(3);
+            if let Some(system) = &opts.system {
+                messages.push(Message { content: system, role: "system" });
+            }
+            messages.push(Message { content: &prompt, role: "user" });
+            messages.push(Message { content: str_at(&self.answer, i), role: "assistant" });
             let row = Row {
                 id: uid,
-                messages: [
-                    Message { content: &prompt, role: "user" },
-                    Message { content: str_at(&self.answer, i), role: "assistant" },
-                ],
+                messages,
                 images,
+                videos,
                 meta: Meta {
                     base_score: f64_at(&self.base, i),
                     bucket: str_at(&self.bucket, i),
@@ -145,9 +260,55 @@ impl Columns {
             };
             serde_json::to_writer(&mut out, &row)?;
             out.push(b'\n');
+            stats.rows += 1;
+            stats.video_rows += usize::from(as_video);
+            stats.remote_media_rows += usize::from(remote);
         }
-        Ok(out)
+        Ok((out, stats))
     }
+
+    /// One file, one form of video (HF `datasets` before 4.7, which LLaMA-Factory pins,
+    /// refuses a column that is a list of files in one row and of frame lists in another).
+    fn check_one_video_form(&self, n: usize, opts: &SftOptions) -> Result<()> {
+        if opts.video_as != VideoAs::Video {
+            return Ok(());
+        }
+        let (mut files, mut lists) = (None, None);
+        for i in 0..n {
+            match self.video_form(i, opts) {
+                (true, true) => files = files.or(Some(i)),
+                (true, false) => lists = lists.or(Some(i)),
+                _ => {}
+            }
+        }
+        if let (Some(f), Some(l)) = (files, lists) {
+            return Err(GdoError::Usage(format!(
+                "--video-as video: the subset holds videos ingested from files ({}) and as frame lists \
+                 ({}); one JSONL cannot hold both forms for HF datasets. Use --video-as images \
+                 (frames as <image> tags, files as <video>), or export the two kinds apart",
+                str_at(&self.uid, f),
+                str_at(&self.uid, l)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The LLaMA-Factory `dataset_info.json` entry of an SFT JSONL written by
+/// [`write_sft_jsonl`] (sharegpt formatting, OpenAI-style role tags).
+pub fn dataset_info(file_name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "file_name": file_name,
+        "formatting": "sharegpt",
+        "columns": { "messages": "messages", "images": "images", "videos": "videos" },
+        "tags": {
+            "role_tag": "role",
+            "content_tag": "content",
+            "user_tag": "user",
+            "assistant_tag": "assistant",
+            "system_tag": "system"
+        }
+    })
 }
 
 /// Write the JSON lines of `batch` to `loc` while they are serialised: groups of
@@ -155,25 +316,26 @@ impl Columns {
 /// memory holds a few groups and one upload part, not the file. The object appears
 /// whole or not at all (one put, or a multipart upload completed at the end and
 /// aborted on error).
-pub async fn write_sft_jsonl(loc: &Location, batch: RecordBatch, target_frames: usize) -> Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>>>(1);
+pub async fn write_sft_jsonl(loc: &Location, batch: RecordBatch, opts: &SftOptions) -> Result<SftStats> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<(Bytes, SftStats)>>>(1);
+    let opts = opts.clone();
     let producer = tokio::task::spawn_blocking(move || {
-        let columns = match Columns::of(&batch) {
+        let n = batch.num_rows();
+        let columns = match Columns::of(&batch).and_then(|c| c.check_one_video_form(n, &opts).map(|()| c)) {
             Ok(c) => c,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
                 return;
             }
         };
-        let n = batch.num_rows();
         let group = CHUNK_ROWS * rayon::current_num_threads();
         for start in (0..n).step_by(group) {
             let end = (start + group).min(n);
-            let parts: Result<Vec<Bytes>> = (start..end)
+            let parts: Result<Vec<(Bytes, SftStats)>> = (start..end)
                 .step_by(CHUNK_ROWS)
                 .collect::<Vec<_>>()
                 .into_par_iter()
-                .map(|from| columns.write(from, (from + CHUNK_ROWS).min(end), target_frames).map(Bytes::from))
+                .map(|from| columns.write(from, (from + CHUNK_ROWS).min(end), &opts).map(|(b, s)| (Bytes::from(b), s)))
                 .collect();
             let failed = parts.is_err();
             // A closed channel means the writer gave up; stop serialising.
@@ -187,10 +349,14 @@ pub async fn write_sft_jsonl(loc: &Location, batch: RecordBatch, target_frames: 
     let mut writer =
         BufWriter::with_capacity(Arc::clone(&loc.store), loc.path.clone(), UPLOAD_PART_BYTES).with_max_concurrency(1);
     let mut outcome: Result<()> = Ok(());
+    let mut stats = SftStats::default();
     while let Some(parts) = rx.recv().await {
         let written = async {
-            for part in parts? {
+            for (part, s) in parts? {
                 writer.put(part).await?;
+                stats.rows += s.rows;
+                stats.video_rows += s.video_rows;
+                stats.remote_media_rows += s.remote_media_rows;
             }
             Ok::<_, GdoError>(())
         };
@@ -204,7 +370,10 @@ pub async fn write_sft_jsonl(loc: &Location, batch: RecordBatch, target_frames: 
         outcome = outcome.and(Err(GdoError::Table(format!("{loc}: serialising the JSONL stopped: {e}"))));
     }
     match outcome {
-        Ok(()) => Ok(writer.shutdown().await.map_err(|e| GdoError::Table(format!("{loc}: {e}")))?),
+        Ok(()) => {
+            writer.shutdown().await.map_err(|e| GdoError::Table(format!("{loc}: {e}")))?;
+            Ok(stats)
+        }
         Err(e) => {
             // Leave no partial object behind; the first error is the one to report.
             let _ = writer.abort().await;
@@ -273,6 +442,7 @@ mod tests {
                 {"role": "assistant", "content": format!("a{i}")},
             ],
             "images": images,
+            "videos": [],
             "meta": {
                 "qa_uid": format!("u{i}"), "video_uid": format!("v{i}"), "bucket": format!("b{i}"),
                 "source": format!("s{i}"), "n_frames": all.len(), "temporal_category": format!("t{i}"),
@@ -287,7 +457,8 @@ mod tests {
     async fn export(batch: RecordBatch, target: usize) -> (tempfile::TempDir, Result<()>) {
         let dir = tempfile::tempdir().unwrap();
         let loc = Location::parse(&dir.path().join("out.jsonl").display().to_string()).unwrap();
-        let outcome = write_sft_jsonl(&loc, batch, target).await;
+        let opts = SftOptions { target_frames: target, ..SftOptions::default() };
+        let outcome = write_sft_jsonl(&loc, batch, &opts).await.map(|_| ());
         (dir, outcome)
     }
 
@@ -323,5 +494,87 @@ mod tests {
         let (dir, outcome) = export(batch, 32).await;
         assert!(outcome.unwrap_err().to_string().contains("frames"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// Rows with the given frames (bucket `image_qa` for one frame, else `short_video`).
+    fn rows_with(frames: &[Vec<String>]) -> RecordBatch {
+        let full = subset(frames.len(), 1);
+        let mut list = ListBuilder::new(StringBuilder::new());
+        for f in frames {
+            for uri in f {
+                list.values().append_value(uri);
+            }
+            list.append(true);
+        }
+        let bucket =
+            StringArray::from_iter_values(frames.iter().map(|f| if f.len() == 1 { "image_qa" } else { "short_video" }));
+        let schema = full.schema();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .zip(full.columns())
+            .map(|(f, c)| match f.name().as_str() {
+                "frames" => Arc::new(list.finish()) as ArrayRef,
+                "bucket" => Arc::new(bucket.clone()) as ArrayRef,
+                _ => Arc::clone(c),
+            })
+            .collect();
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    async fn lines(batch: RecordBatch, opts: &SftOptions) -> Result<(Vec<serde_json::Value>, SftStats)> {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::parse(&dir.path().join("out.jsonl").display().to_string()).unwrap();
+        let stats = write_sft_jsonl(&loc, batch, opts).await?;
+        let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+        Ok((text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(), stats))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_frames_are_plain_paths_relative_to_the_media_base_and_videos_take_one_tag() {
+        let frames = vec![
+            vec!["file:///data/my%20pics/a.jpg".to_owned()],
+            (0..4).map(|k| format!("file:///data/clips/c1/{k}.jpg")).collect(),
+            (0..3).map(|k| format!("file:///data/raw/clip%231.mp4#frame={}", k * 10)).collect(),
+        ];
+        let absolute = lines(rows_with(&frames), &SftOptions::default()).await.unwrap().0;
+        assert_eq!(absolute[0]["images"], json!(["/data/my pics/a.jpg"]));
+        assert_eq!(absolute[0]["videos"], json!([]));
+        assert_eq!(absolute[1]["images"].as_array().unwrap().len(), 4);
+        assert!(absolute[1]["messages"][0]["content"].as_str().unwrap().starts_with("<image><image><image><image>\n"));
+        // A pair ingested from a video file points at the file, whatever the mode.
+        assert_eq!(absolute[2]["videos"], json!(["/data/raw/clip#1.mp4"]));
+        assert_eq!(absolute[2]["images"], json!([]));
+        assert!(absolute[2]["messages"][0]["content"].as_str().unwrap().starts_with("<video>\n"));
+
+        let opts = SftOptions {
+            media_base: Some(PathBuf::from("/data")),
+            video_as: VideoAs::Video,
+            system: Some("You are a careful assistant.".into()),
+            ..SftOptions::default()
+        };
+        // Frame lists and files in one file: refused, naming a row of each.
+        let err = lines(rows_with(&frames), &opts).await.unwrap_err().to_string();
+        assert!(err.contains("u2") && err.contains("u1") && err.contains("--video-as images"), "{err}");
+        let (rows, stats) = lines(rows_with(&frames[..2]), &opts).await.unwrap();
+        assert_eq!(rows[0]["images"], json!(["my pics/a.jpg"]));
+        assert_eq!(
+            rows[1]["videos"],
+            json!([["clips/c1/0.jpg", "clips/c1/1.jpg", "clips/c1/2.jpg", "clips/c1/3.jpg"]])
+        );
+        assert_eq!(rows[1]["messages"][0], json!({"role": "system", "content": "You are a careful assistant."}));
+        assert!(rows[1]["messages"][1]["content"].as_str().unwrap().starts_with("<video>\n"));
+        assert_eq!((stats.rows, stats.video_rows, stats.remote_media_rows), (2, 1, 0));
+
+        let outside = SftOptions { media_base: Some(PathBuf::from("/elsewhere")), ..SftOptions::default() };
+        let err = lines(rows_with(&frames), &outside).await.unwrap_err().to_string();
+        assert!(err.contains("/data/my pics/a.jpg is not under --media-base /elsewhere"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn object_store_media_are_kept_as_uris_and_counted() {
+        let (_, stats) = lines(subset(5, 1), &SftOptions::default()).await.unwrap();
+        // Row 0 has no frames; rows 1-4 have s3:// frames.
+        assert_eq!((stats.rows, stats.remote_media_rows), (5, 4));
     }
 }

@@ -127,3 +127,30 @@ pub fn data_sums(table: &Path) -> Vec<String> {
 pub fn has_table(dir: &Path) -> bool {
     dir.join("_delta_log").join("00000000000000000000.json").exists()
 }
+
+/// The test's Python, or None (a skip) when it lacks `modules` and nothing requires them.
+pub fn python_with(modules: &str) -> Option<String> {
+    let python = std::env::var("GDO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python).args(["-c", &format!("import {modules}")]).status().is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("GDO_REQUIRE_PYARROW").is_none(),
+        "{modules} required (GDO_REQUIRE_PYARROW is set) but {python} cannot import them"
+    );
+    eprintln!("SKIPPED: {python} lacks {modules} (scripts/test.sh installs them)");
+    None
+}
+
+/// The sample pool, its cheap descriptors and their merged metrics (k = 8), as tables
+/// `d/pool`, `d/descriptors`, `d/merged`.
+pub async fn sample_metrics(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let pool = d.join("pool");
+    ingest_sample_pool(&pool).await;
+    let descriptors = d.join("descriptors");
+    run_ok(gdo().args(["describe", "--cheap-only", "--pool"]).arg(&pool).arg("--out").arg(&descriptors));
+    let merged = d.join("merged");
+    run_ok(gdo().args(["merge", "--cluster-k", "8", "--descriptors"]).arg(&descriptors).arg("--out").arg(&merged));
+    (pool, descriptors, merged)
+}

@@ -250,9 +250,14 @@ fn describe_starts_fresh_on_a_reingested_pool() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (pool_input(dir.path(), "a", 400), pool_input(dir.path(), "b", 400));
     let (pool, out) = (dir.path().join("pool"), dir.path().join("descriptors"));
+    // The synthetic rows name no real frames: every row fails, which --max-error-ratio 1
+    // accepts.
     let describe = |extra: &[&str]| {
         let mut cmd = gdo();
-        cmd.args(["describe", "--cheap-only", "--chunk-size", "100", "--pool"]).arg(&pool).arg("--out").arg(&out);
+        cmd.args(["describe", "--cheap-only", "--max-error-ratio", "1", "--chunk-size", "100", "--pool"])
+            .arg(&pool)
+            .arg("--out")
+            .arg(&out);
         run_ok(cmd.args(extra))
     };
     run_ok(&mut ingest(&a, &pool));

@@ -6,6 +6,7 @@ mod common;
 mod delta;
 mod describe;
 mod ingest_parity;
+mod interop;
 mod media_sql;
 mod merge_parity;
 mod motion_parity;

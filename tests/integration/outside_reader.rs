@@ -7,22 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{gdo, ingest_reference_pool, ingest_sample_pool, query, run_ok};
-
-/// The test's Python, or None (a skip) when it lacks `modules` and nothing requires them.
-fn python_with(modules: &str) -> Option<String> {
-    let python = std::env::var("GDO_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python).args(["-c", &format!("import {modules}")]).status().is_ok_and(|s| s.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("GDO_REQUIRE_PYARROW").is_none(),
-        "{modules} required (GDO_REQUIRE_PYARROW is set) but {python} cannot import them"
-    );
-    eprintln!("SKIPPED: {python} lacks {modules} (scripts/test.sh installs them)");
-    None
-}
+use crate::common::{gdo, ingest_reference_pool, python_with, query, run_ok, sample_metrics};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pyarrow_reads_the_pool() {
@@ -74,12 +59,7 @@ async fn deltalake_and_polars_read_every_kind_of_table() {
     let Some(python) = python_with("deltalake, polars") else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let pool = d.join("pool");
-    ingest_sample_pool(&pool).await;
-    let descriptors = d.join("descriptors");
-    run_ok(gdo().args(["describe", "--cheap-only", "--pool"]).arg(&pool).arg("--out").arg(&descriptors));
-    let merged = d.join("merged");
-    run_ok(gdo().args(["merge", "--cluster-k", "8", "--descriptors"]).arg(&descriptors).arg("--out").arg(&merged));
+    let (pool, descriptors, merged) = sample_metrics(d).await;
     let result = d.join("result");
     run_ok(
         gdo()

@@ -30,7 +30,7 @@ fn job(pool: &Path, out: &Path, goals: &[&str]) -> SelectJob {
         out: out.display().to_string(),
         per_goal_folders: true,
         settings: vec![],
-        target_frames: 32,
+        sft: gdo::select::sft_jsonl::SftOptions::default(),
         write_jsonl: true,
         exclude: vec![],
         exclude_mode: gdo::select::exclude::ExcludeMode::Both,

@@ -31,3 +31,21 @@ pub fn map_strings<T>(array: &ArrayRef, name: &str, mut f: impl FnMut(&str) -> T
     };
     Ok(out)
 }
+
+/// A signature that takes any `n` arguments (the function checks and casts them
+/// itself: frames come as List, LargeList or ListView of Utf8 or Utf8View) but names
+/// `usual` as its argument types, so `SHOW FUNCTIONS` and `information_schema.parameters`
+/// list the function (they list only signatures with example types, which `Any` has not).
+pub fn any_listing(
+    usual: Vec<DataType>,
+    volatility: datafusion::logical_expr::Volatility,
+) -> datafusion::logical_expr::Signature {
+    use datafusion::logical_expr::{Signature, TypeSignature};
+    let n = usual.len();
+    Signature::one_of(vec![TypeSignature::Any(n), TypeSignature::Exact(usual)], volatility)
+}
+
+/// `List(Utf8)`: a row's frame URIs, as `SHOW FUNCTIONS` names the type of `frames`.
+pub fn frames_type() -> DataType {
+    DataType::List(std::sync::Arc::new(datafusion::arrow::datatypes::Field::new_list_field(DataType::Utf8, true)))
+}

@@ -46,7 +46,7 @@ impl Default for GdoFold {
     fn default() -> Self {
         // Types are checked at execution: any string type for the key, an integer
         // literal for folds.
-        Self { signature: Signature::any(2, Volatility::Immutable) }
+        Self { signature: crate::common::any_listing(vec![DataType::Utf8, DataType::Int64], Volatility::Immutable) }
     }
 }
 

@@ -95,7 +95,7 @@ impl std::hash::Hash for MediaDescriptors {
 impl MediaDescriptors {
     pub fn new(fetcher: FrameFetcher) -> Self {
         Self {
-            signature: Signature::any(1, Volatility::Immutable),
+            signature: crate::common::any_listing(vec![crate::common::frames_type()], Volatility::Immutable),
             fetcher,
             decodes: Arc::new(AtomicU64::new(0)),
             candle: Mutex::new(None),
@@ -498,7 +498,8 @@ impl MediaField {
         media: Arc<datafusion::logical_expr::ScalarUDF>,
     ) -> Self {
         let return_type = media_fields().find(field).map(|(_, f)| f.data_type().clone()).unwrap_or(DataType::Null);
-        Self { name, field, return_type, doc, signature: Signature::any(1, Volatility::Immutable), media }
+        let signature = crate::common::any_listing(vec![crate::common::frames_type()], Volatility::Immutable);
+        Self { name, field, return_type, doc, signature, media }
     }
 }
 
