@@ -171,9 +171,9 @@ fn too_many_errors(
     so_far: bool,
 ) -> GdoError {
     let kinds = by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
-    let what = if so_far { "already" } else { "in all" };
+    let what = if so_far { "already " } else { "" };
     GdoError::Table(format!(
-        "{errors} of {rows} rows could not be described ({what}; {kinds}): more than --max-error-ratio {max}; \
+        "{errors} of the {rows} rows {what}could not be described ({kinds}): more than --max-error-ratio {max}; \
          nothing was written. First error: {}. Check that the pool's frame paths exist (`gdo ingest \
          --media-root`), or raise --max-error-ratio",
         example.unwrap_or("none recorded")
