@@ -20,8 +20,8 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use gdo::describe::qwen3_vl::{Qwen3VlScorer, tiny};
-use gdo::describe::{AnswerLosses, ScoreItem, Scorer};
+use gdo::models::qwen3_vl::{Qwen3VlScorer, tiny};
+use gdo::models::{AnswerLosses, ScoreItem, Scorer};
 use image::RgbImage;
 use serde_json::{Value, json};
 

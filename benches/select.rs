@@ -87,7 +87,7 @@ fn write_metrics(pool: &Path, out: &Path) -> usize {
     let mut w = std::io::BufWriter::new(std::fs::File::create(out).expect("metrics file"));
     let mut n = 0;
     for b in &batches {
-        let uids = gdo::select::common::strings(b, "qa_uid").expect("qa_uid");
+        let uids = gdo::ops::common::strings(b, "qa_uid").expect("qa_uid");
         for i in 0..b.num_rows() {
             if rng.random::<f64>() < 0.03 {
                 continue;
@@ -99,7 +99,7 @@ fn write_metrics(pool: &Path, out: &Path) -> usize {
             writeln!(
                 w,
                 r#"{{"qa_uid":"{}","loss_video":{lv},"loss_blind":{lb},"frame_diversity":{fd},"vds":{},"quality_score":{q},"ppl":{}}}"#,
-                gdo::select::common::str_at(&uids, i),
+                gdo::ops::common::str_at(&uids, i),
                 lb - lv,
                 lv.exp()
             )

@@ -1,6 +1,9 @@
 //! SQL shipped with gdo, embedded from `queries/` so the CLI, the demo and the tests run
 //! the same text. `gdo sql --query NAME` runs one; `gdo sql --list-queries` lists them.
 
+/// The scoring views (method §5.1, 5.2, 5.3), run in sessions that have `pool` and `metrics`.
+pub const SCORE_SQL: &str = include_str!("../queries/select/score.sql");
+
 /// An embedded query: its name (path below `queries/`, without `.sql`) and text.
 pub struct Query {
     pub name: &'static str,

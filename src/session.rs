@@ -78,7 +78,8 @@ fn build_context(memory_limit: Option<usize>) -> SessionContext {
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
-        .with_query_planner(Arc::new(crate::select::GdoQueryPlanner))
+        .with_query_planner(Arc::new(crate::ops::GdoQueryPlanner))
+        .with_optimizer_rules(crate::ops::optimizer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
     // DataFusion 55's leaf-expression pushdown moves `m['amm']` below the projection
@@ -88,7 +89,7 @@ fn build_context(memory_limit: Option<usize>) -> SessionContext {
     ctx.remove_optimizer_rule("extract_leaf_expressions");
     ctx.remove_optimizer_rule("push_down_leaf_projections");
     gdo_udfs::register_all(&ctx);
-    crate::select::register_table_functions(&ctx);
+    crate::ops::register_table_functions(&ctx);
     ctx
 }
 
@@ -142,7 +143,7 @@ pub async fn create_score_views_keeping(ctx: &SessionContext, keep: &[&str]) -> 
     if !ctx.table_exist("pool")? || !ctx.table_exist("metrics")? {
         return Ok(false);
     }
-    let statements = DFParser::parse_sql(crate::select::SCORE_SQL)?;
+    let statements = DFParser::parse_sql(crate::queries::SCORE_SQL)?;
     for statement in statements {
         let plan = ctx.state().statement_to_plan(statement).await?;
         let view = match &plan {

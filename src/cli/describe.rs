@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use std::io::IsTerminal;
 
-use crate::describe::{DescribeOptions, Scorers, TncMode, load_scorer, run_describe};
+use crate::describe::{DescribeOptions, TncMode, run_describe};
+use crate::models::{Scorers, load_scorer};
 use crate::error::{GdoError, Result};
 
 /// Compute one descriptor row per pair: media (amm, frame_diversity, vis_feat), text

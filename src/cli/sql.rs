@@ -89,7 +89,7 @@ pub fn function_reference(markdown: bool) -> String {
         .filter(|(_, doc)| doc.doc_section.label == gdo_udfs::common::DOC_SECTION_GDO.label)
         .collect();
     functions.sort_by_key(|(name, _)| *name);
-    let operators = crate::select::table_function_docs();
+    let operators = crate::ops::table_function_docs();
     let settings = gdo_udfs::GdoOptions::default().entries();
 
     let mut out = String::new();

@@ -81,7 +81,7 @@ pub struct Args {
     /// cross-fitted proxy scorer: train one model per fold, then give all K to
     /// `gdo describe --scorer` so that each pair is scored by a model that never saw it.
     #[arg(long, value_name = "I/K")]
-    pub holdout_fold: Option<crate::train::Holdout>,
+    pub holdout_fold: Option<crate::models::tiny_vlm::Holdout>,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -106,11 +106,11 @@ fn name_path<'a>(flag: &str, spec: &'a str) -> Result<(&'a str, &'a str)> {
 
 /// `--model`: None for tiny-vlm, else a Qwen3-VL folder.
 fn base_model(spec: &str) -> Result<Option<std::path::PathBuf>> {
-    if spec == crate::train::tiny_vlm::MODEL_TYPE {
+    if spec == crate::models::tiny_vlm::model::MODEL_TYPE {
         return Ok(None);
     }
     let dir = std::path::PathBuf::from(spec);
-    let model_type = crate::describe::load::model_type(&dir)
+    let model_type = crate::models::load::model_type(&dir)
         .map_err(|e| GdoError::Usage(format!("--model {spec}: neither tiny-vlm nor a model folder ({e})")))?;
     match model_type.as_str() {
         crate::train::qwen3_vl::MODEL_TYPE => Ok(Some(dir)),

@@ -259,7 +259,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     let mut text_tables = vec![pool_dir.clone()];
     text_tables.extend(benchmarks.iter().map(|(_, d, _)| d.clone()));
     let all_texts = texts(&text_tables).await?;
-    let tokenizer = crate::train::tokenizer::TextTokenizer::build(all_texts.iter().map(String::as_str), 4000)?;
+    let tokenizer = crate::models::tiny_vlm::tokenizer::TextTokenizer::build(all_texts.iter().map(String::as_str), 4000)?;
     let tokenizer_path = out.join("tokenizer.json");
     tokenizer.save(&tokenizer_path)?;
     println!(
@@ -489,12 +489,12 @@ async fn describe_with_scorer(
     opts: &DemoOptions,
 ) -> Result<crate::describe::DescribeReport> {
     let device = candle_core::Device::Cpu;
-    let model = crate::describe::load_scorer(scorer, &device)?;
+    let model = crate::models::load_scorer(scorer, &device)?;
     let report = crate::describe::run_describe(&crate::describe::DescribeOptions {
         pool: path_str(pool),
         out: path_str(out),
         cheap_only: false,
-        scorer: Some(crate::describe::Scorers::one(std::sync::Arc::from(model))),
+        scorer: Some(crate::models::Scorers::one(std::sync::Arc::from(model))),
         scorer_id: Some(path_str(scorer)),
         tnc: crate::describe::TncMode::Regex,
         sc_samples: recipe.sc_samples,

@@ -23,9 +23,9 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::describe::{ScoreItem, Scorer, Scorers};
+use crate::models::{ScoreItem, Scorer, Scorers};
 use crate::error::{GdoError, Result};
-use crate::merge::input::DESCRIPTOR_SCHEMA;
+use crate::schema::DESCRIPTOR_SCHEMA;
 use crate::session::{new_context, register_table};
 use crate::store::Location;
 use crate::table::{TableWriter, writer_properties};

@@ -10,11 +10,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
 use datafusion::common::plan_err;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use crate::schema::{DESCRIPTOR_FIELDS, DESCRIPTOR_SCHEMA};
 use crate::error::{GdoError, Result};
 use crate::session::{new_context, register_table};
 use crate::store::{Location, expand_input, is_pattern};
@@ -187,29 +188,12 @@ fn text(obj: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
-/// The descriptor fields: of a JSONL row (at the top, or under `data_quality_metrics`),
-/// which needs at least one, absent ones read as the reference reads them; and, with
-/// `qa_uid`, the columns a descriptor table must have (the contract's others are
-/// optional).
-pub const DESCRIPTOR_FIELDS: [&str; 10] = [
-    "loss_video",
-    "loss_blind",
-    "vds",
-    "ppl",
-    "amm",
-    "frame_diversity",
-    "tnc_score",
-    "self_consistency",
-    "text_feat",
-    "vis_feat",
-];
-
 /// Parse one JSONL line (not blank) into a descriptor row.
 pub fn parse_json_line(line: &[u8]) -> std::result::Result<DescriptorRow, BadRow> {
     let value: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(_) => {
-            let cleaned = crate::json::replace_non_finite_words(line, |_| b"null").ok_or(BadRow::InvalidJson)?;
+            let cleaned = crate::io::jsonl::replace_non_finite_words(line, |_| b"null").ok_or(BadRow::InvalidJson)?;
             serde_json::from_slice(&cleaned).map_err(|_| BadRow::InvalidJson)?
         }
     };
@@ -311,31 +295,6 @@ fn read_jsonl(loc: Location, chunk_rows: usize, tx: mpsc::Sender<Result<RowChunk
 
 // ---------------------------------------------------------------------------------
 // Parquet / gdo tables
-
-/// The descriptor table contract (what `gdo describe` writes).
-pub static DESCRIPTOR_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let f64n = |n: &str| Field::new(n, DataType::Float64, true);
-    let list = |n: &str| Field::new(n, DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true))), true);
-    Arc::new(Schema::new(vec![
-        Field::new("qa_uid", DataType::Utf8, false),
-        Field::new("video_uid", DataType::Utf8, true),
-        Field::new("bucket", DataType::Utf8, true),
-        f64n("loss_video"),
-        f64n("loss_blind"),
-        f64n("vds"),
-        f64n("ppl"),
-        f64n("amm"),
-        f64n("frame_diversity"),
-        f64n("tnc_score"),
-        f64n("self_consistency"),
-        list("text_feat"),
-        list("vis_feat"),
-        Field::new("n_frames", DataType::Int32, true),
-        Field::new("question_len", DataType::Int32, true),
-        Field::new("answer_len", DataType::Int32, true),
-        Field::new("error", DataType::Utf8, true),
-    ]))
-});
 
 /// Rows as a batch of the descriptor contract (bucket, counts and error left null);
 /// for tests and tools that produce descriptor tables.

@@ -17,14 +17,14 @@ pub mod quality;
 pub mod robust;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use crate::schema::MERGED_SCHEMA;
 use crate::error::{GdoError, Result};
 use crate::store::Location;
 use crate::table::{PartWriter, TableWriter};
@@ -107,28 +107,6 @@ pub struct MergeReport {
     pub data_files: usize,
     pub seconds: f64,
 }
-
-/// Columns of the merged table.
-pub static MERGED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let f = |n: &str, nullable: bool| Field::new(n, DataType::Float64, nullable);
-    Arc::new(Schema::new(vec![
-        Field::new("qa_uid", DataType::Utf8, false),
-        Field::new("video_uid", DataType::Utf8, false),
-        f("loss_video", true),
-        f("loss_blind", true),
-        f("frame_diversity", false),
-        f("vds", false),
-        f("ppl", false),
-        f("amm", false),
-        f("tnc_score", false),
-        f("self_consistency", false),
-        Field::new("cluster_id", DataType::Int32, false),
-        f("cluster_dist", false),
-        f("cluster_score", false),
-        f("cluster_hardness", false),
-        f("quality_score", false),
-    ]))
-});
 
 /// One merged row's computed values.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -263,7 +241,7 @@ pub async fn merge(opts: &MergeOptions) -> Result<MergeReport> {
             format!(
                 ". Rows without any descriptor field ({}) are not descriptors: give the output of \
                  `gdo describe` or the reference's metrics JSONL, not training data",
-                input::DESCRIPTOR_FIELDS.join(", ")
+                crate::schema::DESCRIPTOR_FIELDS.join(", ")
             )
         } else {
             String::new()

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::parse::{Chunk, ChunkCounts, FileContext, Layout, ParsedChunk, RejectReason, VideoProbe, parse_chunk};
-use super::schema::{POOL_SCHEMA, REJECTS_SCHEMA};
+use crate::schema::{POOL_SCHEMA, REJECTS_SCHEMA};
 use crate::error::{GdoError, Result};
 use crate::store::{Location, expand_input, is_jsonl_name};
 use crate::table::{PartWriter, TableWriter};

@@ -17,7 +17,7 @@ use serde::de::{self, Deserializer, Visitor};
 use sha1::{Digest, Sha1};
 use url::Url;
 
-use super::schema::{POOL_SCHEMA_UNINDEXED, REJECTS_SCHEMA};
+use crate::schema::{POOL_SCHEMA_UNINDEXED, REJECTS_SCHEMA};
 use crate::store::has_scheme;
 
 /// Which JSONL layout a file has.

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 
-use super::common::{str_at, strings};
+use crate::ops::common::{str_at, strings};
 use crate::error::{GdoError, Result};
 use crate::store::Location;
 use gdo_udfs::method::{norm, norm_user_text};

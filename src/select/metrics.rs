@@ -9,29 +9,20 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::common::{f64_at, f64s, str_at, strings};
+use crate::ops::common::{f64_at, f64s, str_at, strings};
+use crate::schema::{METRIC_FIELDS, METRICS_SCHEMA};
 use crate::error::{GdoError, Result};
 use crate::session::register_table;
 use crate::store::Location;
-
-/// The metric columns selection reads, in order.
-pub const METRIC_FIELDS: [&str; 5] = ["loss_video", "loss_blind", "frame_diversity", "vds", "quality_score"];
-
-pub static METRICS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = vec![Field::new("qa_uid", DataType::Utf8, false)];
-    fields.extend(METRIC_FIELDS.iter().map(|f| Field::new(*f, DataType::Float64, true)));
-    Arc::new(Schema::new(fields))
-});
 
 /// What loading found.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -116,7 +107,7 @@ fn parse_line(line: &str) -> std::result::Result<Value, serde_json::Error> {
                     _ => br#""NaN""#,
                 }
             };
-            match crate::json::replace_non_finite_words(line.as_bytes(), quoted) {
+            match crate::io::jsonl::replace_non_finite_words(line.as_bytes(), quoted) {
                 Some(fixed) => serde_json::from_slice(&fixed).map_err(|_| e),
                 None => Err(e),
             }

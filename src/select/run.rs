@@ -17,20 +17,20 @@ use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema}
 use datafusion::common::{Column, JoinType};
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::collect;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::{DFParser, Statement as DFStatement};
-use datafusion::sql::sqlparser::ast::{SetExpr, Statement as SqlStatement};
+use datafusion::sql::parser::DFParser;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
-use super::common::{i64_at, i64s, str_at, strings};
+use crate::ops::common::{i64_at, i64s};
 use super::exclude::{ExcludeMode, ExclusionReport, apply_exclusions};
-use super::goal::{Pair, Profile, js_to_profile, uni_draw};
-use super::goal_select::GoalSelectExec;
+use crate::ops::goal::{Pair, Profile, js_to_profile, uni_draw};
+use crate::ops::goal_select::goal_runs;
+use crate::ops::shipped_goal::shipped_goal_selection;
 use super::metrics::{MetricsReport, load_metrics};
 use super::sft_jsonl::{SftOptions, dataset_info, write_sft_jsonl};
-use super::uni_sample::draw_batch;
+use crate::ops::uni_sample::draw_batch;
 use crate::error::{GdoError, Result};
 use crate::memory::{peak_rss_mib, release_free_heap, rss_mib};
 use crate::session::{create_score_views_keeping, new_context_limited, register_table};
@@ -79,7 +79,7 @@ impl GoalSource {
             return Ok(GoalSource { name, sql });
         }
         let known: Vec<&str> = GOALS.iter().map(|(n, _)| *n).collect();
-        let hint = super::params::closest(spec, known.iter().copied())
+        let hint = crate::ops::params::closest(spec, known.iter().copied())
             .map(|k| format!(" Did you mean {k}?"))
             .unwrap_or_default();
         Err(GdoError::Usage(format!(
@@ -127,34 +127,14 @@ async fn set(ctx: &SessionContext, key: &str, value: &str) -> Result<()> {
 enum GoalRows {
     /// The goal query's own rows.
     Full(Vec<RecordBatch>),
-    /// goal_select's rows alone: the goal query is the shipped full-row join (see
-    /// [`canonical_call`]), which `gdo select` does in the same pool scan as the
-    /// Uni-10x rows'.
+    /// goal_select's rows alone: the goal query is the shipped full-row join (marked
+    /// by [`crate::ops::shipped_goal`]), whose rows `gdo select` fetches in the same
+    /// pool scan as the Uni-10x rows'.
     Selected(Vec<RecordBatch>),
 }
 
-/// The goal query of the shipped goal files, around their `goal_select(...) g` call.
-const CANONICAL_GOAL_QUERY: &str = "SELECT p.*, g.score, g.base_score, g.vds3, g.metric_quality, g.stage, \
-     g.selection_order FROM {call} JOIN pool p ON p.pool_index = g.pool_index ORDER BY g.selection_order";
-
-/// The `goal_select(...) g` relation of a goal query that is exactly the shipped one
-/// around it (compared as parsed SQL, so layout and comments do not matter). Its rows
-/// are then the pool rows of goal_select's pairs, in selection order, with the
-/// operator's columns after them: what [`full_rows`] builds.
-fn canonical_call(statement: &DFStatement) -> Option<String> {
-    let DFStatement::Statement(inner) = statement else { return None };
-    let SqlStatement::Query(query) = inner.as_ref() else { return None };
-    let SetExpr::Select(select) = query.body.as_ref() else { return None };
-    let call = select.from.first()?.relation.to_string();
-    if !call.to_ascii_lowercase().starts_with("goal_select(") {
-        return None;
-    }
-    let mut template = DFParser::parse_sql(&CANONICAL_GOAL_QUERY.replace("{call}", &call)).ok()?;
-    (template.len() == 1 && template.pop_front()? == *statement).then_some(call)
-}
-
-/// Run every statement; return the last one's rows and the goal report found in its
-/// plan.
+/// Run every statement; return the last one's rows and the run of the goal_select
+/// operator in its plan (report and reservoir, read from the operator's metrics).
 async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(GoalRows, Option<GoalRun>)> {
     let statements = DFParser::parse_sql(sql)?;
     let count = statements.len();
@@ -163,21 +143,22 @@ async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(Go
     }
     let mut out = (GoalRows::Full(Vec::new()), None);
     for (i, statement) in statements.into_iter().enumerate() {
-        let call = if i + 1 == count { canonical_call(&statement) } else { None };
-        let plan = match &call {
-            Some(call) => ctx.sql(&format!("SELECT * FROM {call}")).await?.into_unoptimized_plan(),
-            None => ctx.state().statement_to_plan(statement).await?,
-        };
+        let plan = ctx.state().statement_to_plan(statement).await?;
         crate::sql::check_query_only(&plan, &format!("goal {goal}"))?;
-        let df = ctx.execute_logical_plan(plan).await?;
         if i + 1 < count {
-            df.collect().await?;
+            ctx.execute_logical_plan(plan).await?.collect().await?;
             continue;
         }
-        let physical = df.create_physical_plan().await?;
+        let state = ctx.state();
+        let optimized = state.optimize(&plan)?;
+        let (plan, selected_only) = match shipped_goal_selection(&optimized) {
+            Some(selection) => (selection.clone(), true),
+            None => (optimized, false),
+        };
+        let physical = state.query_planner().create_physical_plan(&plan, &state).await?;
         let batches = collect(Arc::clone(&physical), ctx.task_ctx()).await?;
-        let rows = if call.is_some() { GoalRows::Selected(batches) } else { GoalRows::Full(batches) };
-        out = (rows, find_goal_run(&physical));
+        let rows = if selected_only { GoalRows::Selected(batches) } else { GoalRows::Full(batches) };
+        out = (rows, goal_runs(&physical).into_iter().next());
     }
     Ok(out)
 }
@@ -185,24 +166,9 @@ async fn run_goal_sql(ctx: &SessionContext, sql: &str, goal: &str) -> Result<(Go
 /// A finished goal_select run: its report and its reservoir.
 type GoalRun = (Value, Arc<Vec<Pair>>);
 
-fn find_goal_run(plan: &Arc<dyn ExecutionPlan>) -> Option<GoalRun> {
-    let any: &dyn std::any::Any = plan.as_ref();
-    if let Some(g) = any.downcast_ref::<GoalSelectExec>() {
-        return g.report().zip(g.reservoir());
-    }
-    plan.children().into_iter().find_map(find_goal_run)
-}
-
 async fn profile(ctx: &SessionContext) -> Result<Profile> {
     let batches = ctx.sql("SELECT stratum, pairs, first_seen FROM gdo_strata").await?.collect().await?;
-    let mut rows = Vec::new();
-    for b in &batches {
-        let (s, n, f) = (strings(b, "stratum")?, i64s(b, "pairs")?, i64s(b, "first_seen")?);
-        for i in 0..b.num_rows() {
-            rows.push((str_at(&s, i).to_string(), i64_at(&n, i).unwrap_or(0) as u64, i64_at(&f, i).unwrap_or(0)));
-        }
-    }
-    Ok(Profile::new(rows)?)
+    Ok(crate::ops::common::profile_of("gdo select", &batches)?)
 }
 
 /// The distinct qa_uids of `batches`, borrowed from them.
@@ -656,10 +622,6 @@ async fn full_rows(
 mod tests {
     use super::*;
 
-    fn last_statement(sql: &str) -> DFStatement {
-        DFParser::parse_sql(sql).expect("goal SQL parses").pop_back().expect("a statement")
-    }
-
     #[test]
     fn parallel_parquet_encoding_gives_the_writers_bytes() {
         use datafusion::arrow::array::{Int64Array, ListBuilder, StringArray, StringBuilder};
@@ -690,29 +652,5 @@ mod tests {
         w.write(&batch).expect("write");
         w.close().expect("close");
         assert_eq!(parquet_bytes(batch).expect("parallel encoding"), expected);
-    }
-
-    #[test]
-    fn shipped_goal_queries_are_canonical_and_edited_ones_are_not() {
-        for (name, sql) in GOALS {
-            let call = canonical_call(&last_statement(sql)).unwrap_or_else(|| panic!("{name} is not canonical"));
-            assert!(call.starts_with("goal_select(") && call.ends_with(" g"), "{name}: {call}");
-        }
-        let shipped = GOALS.iter().find(|(n, _)| *n == "temp_plus").map(|(_, s)| *s).expect("temp_plus ships");
-        // Each edit changes what the query returns (or may): gdo select must run it as written.
-        for (from, to) in [
-            ("ORDER BY g.selection_order", "ORDER BY g.selection_order DESC"),
-            ("ORDER BY g.selection_order", "WHERE p.bucket = 'image_qa' ORDER BY g.selection_order"),
-            ("JOIN pool p", "LEFT JOIN pool p"),
-            ("SELECT p.*,", "SELECT p.qa_uid,"),
-            ("ORDER BY g.selection_order", "ORDER BY g.selection_order LIMIT 10"),
-        ] {
-            assert!(shipped.contains(from));
-            let edited = shipped.replace(from, to);
-            assert_eq!(canonical_call(&last_statement(&edited)), None, "{to}");
-        }
-        // Layout and comments do not matter.
-        let relaid = shipped.replace("\nJOIN pool p", "\n  -- the full rows\n  JOIN   pool p");
-        assert!(canonical_call(&last_statement(&relaid)).is_some());
     }
 }

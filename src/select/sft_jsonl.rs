@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use super::common::{f64_at, f64s, str_at, strings};
+use crate::ops::common::{f64_at, f64s, str_at, strings};
 use crate::error::{GdoError, Result};
 use crate::store::Location;
 

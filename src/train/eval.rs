@@ -9,13 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::Device;
 use image::RgbImage;
 
 use crate::error::Result;
-use crate::train::batcher::{Row, build_batch, encode_pair};
-use crate::train::tiny_vlm::{TinyVlm, row_mean_nll, token_nll};
-use crate::train::tokenizer::TextTokenizer;
+use crate::train::batcher::Row;
 use crate::train::trainee::Trainee;
 
 /// A split prepared once: rows, their frames (decoded and resized) and candidates.
@@ -38,28 +35,6 @@ pub fn candidates(rows: &[Row], max_candidates: usize) -> Vec<String> {
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v.into_iter().take(max_candidates).map(|(a, _)| a).collect()
-}
-
-/// Answer losses of `(question, answer, frames)` triples, in batches of `batch`.
-pub fn answer_losses(
-    model: &TinyVlm,
-    tok: &TextTokenizer,
-    items: &[(&str, &str, &[RgbImage])],
-    blind: bool,
-    batch: usize,
-    device: &Device,
-) -> Result<Vec<f64>> {
-    let cfg = model.config();
-    let mut out = Vec::with_capacity(items.len());
-    for chunk in items.chunks(batch.max(1)) {
-        let texts = chunk.iter().map(|(q, a, _)| encode_pair(tok, cfg, q, a)).collect::<Result<Vec<_>>>()?;
-        let frames: Vec<&[RgbImage]> = chunk.iter().map(|(_, _, f)| *f).collect();
-        let b = build_batch(&texts, &frames, &vec![blind; chunk.len()], cfg, device)?;
-        let logits = model.forward(&b.frames, &b.frame_mask, &b.tokens, &b.text_mask)?;
-        let losses = row_mean_nll(&token_nll(&logits, &b.targets)?, &b.loss_mask)?;
-        out.extend(losses.to_vec1::<f32>()?.into_iter().map(f64::from));
-    }
-    Ok(out)
 }
 
 /// (accuracy, questions evaluated) of the model on a prepared split.

@@ -1,5 +1,5 @@
 //! `gdo train`: the candle trainer fed from subset tables, the `tiny-vlm` model and
-//! its proxy [`crate::describe::scorer::Scorer`].
+//! its proxy [`crate::models::scorer::Scorer`].
 //!
 //! - [`tokenizer`]: word-level tokenizer (`tokenizers` crate) saved as `tokenizer.json`.
 //! - [`batcher`]: DataFusion stream -> tensors, frames fetched on the fly.
@@ -16,17 +16,13 @@ pub mod checkpoint;
 pub mod eval;
 pub mod optimizer;
 pub mod qwen3_vl;
-pub mod scorer;
-pub mod tiny_vlm;
-pub mod tokenizer;
 pub mod train_loop;
 pub mod trainee;
 
 use datafusion::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
-pub use scorer::TinyVlmScorer;
-pub use tiny_vlm::{Holdout, TinyVlm, TinyVlmConfig};
+pub use crate::models::tiny_vlm::{Holdout, TinyVlm, TinyVlmConfig};
 pub use train_loop::train;
 
 /// The training recipe. Defaults are sized so that six models train on the ~700-pair
@@ -113,6 +109,19 @@ pub struct EvalRecord {
     pub split: String,
     pub accuracy: f64,
     pub n: u64,
+}
+
+/// One row of the `metrics` table: one per evaluated split per checkpoint (split null
+/// when no split is evaluated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub step: u64,
+    pub samples_seen: u64,
+    pub train_loss: f64,
+    pub lr: f64,
+    pub split: Option<String>,
+    pub accuracy: Option<f64>,
+    pub n: Option<u64>,
 }
 
 /// What [`train`] did.

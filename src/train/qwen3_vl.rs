@@ -1,5 +1,5 @@
 //! Fine-tuning Qwen3-VL (`gdo train --model DIR`): gdo's own Qwen3-VL module
-//! ([`crate::describe::qwen3_vl`]) built in training mode (norms, softmax and rotary
+//! ([`crate::models::qwen3_vl`]) built in training mode (norms, softmax and rotary
 //! embedding from differentiable ops) over a [`VarMap`] filled from the checkpoint
 //! folder. Inputs follow the scorer exactly (chat template, one image per frame, the
 //! processor's resize), with answer-only loss plus `<|im_end|>` as a target.
@@ -18,12 +18,13 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use image::RgbImage;
 
-use crate::describe::qwen3_vl::model::safetensors_files;
-use crate::describe::qwen3_vl::processor::answer_targets;
-use crate::describe::qwen3_vl::{Mode, Padding, Processor, Qwen3VlConfig, Qwen3VlModel, Qwen3VlScorer, Sequence};
+use crate::models::qwen3_vl::model::safetensors_files;
+use crate::models::qwen3_vl::processor::answer_targets;
+use crate::models::qwen3_vl::{Mode, Padding, Processor, Qwen3VlConfig, Qwen3VlModel, Qwen3VlScorer, Sequence};
 use crate::error::{GdoError, Result};
-use crate::train::batcher::{FramePrep, Row};
-use crate::train::checkpoint;
+use crate::models::tiny_vlm::inputs::FramePrep;
+use crate::models::weights;
+use crate::train::batcher::Row;
 use crate::train::trainee::Trainee;
 
 /// Pairs per forward pass when scoring candidate answers.
@@ -64,7 +65,7 @@ impl Qwen3VlTrainee {
         }
         // A release may carry tensors this model does not use (e.g. an lm_head beside tied
         // embeddings); they are reported, not trained.
-        checkpoint::set_weights(&varmap, saved, dir, true)?;
+        weights::set_weights(&varmap, saved, dir, true)?;
         let processor = Processor::load(dir, &config)?;
         let config_path = dir.join("config.json");
         let config_bytes =

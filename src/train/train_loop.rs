@@ -20,36 +20,24 @@ use gdo_udfs::media::FrameFetcher;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{GdoError, Result};
 use crate::store::Location;
 use crate::table::TableWriter;
-use crate::train::batcher::{FrameCache, FramePrep, Row, fetch_frames, read_rows};
+use crate::models::tiny_vlm::inputs::FramePrep;
+use crate::models::weights;
+use crate::train::batcher::{FrameCache, Row, fetch_frames, read_rows};
 use crate::train::checkpoint::{self, CheckpointParts, TrainState};
 use crate::train::eval::{PreparedSplit, accuracy, candidates};
 use crate::train::optimizer::{AdamW, lr_at};
 use crate::train::qwen3_vl::{MODEL_TYPE as QWEN3_VL, Qwen3VlTrainee};
-use crate::train::tiny_vlm::MODEL_TYPE as TINY_VLM;
-use crate::train::tokenizer::TextTokenizer;
+use crate::models::tiny_vlm::model::MODEL_TYPE as TINY_VLM;
+use crate::models::tiny_vlm::tokenizer::TextTokenizer;
 use crate::train::trainee::{TinyVlmTrainee, Trainee};
-use crate::train::{EvalRecord, EvalSplit, Holdout, TrainConfig, TrainSummary};
+use crate::train::{EvalRecord, EvalSplit, Holdout, MetricRow, TrainConfig, TrainSummary};
 
 /// The run's metrics table, inside its output folder.
 pub const METRICS_TABLE: &str = "metrics";
-
-/// One row of the `metrics` table: one per evaluated split per checkpoint (split null
-/// when no split is evaluated).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricRow {
-    pub step: u64,
-    pub samples_seen: u64,
-    pub train_loss: f64,
-    pub lr: f64,
-    pub split: Option<String>,
-    pub accuracy: Option<f64>,
-    pub n: Option<u64>,
-}
 
 /// Commit `rows` as the next version of the run's metrics table (`<out>/metrics/`): one
 /// version per checkpoint, each holding every row so far.
@@ -130,7 +118,7 @@ async fn prepare_split(
 fn trainee(cfg: &TrainConfig, rows: &[Row], out: &Path, latest: Option<&Path>) -> Result<Box<dyn Trainee>> {
     let wanted = if cfg.base_model.is_some() { QWEN3_VL } else { TINY_VLM };
     if let Some(dir) = latest {
-        let saved = crate::describe::load::model_type(dir)
+        let saved = crate::models::load::model_type(dir)
             .map_err(|e| GdoError::Usage(format!("--resume: {}: {e}", dir.display())))?;
         if saved != wanted {
             return Err(GdoError::Usage(format!(
@@ -208,14 +196,14 @@ pub async fn train(
             None => "the training table is empty: nothing to train on".into(),
         }));
     }
-    if !resume && checkpoint::latest(&out)?.is_some() {
+    if !resume && weights::latest(&out)?.is_some() {
         return Err(GdoError::Usage(format!(
             "{out_dir} already holds a training run: pass --resume to continue it, or choose another folder"
         )));
     }
     let latest = if resume {
-        Some(checkpoint::latest(&out)?.ok_or_else(|| {
-            GdoError::Usage(format!("--resume: no checkpoint under {}", checkpoint::checkpoints_dir(&out).display()))
+        Some(weights::latest(&out)?.ok_or_else(|| {
+            GdoError::Usage(format!("--resume: no checkpoint under {}", weights::checkpoints_dir(&out).display()))
         })?)
     } else {
         None
@@ -234,7 +222,7 @@ pub async fn train(
     };
     if let Some(dir) = &latest {
         model.check_resume(dir)?;
-        checkpoint::load_weights(model.varmap(), dir, &cfg.device)?;
+        weights::load_weights(model.varmap(), dir, &cfg.device)?;
         let (saved_state, moments) = checkpoint::load_state(dir)?;
         if saved_state.seed != cfg.seed || saved_state.rows != rows.len() as u64 {
             return Err(GdoError::Usage(format!(
@@ -350,7 +338,7 @@ pub async fn train(
                 &out,
                 CheckpointParts {
                     files: model.checkpoint_files()?,
-                    weights: checkpoint::weights(model.varmap())?,
+                    weights: weights::weights(model.varmap())?,
                     optimizer: opt.state_tensors(),
                     state: &state,
                 },
@@ -372,7 +360,7 @@ pub async fn train(
         final_train_loss: state.last_loss,
         evals: state.evals,
         frame_skips,
-        checkpoint: last_dir.unwrap_or_else(|| checkpoint::checkpoints_dir(&out)),
+        checkpoint: last_dir.unwrap_or_else(|| weights::checkpoints_dir(&out)),
         stopped_early,
     })
 }

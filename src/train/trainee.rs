@@ -10,11 +10,12 @@ use candle_nn::VarMap;
 use image::RgbImage;
 
 use crate::error::{GdoError, Result};
-use crate::train::batcher::{FramePrep, Row, build_batch, encode_pair};
-use crate::train::checkpoint;
-use crate::train::eval::answer_losses;
-use crate::train::tiny_vlm::{TinyVlm, TinyVlmConfig, batch_mean_nll, row_mean_nll, token_nll};
-use crate::train::tokenizer::TextTokenizer;
+use crate::models::tiny_vlm::inputs::{FramePrep, build_batch, encode_pair};
+use crate::models::weights;
+use crate::train::batcher::Row;
+use crate::models::tiny_vlm::scorer::answer_losses;
+use crate::models::tiny_vlm::model::{TinyVlm, TinyVlmConfig, batch_mean_nll, row_mean_nll, token_nll};
+use crate::models::tiny_vlm::tokenizer::TextTokenizer;
 
 /// A trainable model: weights in a [`VarMap`], a differentiable loss over a batch of
 /// rows, answer losses for evaluation, and the files that make a checkpoint folder
@@ -65,14 +66,14 @@ impl TinyVlmTrainee {
         cfg.validate().map_err(GdoError::Usage)?;
         let varmap = VarMap::new();
         let model = TinyVlm::new(cfg, candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, device))?;
-        checkpoint::init_weights(&varmap, seed)?;
+        weights::init_weights(&varmap, seed)?;
         Ok(Self { model, tok, varmap, device: device.clone() })
     }
 }
 
 impl Trainee for TinyVlmTrainee {
     fn model_type(&self) -> &str {
-        crate::train::tiny_vlm::MODEL_TYPE
+        crate::models::tiny_vlm::model::MODEL_TYPE
     }
 
     fn varmap(&self) -> &VarMap {
@@ -121,7 +122,7 @@ impl Trainee for TinyVlmTrainee {
     }
 
     fn check_resume(&self, dir: &Path) -> Result<()> {
-        let saved = checkpoint::read_config(dir)?;
+        let saved = crate::models::tiny_vlm::model::read_config(dir)?;
         let ours = self.model.config();
         if &saved != ours {
             return Err(GdoError::Usage(format!(

@@ -6,7 +6,9 @@ mod common;
 mod delta;
 mod describe;
 mod ingest_parity;
+
 mod interop;
+mod layers;
 mod media_sql;
 mod merge_parity;
 mod motion_parity;

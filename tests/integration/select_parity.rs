@@ -258,6 +258,8 @@ async fn goal_files_run_through_sql_and_explain_shows_the_operators() {
             .arg(format!("EXPLAIN {}", std::fs::read_to_string(&goal).unwrap())),
     );
     let plan = String::from_utf8(out_text(explain)).unwrap();
+    // The logical plan marks the shipped query (the physical one is the query's own).
+    assert!(plan.contains("ShippedGoalQuery: pool rows of the goal_select pairs in selection order"), "{plan}");
     let join =
         plan.lines().find(|l| l.contains("HashJoinExec") && l.contains("on=[(pool_index@")).expect("the full-row join");
     assert!(join.contains("mode=CollectLeft"), "{join}");
@@ -410,7 +412,8 @@ async fn parquet_metrics_load_in_file_order_with_stable_statistics() {
 
     use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray};
     use datafusion::parquet::arrow::ArrowWriter;
-    use gdo::select::metrics::{METRICS_SCHEMA, load_metrics};
+    use gdo::schema::METRICS_SCHEMA;
+    use gdo::select::metrics::load_metrics;
 
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("metrics");
@@ -570,9 +573,108 @@ async fn uni_from_the_goal_reservoir_equals_the_uni_sample_operator() {
         let batches = s.ctx.sql(gdo::select::run::UNI_SQL).await.unwrap().collect().await.unwrap();
         let mut from_sql = Vec::new();
         for b in &batches {
-            let u = gdo::select::common::strings(b, "qa_uid").unwrap();
-            from_sql.extend((0..b.num_rows()).map(|i| gdo::select::common::str_at(&u, i).to_string()));
+            let u = gdo::ops::common::strings(b, "qa_uid").unwrap();
+            from_sql.extend((0..b.num_rows()).map(|i| gdo::ops::common::str_at(&u, i).to_string()));
         }
         assert_eq!(from_select, from_sql, "{goal}: Uni-10x differs between gdo select and uni_10x.sql");
     }
+}
+
+/// The shipped goal queries are recognised in the logical plan, not by their text: every
+/// shipped goal file is marked for `gdo select`'s shared pool scan, whatever its layout
+/// and aliases; an edit that changes (or may change) the rows is not, and runs as
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_goal_queries_are_recognised_in_the_plan_and_edited_ones_are_not() {
+    use gdo::ops::shipped_goal::shipped_goal_selection;
+    use gdo::select::run::GOALS;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    let ctx = gdo::session::new_context();
+    gdo::session::register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
+    gdo::select::metrics::load_metrics(&ctx, &[metrics_path()]).await.unwrap();
+    gdo::session::create_score_views(&ctx).await.unwrap();
+    let marked = |sql: String| {
+        let ctx = ctx.clone();
+        async move {
+            let state = ctx.state();
+            let plan = state.create_logical_plan(&sql).await.unwrap();
+            shipped_goal_selection(&state.optimize(&plan).unwrap()).is_some()
+        }
+    };
+    for (name, sql) in GOALS {
+        assert!(marked(sql.to_string()).await, "{name} is not recognised");
+    }
+    let shipped = GOALS.iter().find(|(n, _)| *n == "temp_plus").map(|(_, s)| *s).unwrap();
+    for (from, to) in [
+        ("ORDER BY g.selection_order", "ORDER BY g.selection_order DESC"),
+        ("ORDER BY g.selection_order", "WHERE p.bucket = 'image_qa' ORDER BY g.selection_order"),
+        ("JOIN pool p", "LEFT JOIN pool p"),
+        ("SELECT p.*,", "SELECT p.qa_uid,"),
+        ("g.stage, g.selection_order", "g.selection_order, g.stage"),
+        ("ORDER BY g.selection_order", "ORDER BY g.selection_order LIMIT 10"),
+        ("ON p.pool_index = g.pool_index", "ON p.pool_index = g.pool_index + 1"),
+    ] {
+        assert!(shipped.contains(from), "{from}");
+        assert!(!marked(shipped.replace(from, to)).await, "{to}");
+    }
+    // Layout, comments, aliases and the side of the `=` do not matter.
+    let relaid = shipped
+        .replace("\nJOIN pool p", "\n  -- the full rows\n  JOIN   pool AS q")
+        .replace("p.", "q.")
+        .replace("ON q.pool_index = g.pool_index", "ON g.pool_index = q.pool_index");
+    assert!(marked(relaid).await);
+}
+
+/// `EXPLAIN ANALYZE` of a shipped goal query shows what the operators counted, and
+/// `gdo select`'s report (read from the same metrics) agrees with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_analyze_shows_the_operators_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool");
+    ingest_reference_pool(&pool).await;
+    let p = pool.display().to_string();
+    let goal = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/goals/temp_plus.sql"))
+        .unwrap();
+    let out = run_ok(gdo().args(["sql", "--pool", &p, "--metrics", &metrics_path(), "--max-rows", "0"]).arg(format!(
+        "EXPLAIN ANALYZE {goal}"
+    )));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let goal_line = line_of(&text, "GoalSelectExec: goal=temp_plus");
+    let o = run_select(&job(&pool, &dir.path().join("s"), &["temp_plus"])).await.unwrap();
+    let r = &o[0].report;
+    for (metric, value) in [
+        ("output_rows", &r["selected_count"]),
+        ("selected", &r["selected_count"]),
+        ("target_count", &r["target_count"]),
+        ("pairs_in", &r["rows_scanned"]),
+        ("uni_target_count", &r["uni_target_count"]),
+        ("reservoir_size", &r["reservoir_size"]),
+        ("candidates_kept", &r["candidates_kept"]),
+    ] {
+        let shown = datafusion::common::human_readable_count(value.as_u64().unwrap() as usize);
+        let found = [" ", "["].iter().any(|before| goal_line.contains(&format!("{before}{metric}={shown},")));
+        assert!(found, "{metric}={shown} not in {goal_line}");
+    }
+    for (stage, n) in r["stage_counts"].as_object().unwrap() {
+        let shown = datafusion::common::human_readable_count(n.as_u64().unwrap() as usize);
+        assert!(goal_line.contains(&format!("stage_{stage}={shown}")), "stage_{stage}={shown} not in {goal_line}");
+    }
+    assert!(goal_line.contains("goal_run=goal temp_plus selected 330 of 330"), "{goal_line}");
+
+    let uni = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/select/uni_10x.sql");
+    let out = run_ok(
+        gdo()
+            .args(["sql", "--pool", &p, "--metrics", &metrics_path(), "--max-rows", "0"])
+            .arg(format!("SET gdo.uni_count = 50; EXPLAIN ANALYZE {}", std::fs::read_to_string(uni).unwrap())),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let uni_line = line_of(&text, "UniSampleExec: count=50");
+    assert!(uni_line.contains(" drawn=50") && uni_line.contains(" pairs_in="), "{uni_line}");
+}
+
+fn line_of(text: &str, needle: &str) -> String {
+    text.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle} in:\n{text}")).to_string()
 }

@@ -5,10 +5,11 @@
 use std::path::Path;
 
 use candle_core::Device;
-use gdo::describe::load_scorer;
-use gdo::describe::qwen3_vl::tiny::write_tiny_checkpoint;
-use gdo::describe::scorer::ScoreItem;
-use gdo::train::batcher::{FramePrep, fetch_frames, read_rows};
+use gdo::models::load_scorer;
+use gdo::models::qwen3_vl::tiny::write_tiny_checkpoint;
+use gdo::models::scorer::ScoreItem;
+use gdo::models::tiny_vlm::inputs::FramePrep;
+use gdo::train::batcher::{fetch_frames, read_rows};
 use gdo::train::{EvalSplit, TinyVlmConfig, TrainConfig, train};
 use gdo_udfs::media::FrameFetcher;
 

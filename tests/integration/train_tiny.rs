@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::Device;
-use gdo::describe::scorer::{ScoreItem, Scorer};
+use gdo::models::scorer::{ScoreItem, Scorer};
 use gdo::session::new_context;
-use gdo::train::batcher::{FrameCache, FramePrep, Row, build_batch, encode_pair, fetch_frames, read_rows};
-use gdo::train::tokenizer::{BOS, EOS, PAD, SEP, TextTokenizer};
-use gdo::train::{EvalSplit, TinyVlmConfig, TinyVlmScorer, TrainConfig, train};
+use gdo::models::tiny_vlm::inputs::{FramePrep, build_batch, encode_pair};
+use gdo::train::batcher::{FrameCache, Row, fetch_frames, read_rows};
+use gdo::models::tiny_vlm::tokenizer::{BOS, EOS, PAD, SEP, TextTokenizer};
+use gdo::models::tiny_vlm::TinyVlmScorer;
+use gdo::train::{EvalSplit, TinyVlmConfig, TrainConfig, train};
 use gdo_udfs::media::FrameFetcher;
 
 use crate::common::{sample_pool_session, samples};

@@ -30,15 +30,16 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::StatisticsArgs;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions,
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions,
 };
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use serde::{Deserialize, Serialize};
 
 use super::common::{require_columns, row_bound_statistics, table_arg_plan};
 use super::goal::{Pair, Reservoir, uni_draw};
-use super::goal_select::{ExtensionTable, Skipped, scan_pairs};
+use super::common::{ExtensionTable, Skipped, add_count, count_skipped, scan_pairs};
 use super::params::{closest, named_struct_args};
 use gdo_udfs::options::gdo_options;
 
@@ -238,6 +239,7 @@ pub struct UniSampleExec {
     input: Arc<dyn ExecutionPlan>,
     pub params: UniParams,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl UniSampleExec {
@@ -248,7 +250,7 @@ impl UniSampleExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Self { input, params, properties }
+        Self { input, params, properties, metrics: ExecutionPlanMetricsSet::new() }
     }
 }
 
@@ -305,11 +307,18 @@ impl ExecutionPlan for UniSampleExec {
     ) -> Result<Arc<Statistics>> {
         Ok(row_bound_statistics(&self.schema(), Some(self.params.count)))
     }
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+    /// The reservoir sees every pair: one task reads the input whole.
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::SinglePartition]
+    }
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return internal_err!("UniSampleExec has one partition, asked for {partition}");
         }
-        let fut = run(Arc::clone(&self.input), self.params.clone(), context);
+        let fut = run(Arc::clone(&self.input), self.params.clone(), context, self.metrics.clone());
         Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&OUTPUT_SCHEMA), futures::stream::once(fut))))
     }
 }
@@ -317,14 +326,34 @@ impl ExecutionPlan for UniSampleExec {
 // ---------------------------------------------------------------------------------
 // Stream
 
-async fn run(input: Arc<dyn ExecutionPlan>, p: UniParams, ctx: Arc<TaskContext>) -> Result<RecordBatch> {
+async fn run(
+    input: Arc<dyn ExecutionPlan>,
+    p: UniParams,
+    ctx: Arc<TaskContext>,
+    metrics: ExecutionPlanMetricsSet,
+) -> Result<RecordBatch> {
+    let baseline = BaselineMetrics::new(&metrics, 0);
+    let _timer = baseline.elapsed_compute().timer();
     let size = p.count.max((p.count as f64 * p.oversample).ceil() as u64) as usize;
     let mut reservoir = Reservoir::new(size);
     // Rows without a finite score are skipped here exactly as goal_select skips them.
     let mut skipped = Skipped::default();
-    scan_pairs(input, ctx, None, &mut skipped, |pair| reservoir.offer(p.seed, pair)).await?;
+    let rows = scan_pairs(NAME, input, ctx, None, &mut skipped, |pair| reservoir.offer(p.seed, pair)).await?;
     let sample = reservoir.into_pairs();
-    draw_batch(&uni_draw(&sample, p.count, p.max_qa_per_video))
+    let drawn = uni_draw(&sample, p.count, p.max_qa_per_video);
+    add_count(&metrics, "pairs_in", rows);
+    count_skipped(&metrics, &skipped);
+    add_count(&metrics, "reservoir_size", sample.len() as u64);
+    add_count(&metrics, "drawn", drawn.len() as u64);
+    let mut passes = std::collections::BTreeMap::<&str, u64>::new();
+    for (_, pass) in &drawn {
+        *passes.entry(pass).or_default() += 1;
+    }
+    for (pass, n) in passes {
+        add_count(&metrics, format!("pass_{pass}"), n);
+    }
+    baseline.record_output(drawn.len());
+    draw_batch(&drawn)
 }
 
 /// The drawn pairs as the operator's output rows (`OUTPUT_SCHEMA`), in draw order.

@@ -17,6 +17,7 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::any::Any;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -27,29 +28,37 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, DFSchemaRef, Result, Statistics, exec_err, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
-    Documentation, Expr, Extension, LogicalPlan, TableType, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
+    Documentation, Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
 };
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::StatisticsArgs;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, CustomMetricValue, ExecutionPlanMetricsSet, MetricBuilder, MetricValue, MetricsSet,
+};
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions, execute_stream,
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions,
+    execute_stream,
 };
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
 use serde_json::json;
 
 use super::common::{
-    ReportHandle, f64_at, f64s, i64_at, i64s, require_columns, row_bound_statistics, str_at, strings, table_arg_plan,
+    ExtensionTable, Skipped, add_count, count_skipped, f64_at, f64s, read_profile, require_columns,
+    row_bound_statistics, scan_pairs, table_arg_plan,
 };
 use super::goal::{
-    Candidates, Pair, Profile, Reservoir, TIE, Vds3Counts, derive_budget, fill, js_to_profile, pair_random, plan_quotas,
+    Candidates, Pair, Reservoir, TIE, Vds3Counts, derive_budget, fill, js_to_profile, pair_random, plan_quotas,
 };
 use super::params::GoalParams;
 use gdo_udfs::options::gdo_options;
 
 const NAME: &str = "goal_select";
+
+/// The name of [`GoalSelectNode`] in logical plans.
+pub const NODE_NAME: &str = "GoalSelect";
 
 /// The SQL reference of `goal_select` (`gdo sql --help-functions`, docs/sql-functions.md).
 pub static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
@@ -141,7 +150,7 @@ impl PartialOrd for GoalSelectNode {
 
 impl UserDefinedLogicalNodeCore for GoalSelectNode {
     fn name(&self) -> &str {
-        "GoalSelect"
+        NODE_NAME
     }
     fn inputs(&self) -> Vec<&LogicalPlan> {
         self.inputs.iter().collect()
@@ -187,44 +196,6 @@ impl TableFunctionImpl for GoalSelectFunction {
     }
 }
 
-/// A table whose plan is an extension node: the SQL planner inlines it, so the node
-/// (not a scan) appears in the plan and in EXPLAIN.
-#[derive(Debug)]
-pub struct ExtensionTable {
-    plan: LogicalPlan,
-    schema: SchemaRef,
-}
-
-impl ExtensionTable {
-    pub fn new<N: UserDefinedLogicalNodeCore>(node: N) -> Self {
-        let schema = Arc::new(node.schema().as_arrow().clone());
-        Self { plan: LogicalPlan::Extension(Extension { node: Arc::new(node) }), schema }
-    }
-}
-
-#[async_trait]
-impl TableProvider for ExtensionTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-    fn get_logical_plan(&self) -> Option<std::borrow::Cow<'_, LogicalPlan>> {
-        Some(std::borrow::Cow::Borrowed(&self.plan))
-    }
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        _projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        // Only reached when a filter was pushed into the table reference itself.
-        plan_err!("gdo's selection operators cannot be scanned with filters; wrap them in a subquery")
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // Planner
 
@@ -262,14 +233,90 @@ pub struct GoalSelectExec {
     inputs: Vec<Arc<dyn ExecutionPlan>>,
     pub params: GoalParams,
     properties: Arc<PlanProperties>,
-    report: ReportHandle,
-    reservoir: ReservoirHandle,
+    metrics: ExecutionPlanMetricsSet,
 }
 
-/// Where the operator leaves its uniform reservoir (method §5.6) once the stream has
-/// finished, so the caller can draw the goal's Uni-10x baseline from the very
-/// reservoir the goal's fill used, without a second pass over the pool.
-pub type ReservoirHandle = Arc<Mutex<Option<Arc<Vec<Pair>>>>>;
+/// The name of the [`GoalRun`] metric.
+pub const GOAL_RUN_METRIC: &str = "goal_run";
+
+/// A finished goal_select run, recorded as the operator's `goal_run` metric: the report
+/// `gdo select` writes as `report.json` (budget, quotas, constraints, stage counts)
+/// and the uniform reservoir (method §5.6) the goal's fill drew on, from which `gdo
+/// select` draws the goal's Uni-10x baseline without a second pass over the pool. The
+/// reservoir is `max(U, ceil(U * reservoir_oversample))` pairs with the smallest
+/// `pair_random(seed, RESERVOIR, qa_uid)`, in that order (U: the report's
+/// `uni_target_count`); `uni_sample` with the same seed, count and oversample builds
+/// the same one. `EXPLAIN ANALYZE` shows it as a one-line summary.
+#[derive(Debug, Default)]
+pub struct GoalRun {
+    run: Mutex<Option<(serde_json::Value, Arc<Vec<Pair>>)>>,
+}
+
+impl GoalRun {
+    fn set(&self, report: serde_json::Value, reservoir: Vec<Pair>) {
+        if let Ok(mut slot) = self.run.lock() {
+            *slot = Some((report, Arc::new(reservoir)));
+        }
+    }
+
+    /// The report and the reservoir, once the run has finished.
+    pub fn get(&self) -> Option<(serde_json::Value, Arc<Vec<Pair>>)> {
+        self.run.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+impl fmt::Display for GoalRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.get() {
+            Some((r, reservoir)) => write!(
+                f,
+                "goal {} selected {} of {} (reservoir {})",
+                r["goal"].as_str().unwrap_or("?"),
+                r["selected_count"],
+                r["target_count"],
+                reservoir.len()
+            ),
+            None => write!(f, "not run"),
+        }
+    }
+}
+
+impl CustomMetricValue for GoalRun {
+    fn new_empty(&self) -> Arc<dyn CustomMetricValue> {
+        Arc::new(GoalRun::default())
+    }
+    /// One run per operator: aggregating keeps the first finished run.
+    fn aggregate(&self, other: Arc<dyn CustomMetricValue>) {
+        if let (None, Some(o)) = (self.get(), other.as_any().downcast_ref::<GoalRun>()) {
+            if let Some((r, res)) = o.get() {
+                self.set(r, res.as_ref().clone());
+            }
+        }
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn is_eq(&self, other: &Arc<dyn CustomMetricValue>) -> bool {
+        other.as_any().downcast_ref::<GoalRun>().is_some_and(|o| o.get().map(|r| r.0) == self.get().map(|r| r.0))
+    }
+}
+
+/// The finished goal_select runs in an executed plan, read from its metrics.
+pub fn goal_runs(plan: &Arc<dyn ExecutionPlan>) -> Vec<(serde_json::Value, Arc<Vec<Pair>>)> {
+    let mut out = Vec::new();
+    for m in plan.metrics().iter().flat_map(|set| set.iter().cloned().collect::<Vec<_>>()) {
+        if let MetricValue::Custom { name, value } = m.value()
+            && name == GOAL_RUN_METRIC
+            && let Some(run) = value.as_any().downcast_ref::<GoalRun>().and_then(GoalRun::get)
+        {
+            out.push(run);
+        }
+    }
+    for child in plan.children() {
+        out.extend(goal_runs(child));
+    }
+    out
+}
 
 impl GoalSelectExec {
     pub fn new(inputs: Vec<Arc<dyn ExecutionPlan>>, params: GoalParams) -> Self {
@@ -279,20 +326,7 @@ impl GoalSelectExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Self { inputs, params, properties, report: Arc::new(Mutex::new(None)), reservoir: Arc::new(Mutex::new(None)) }
-    }
-
-    /// The run report, once the output stream has finished.
-    pub fn report(&self) -> Option<serde_json::Value> {
-        self.report.lock().ok().and_then(|r| r.clone())
-    }
-
-    /// The reservoir of the finished run: `max(U, ceil(U * reservoir_oversample))`
-    /// pairs with the smallest `pair_random(seed, RESERVOIR, qa_uid)`, in that order,
-    /// where U is the report's `uni_target_count`. `uni_sample` with the same seed,
-    /// count and oversample builds the same reservoir.
-    pub fn reservoir(&self) -> Option<Arc<Vec<Pair>>> {
-        self.reservoir.lock().ok().and_then(|r| r.clone())
+        Self { inputs, params, properties, metrics: ExecutionPlanMetricsSet::new() }
     }
 }
 
@@ -329,10 +363,7 @@ impl ExecutionPlan for GoalSelectExec {
         children: Vec<Arc<dyn ExecutionPlan>>,
         _options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let mut exec = GoalSelectExec::new(children, self.params.clone());
-        exec.report = Arc::clone(&self.report);
-        exec.reservoir = Arc::clone(&self.reservoir);
-        Ok(Arc::new(exec))
+        Ok(Arc::new(GoalSelectExec::new(children, self.params.clone())))
     }
     #[allow(deprecated)]
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
@@ -351,15 +382,21 @@ impl ExecutionPlan for GoalSelectExec {
             if self.params.ratio.is_some() { None } else { Some(self.params.count.unwrap_or(self.params.max_count)) };
         Ok(row_bound_statistics(&self.schema(), bound))
     }
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+    /// All three inputs are read whole by the one task that selects.
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::SinglePartition; self.inputs.len()]
+    }
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return internal_err!("GoalSelectExec has one partition, asked for {partition}");
         }
         let inputs = self.inputs.clone();
         let params = self.params.clone();
-        let report = Arc::clone(&self.report);
-        let reservoir = Arc::clone(&self.reservoir);
-        let fut = async move { run(inputs, params, context, report, reservoir).await };
+        let metrics = self.metrics.clone();
+        let fut = async move { run(inputs, params, context, metrics).await };
         Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&OUTPUT_SCHEMA), futures::stream::once(fut))))
     }
 }
@@ -367,135 +404,16 @@ impl ExecutionPlan for GoalSelectExec {
 // ---------------------------------------------------------------------------------
 // Stream
 
-/// Read the strata table into a [`Profile`].
-pub async fn read_profile(plan: Arc<dyn ExecutionPlan>, ctx: Arc<TaskContext>) -> Result<Profile> {
-    let mut rows = Vec::new();
-    let mut stream = execute_stream(plan, ctx)?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        let (s, n, f) = (strings(&batch, "stratum")?, i64s(&batch, "pairs")?, i64s(&batch, "first_seen")?);
-        for i in 0..batch.num_rows() {
-            let (Some(pairs), Some(first)) = (i64_at(&n, i), i64_at(&f, i)) else {
-                return exec_err!("{NAME}: strata table has a NULL count or first_seen");
-            };
-            rows.push((str_at(&s, i).to_string(), pairs.max(0) as u64, first));
-        }
-    }
-    Profile::new(rows)
-}
-
-/// Rows skipped while reading scored pairs, by reason.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct Skipped {
-    pub null_score: u64,
-    pub non_finite_score: u64,
-}
-
-/// A scored row as `scan_pairs` offers it: borrowed, so rows nobody keeps cost no
-/// allocation.
-pub struct PairRef<'a> {
-    pub pool_index: i64,
-    pub qa_uid: &'a str,
-    pub video_uid: &'a str,
-    pub text_hash: &'a str,
-    pub stratum: u32,
-    pub score: f64,
-    pub base_score: f64,
-    pub vds3: f64,
-    pub metric_quality: f64,
-}
-
-impl PairRef<'_> {
-    pub fn to_pair(&self, tie: u64) -> Pair {
-        Pair {
-            pool_index: self.pool_index,
-            qa_uid: self.qa_uid.to_string(),
-            video_uid: self.video_uid.to_string(),
-            text_hash: self.text_hash.to_string(),
-            stratum: self.stratum,
-            score: self.score,
-            base_score: self.base_score,
-            vds3: self.vds3,
-            metric_quality: self.metric_quality,
-            tie,
-        }
-    }
-}
-
-/// One pass over the scored pairs: hand each to `visit`.
-/// Without a profile (`uni_sample`), every pair gets stratum 0.
-pub async fn scan_pairs(
-    plan: Arc<dyn ExecutionPlan>,
-    ctx: Arc<TaskContext>,
-    prof: Option<&Profile>,
-    skipped: &mut Skipped,
-    mut visit: impl FnMut(&PairRef<'_>),
-) -> Result<u64> {
-    let mut stream = execute_stream(plan, ctx)?;
-    let mut rows = 0u64;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        let pi = i64s(&batch, "pool_index")?;
-        let uid = strings(&batch, "qa_uid")?;
-        let vid = strings(&batch, "video_uid")?;
-        let st = if prof.is_some() { Some(strings(&batch, "stratum")?) } else { None };
-        let th = strings(&batch, "text_hash")?;
-        let sc = f64s(&batch, "score")?;
-        let bs = f64s(&batch, "base_score")?;
-        let v3 = f64s(&batch, "vds3")?;
-        let mq = f64s(&batch, "metric_quality")?;
-        // Consecutive rows often share a stratum; skip the hash lookup then.
-        let mut last: Option<(&str, u32)> = None;
-        for i in 0..batch.num_rows() {
-            rows += 1;
-            let Some(score) = f64_at(&sc, i) else {
-                skipped.null_score += 1;
-                continue;
-            };
-            if !score.is_finite() {
-                skipped.non_finite_score += 1;
-                continue;
-            }
-            let key = st.as_ref().map_or("", |st| str_at(st, i));
-            let stratum = match (prof, last) {
-                (None, _) => 0,
-                (Some(_), Some((k, id))) if k == key => id,
-                (Some(prof), _) => {
-                    let Some(&id) = prof.index.get(key) else {
-                        return exec_err!(
-                            "{NAME}: pair {} has stratum {key:?}, which the strata table lacks",
-                            str_at(&uid, i)
-                        );
-                    };
-                    last = Some((key, id));
-                    id
-                }
-            };
-            visit(&PairRef {
-                pool_index: i64_at(&pi, i).unwrap_or(-1),
-                qa_uid: str_at(&uid, i),
-                video_uid: str_at(&vid, i),
-                text_hash: str_at(&th, i),
-                stratum,
-                score,
-                base_score: f64_at(&bs, i).unwrap_or(0.0),
-                vds3: f64_at(&v3, i).unwrap_or(0.0),
-                metric_quality: f64_at(&mq, i).unwrap_or(0.0),
-            });
-        }
-    }
-    Ok(rows)
-}
-
 async fn run(
     inputs: Vec<Arc<dyn ExecutionPlan>>,
     p: GoalParams,
     ctx: Arc<TaskContext>,
-    report: ReportHandle,
-    reservoir_slot: ReservoirHandle,
+    metrics: ExecutionPlanMetricsSet,
 ) -> Result<RecordBatch> {
     let started = Instant::now();
-    let prof = read_profile(Arc::clone(&inputs[1]), Arc::clone(&ctx)).await?;
+    let baseline = BaselineMetrics::new(&metrics, 0);
+    let _timer = baseline.elapsed_compute().timer();
+    let prof = read_profile(NAME, Arc::clone(&inputs[1]), Arc::clone(&ctx)).await?;
     if prof.total == 0 {
         return exec_err!("{NAME}: the pool is empty; nothing to select");
     }
@@ -523,7 +441,7 @@ async fn run(
     let mut reservoir = Reservoir::new(reservoir_size as usize);
     let mut skipped = Skipped::default();
     let seed = p.seed;
-    let rows = scan_pairs(Arc::clone(&inputs[0]), Arc::clone(&ctx), Some(&prof), &mut skipped, |pair| {
+    let rows = scan_pairs(NAME, Arc::clone(&inputs[0]), Arc::clone(&ctx), Some(&prof), &mut skipped, |pair| {
         reservoir.offer(seed, pair);
         if candidates.wants(pair.stratum) {
             let tie = pair_random(seed, TIE, pair.qa_uid);
@@ -597,12 +515,26 @@ async fn run(
         "seconds": started.elapsed().as_secs_f64(),
     });
     tracing::debug!(goal = %p.goal, secs = started.elapsed().as_secs_f64(), "goal_select: subset filled");
-    if let Ok(mut slot) = report.lock() {
-        *slot = Some(r);
+    add_count(&metrics, "pairs_in", rows);
+    count_skipped(&metrics, &skipped);
+    add_count(&metrics, "vds3_rows", vds3.total);
+    add_count(&metrics, "vds3_positive", vds3.positive);
+    add_count(&metrics, "strata", prof.strata.len() as u64);
+    add_count(&metrics, "candidates_kept", kept as u64);
+    add_count(&metrics, "target_count", n);
+    add_count(&metrics, "selected", selected.len() as u64);
+    add_count(&metrics, "uni_target_count", uni_count);
+    add_count(&metrics, "reservoir_size", reservoir.len() as u64);
+    for (stage, c) in &result.stage_counts {
+        add_count(&metrics, format!("stage_{stage}"), *c);
     }
-    if let Ok(mut slot) = reservoir_slot.lock() {
-        *slot = Some(Arc::new(reservoir));
+    for (floor, short) in &result.unmet {
+        add_count(&metrics, format!("unmet_{floor}"), *short);
     }
+    baseline.record_output(selected.len());
+    let run = Arc::new(GoalRun::default());
+    run.set(r, reservoir);
+    MetricBuilder::new(&metrics).build(MetricValue::Custom { name: GOAL_RUN_METRIC.into(), value: run });
 
     let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(selected.iter().map(|s| s.pair.pool_index))),

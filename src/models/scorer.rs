@@ -11,7 +11,6 @@ use std::sync::Arc;
 use image::RgbImage;
 
 use crate::error::{GdoError, Result};
-use crate::train::Holdout;
 
 /// One question-answer pair to score, with its decoded frames (empty for none).
 #[derive(Debug, Clone, Copy)]
@@ -130,3 +129,31 @@ impl Scorers {
         }
     }
 }
+
+/// Pairs a model was not trained on: fold `fold` of `folds`, by `gdo_fold(video_uid, folds)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Holdout {
+    pub fold: u64,
+    pub folds: u64,
+}
+
+impl std::fmt::Display for Holdout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.fold, self.folds)
+    }
+}
+
+impl std::str::FromStr for Holdout {
+    type Err = String;
+    /// `I/K` with 0 <= I < K and K >= 2.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{s}: expected I/K (fold I of K folds, 0 <= I < K, K >= 2)");
+        let (i, k) = s.split_once('/').ok_or_else(bad)?;
+        let (fold, folds) = (i.trim().parse::<u64>().map_err(|_| bad())?, k.trim().parse::<u64>().map_err(|_| bad())?);
+        if folds < 2 || fold >= folds {
+            return Err(bad());
+        }
+        Ok(Self { fold, folds })
+    }
+}
+

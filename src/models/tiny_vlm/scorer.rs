@@ -17,14 +17,13 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::describe::qwen3_vl::scorer::{SC_TEMPERATURE, SC_TOP_P, argmax, sample_top_p};
-use crate::describe::scorer::{AnswerLosses, ScoreItem, Scorer};
+use crate::models::qwen3_vl::scorer::{SC_TEMPERATURE, SC_TOP_P, argmax, sample_top_p};
+use crate::models::scorer::{AnswerLosses, ScoreItem, Scorer};
 use crate::error::{GdoError, Result};
-use crate::train::batcher::{build_batch, encode_pair, prepare_frame, resample_indices};
-use crate::train::checkpoint;
-use crate::train::eval::answer_losses;
-use crate::train::tiny_vlm::TinyVlm;
-use crate::train::tokenizer::{EOS, PAD, TextTokenizer};
+use crate::models::tiny_vlm::inputs::{build_batch, encode_pair, prepare_frame, resample_indices};
+use crate::models::weights;
+use crate::models::tiny_vlm::model::{TinyVlm, row_mean_nll, token_nll};
+use crate::models::tiny_vlm::tokenizer::{EOS, PAD, TextTokenizer};
 
 /// Pairs per forward pass.
 const BATCH: usize = 8;
@@ -41,7 +40,7 @@ impl TinyVlmScorer {
     /// Load a checkpoint folder (`config.json` with `"model_type": "tiny-vlm"`,
     /// `model.safetensors`, `tokenizer.json`).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let cfg = checkpoint::read_config(dir)?;
+        let cfg = crate::models::tiny_vlm::model::read_config(dir)?;
         let tok = TextTokenizer::load(&dir.join("tokenizer.json"))?;
         if tok.vocab_size() != cfg.vocab_size {
             return Err(GdoError::Usage(format!(
@@ -53,7 +52,7 @@ impl TinyVlmScorer {
         }
         let varmap = VarMap::new();
         let model = TinyVlm::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-        checkpoint::load_weights(&varmap, dir, device)?;
+        weights::load_weights(&varmap, dir, device)?;
         Ok(Self { model, tok, device: device.clone() })
     }
 
@@ -151,7 +150,7 @@ impl Scorer for TinyVlmScorer {
         "tiny-vlm"
     }
 
-    fn holdout(&self) -> Option<crate::train::Holdout> {
+    fn holdout(&self) -> Option<crate::models::tiny_vlm::Holdout> {
         self.model.config().holdout
     }
 
@@ -205,3 +204,26 @@ impl Scorer for TinyVlmScorer {
         Ok(replies.chunks(n).map(|c| c.to_vec()).collect())
     }
 }
+
+/// Answer losses of `(question, answer, frames)` triples, in batches of `batch`.
+pub fn answer_losses(
+    model: &TinyVlm,
+    tok: &TextTokenizer,
+    items: &[(&str, &str, &[RgbImage])],
+    blind: bool,
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<f64>> {
+    let cfg = model.config();
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(batch.max(1)) {
+        let texts = chunk.iter().map(|(q, a, _)| encode_pair(tok, cfg, q, a)).collect::<Result<Vec<_>>>()?;
+        let frames: Vec<&[RgbImage]> = chunk.iter().map(|(_, _, f)| *f).collect();
+        let b = build_batch(&texts, &frames, &vec![blind; chunk.len()], cfg, device)?;
+        let logits = model.forward(&b.frames, &b.frame_mask, &b.tokens, &b.text_mask)?;
+        let losses = row_mean_nll(&token_nll(&logits, &b.targets)?, &b.loss_mask)?;
+        out.extend(losses.to_vec1::<f32>()?.into_iter().map(f64::from));
+    }
+    Ok(out)
+}
+

@@ -21,6 +21,8 @@ use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder, embedding, linear};
 use serde::{Deserialize, Serialize};
 
+pub use crate::models::scorer::Holdout;
+
 pub const MODEL_TYPE: &str = "tiny-vlm";
 
 /// Hyper-parameters, saved as the checkpoint's `config.json`.
@@ -54,33 +56,6 @@ pub struct TinyVlmConfig {
     /// that did not train on it. None: trained on the whole table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holdout: Option<Holdout>,
-}
-
-/// Fold `fold` of `folds`, by `gdo_fold(video_uid, folds)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holdout {
-    pub fold: u64,
-    pub folds: u64,
-}
-
-impl std::fmt::Display for Holdout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.fold, self.folds)
-    }
-}
-
-impl std::str::FromStr for Holdout {
-    type Err = String;
-    /// `I/K` with 0 <= I < K and K >= 2.
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let bad = || format!("{s}: expected I/K (fold I of K folds, 0 <= I < K, K >= 2)");
-        let (i, k) = s.split_once('/').ok_or_else(bad)?;
-        let (fold, folds) = (i.trim().parse::<u64>().map_err(|_| bad())?, k.trim().parse::<u64>().map_err(|_| bad())?);
-        if folds < 2 || fold >= folds {
-            return Err(bad());
-        }
-        Ok(Self { fold, folds })
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -403,6 +378,25 @@ pub fn batch_mean_nll(nll: &Tensor, loss_mask: &Tensor) -> Result<Tensor> {
     num / den
 }
 
+/// Read `config.json` of a checkpoint folder.
+pub fn read_config(dir: &std::path::Path) -> crate::error::Result<TinyVlmConfig> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::error::GdoError::io(path.display().to_string(), e))?;
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    match value.get("model_type").and_then(|v| v.as_str()) {
+        Some(MODEL_TYPE) => {}
+        other => {
+            return Err(crate::error::GdoError::Usage(format!(
+                "{}: model_type {other:?}: only tiny-vlm checkpoints are supported here",
+                path.display()
+            )));
+        }
+    }
+    let cfg: TinyVlmConfig = serde_json::from_value(value)?;
+    cfg.validate().map_err(|e| crate::error::GdoError::Usage(format!("{}: {e}", path.display())))?;
+    Ok(cfg)
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{DType, Device, IndexOp};
@@ -431,7 +425,7 @@ mod tests {
         let cfg = TinyVlmConfig { vocab_size: 40, max_frames: 2, max_text: 10, ..TinyVlmConfig::default() };
         let varmap = VarMap::new();
         let model = TinyVlm::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
-        crate::train::checkpoint::init_weights(&varmap, 3).unwrap();
+        crate::models::weights::init_weights(&varmap, 3).unwrap();
         let frames = Tensor::randn(0f32, 0.3, (2, 2, 3, 32, 32), &dev).unwrap();
         let frame_mask = Tensor::new(&[[1f32, 1.], [1., 0.]], &dev).unwrap();
         let v = model.encode_frames(&frames).unwrap();

@@ -118,7 +118,7 @@ fn scalar(v: &ScalarValue) -> Option<Value> {
 /// Read `named_struct('key', value, ...)` (literal keys and values) into pairs.
 pub fn named_struct_args(expr: &Expr, func: &str) -> Result<Vec<(String, Expr)>> {
     // The SQL planner folds a literal named_struct into one struct literal.
-    if let Some(pairs) = super::common::struct_literal_args(expr) {
+    if let Some(pairs) = struct_literal_args(expr) {
         return Ok(pairs);
     }
     let Expr::ScalarFunction(f) = expr else {
@@ -309,4 +309,17 @@ impl GoalParams {
     pub fn explain(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| format!("{self:?}"))
     }
+}/// The struct literal (`named_struct(...)` after constant folding) as name/value pairs.
+pub fn struct_literal_args(expr: &Expr) -> Option<Vec<(String, Expr)>> {
+    let Expr::Literal(ScalarValue::Struct(s), _) = expr else {
+        return None;
+    };
+    let mut out = Vec::new();
+    for (field, col) in s.fields().iter().zip(s.columns()) {
+        let value = ScalarValue::try_from_array(col.as_ref(), 0).ok()?;
+        out.push((field.name().clone(), Expr::Literal(value, None)));
+    }
+    Some(out)
 }
+
+

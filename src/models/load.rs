@@ -4,7 +4,7 @@ use std::path::Path;
 
 use candle_core::Device;
 
-use crate::describe::Scorer;
+use crate::models::Scorer;
 use crate::error::{GdoError, Result};
 
 /// The model types [`load_scorer`] knows.
@@ -25,14 +25,14 @@ pub fn model_type(dir: &Path) -> std::result::Result<String, String> {
 pub fn load_scorer(path: &Path, device: &Device) -> Result<Box<dyn Scorer>> {
     let newest = match path.join("config.json").exists() {
         true => None,
-        false => crate::train::checkpoint::latest(path)?,
+        false => crate::models::weights::latest(path)?,
     };
     let path = newest.as_deref().unwrap_or(path);
     let model_type = model_type(path).map_err(|e| GdoError::Usage(format!("--scorer {}: {e}", path.display())))?;
     match model_type.as_str() {
-        "qwen3_vl" => Ok(Box::new(crate::describe::qwen3_vl::Qwen3VlScorer::load(path, device)?)),
+        "qwen3_vl" => Ok(Box::new(crate::models::qwen3_vl::Qwen3VlScorer::load(path, device)?)),
         // A `gdo train` checkpoint: the proxy scorer for machines without a large model.
-        "tiny-vlm" => Ok(Box::new(crate::train::TinyVlmScorer::load(path, device)?)),
+        "tiny-vlm" => Ok(Box::new(crate::models::tiny_vlm::TinyVlmScorer::load(path, device)?)),
         other => Err(GdoError::Usage(format!(
             "--scorer {}: unknown model_type \"{other}\" in config.json (known: {})",
             path.display(),

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::model::Qwen3VlModel;
 use super::processor::{FramePatches, Padding, Processor, Sequence, answer_targets};
 use super::text::KvCache;
-use crate::describe::scorer::{AnswerLosses, ScoreItem, Scorer};
+use crate::models::scorer::{AnswerLosses, ScoreItem, Scorer};
 use crate::error::{GdoError, Result};
 
 /// The method's TNC prompt (method §3, TNC).

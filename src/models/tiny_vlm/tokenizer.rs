@@ -87,7 +87,7 @@ impl TextTokenizer {
 
     /// Write `tokenizer.json` (atomically: temp file then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::train::checkpoint::write_atomic(path, self.json.as_bytes())
+        crate::io::write_atomic(path, self.json.as_bytes())
     }
 
     pub fn json(&self) -> &str {

@@ -12,7 +12,7 @@ use super::nn::Mode;
 use super::processor::answer_targets;
 use super::scorer::{argmax, sample_top_p, tnc_from_reply};
 use super::*;
-use crate::describe::scorer::{ScoreItem, Scorer};
+use crate::models::scorer::{ScoreItem, Scorer};
 
 const CPU: Device = Device::Cpu;
 

@@ -12,6 +12,37 @@ use sha1::{Digest, Sha1};
 
 use super::params::GoalParams;
 
+/// A scored row as `scan_pairs` offers it: borrowed, so rows nobody keeps cost no
+/// allocation.
+pub struct PairRef<'a> {
+    pub pool_index: i64,
+    pub qa_uid: &'a str,
+    pub video_uid: &'a str,
+    pub text_hash: &'a str,
+    pub stratum: u32,
+    pub score: f64,
+    pub base_score: f64,
+    pub vds3: f64,
+    pub metric_quality: f64,
+}
+
+impl PairRef<'_> {
+    pub fn to_pair(&self, tie: u64) -> Pair {
+        Pair {
+            pool_index: self.pool_index,
+            qa_uid: self.qa_uid.to_string(),
+            video_uid: self.video_uid.to_string(),
+            text_hash: self.text_hash.to_string(),
+            stratum: self.stratum,
+            score: self.score,
+            base_score: self.base_score,
+            vds3: self.vds3,
+            metric_quality: self.metric_quality,
+            tie,
+        }
+    }
+}
+
 /// Index of the video bucket field etc. inside a stratum key
 /// (`bucket|duration|temporal|form|q_len|a_len|source_group`).
 pub const PROFILE_FIELDS: [&str; 7] =
@@ -482,7 +513,7 @@ struct ReservoirItem {
 }
 
 impl ReservoirItem {
-    fn set(&mut self, pair: &super::goal_select::PairRef<'_>) {
+    fn set(&mut self, pair: &PairRef<'_>) {
         for (dst, src) in [
             (&mut self.qa_uid, pair.qa_uid),
             (&mut self.video_uid, pair.video_uid),
@@ -502,7 +533,7 @@ impl Reservoir {
         Reservoir { size, heap: BinaryHeap::new(), items: Vec::new() }
     }
 
-    pub fn offer(&mut self, seed: u64, pair: &super::goal_select::PairRef<'_>) {
+    pub fn offer(&mut self, seed: u64, pair: &PairRef<'_>) {
         if self.size == 0 {
             return;
         }
