@@ -27,7 +27,7 @@ fn main() {
     let runs = env_usize("GDO_BENCH_RUNS", 5).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
     let input = dir.path().join("input");
-    let summary = gdo::samples::generate_synthetic_pool(&input, pairs, 42).expect("generate pool");
+    let summary = gdo_samples::generate_synthetic_pool(&input, pairs, 42).expect("generate pool");
     let ov = input.join("onevision.jsonl");
     let video = input.join("video.jsonl");
     let bytes =

@@ -115,7 +115,7 @@ fn main() {
     let runs = env_usize("GDO_BENCH_RUNS", 3).max(1);
     let dir = tempfile::tempdir().expect("temp dir");
     let input = dir.path().join("input");
-    gdo::samples::generate_synthetic_pool(&input, pairs, 42).expect("generate pool");
+    gdo_samples::generate_synthetic_pool(&input, pairs, 42).expect("generate pool");
     let (ov, video) = (input.join("onevision.jsonl"), input.join("video.jsonl"));
     let pool = dir.path().join("pool");
     let (ov, video, pool_s) = (ov.display().to_string(), video.display().to_string(), pool.display().to_string());

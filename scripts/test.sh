@@ -37,4 +37,5 @@ export GDO_REQUIRE_FFMPEG=1
 
 # The product and the test build share every dependency's build (one cold build, not two).
 bash scripts/check-features.sh
-cargo test --workspace --locked "$@"
+# Fault injection (kill-and-resume tests) is a test-only feature of the gdo crate.
+cargo test --workspace --locked --features fault-injection "$@"

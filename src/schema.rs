@@ -129,4 +129,3 @@ pub static METRICS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.extend(METRIC_FIELDS.iter().map(|f| Field::new(*f, DataType::Float64, true)));
     Arc::new(Schema::new(fields))
 });
-

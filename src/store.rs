@@ -214,12 +214,6 @@ impl Location {
     }
 }
 
-/// Is `name` a JSONL file name (`.jsonl` or `.ndjson`, plain or gzip)? The files of an
-/// input folder that ingest reads; merge accepts these and a few more.
-pub fn is_jsonl_name(name: &str) -> bool {
-    [".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"].iter().any(|s| name.ends_with(s))
-}
-
 /// Characters that make an input's last path segment a file-name pattern.
 const GLOB_CHARS: &[char] = &['*', '?', '['];
 

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::demo::{DemoOptions, run_demo};
 use crate::error::Result;
+use crate::stage::Demo;
 
 /// Run the whole loop on the sample data and write demo/report.md, demo/report.html
 /// and the frontier plot.
@@ -36,15 +36,12 @@ pub fn default_samples_dir() -> PathBuf {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let opts = DemoOptions {
-        out: args.out,
-        samples: args.samples.unwrap_or_else(default_samples_dir),
-        quick: args.quick,
-        seed: args.seed,
-        count: args.count.unwrap_or(if args.quick { 16 } else { 40 }),
-        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    };
-    let summary = run_demo(&opts).await?;
+    let summary = Demo::new(args.samples.unwrap_or_else(default_samples_dir), args.out)
+        .with_quick(args.quick)
+        .with_seed(args.seed)
+        .with_count(args.count)
+        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .await?;
     println!("done in {:.1} s", summary.seconds);
     println!("report: {}", summary.report_md.display());
     println!("        {}", summary.report_html.display());

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use std::io::IsTerminal;
 
-use crate::describe::{DescribeOptions, TncMode, run_describe};
-use crate::models::{Scorers, load_scorer};
+use crate::describe::TncMode;
 use crate::error::{GdoError, Result};
+use crate::models::{Scorers, load_scorer};
+use crate::stage::Describe;
 
 /// Compute one descriptor row per pair: media (amm, frame_diversity, vis_feat), text
 /// features, TNC, lengths, and with a scorer the model descriptors (loss_video,
@@ -65,7 +66,8 @@ pub struct Args {
     /// (frames missing or undecodable, the scorer failing); 1 accepts any.
     #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
     pub max_error_ratio: f64,
-    /// Test hook: stop after computing this many chunks (as if killed).
+    /// Fault injection (tests): stop after computing this many chunks (as if killed).
+    #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true)]
     pub stop_after_chunks: Option<usize>,
 }
@@ -100,24 +102,23 @@ pub async fn run(args: Args) -> Result<()> {
     if tnc == TncMode::Llm && !has_scorer {
         return Err(GdoError::Usage("--tnc llm needs --scorer (and no --cheap-only)".into()));
     }
-    let opts = DescribeOptions {
-        pool: args.pool,
-        out: args.out,
-        cheap_only: !has_scorer,
-        scorer,
-        scorer_id: has_scorer.then(|| args.scorer.join(",")),
-        tnc,
-        sc_samples: if has_scorer { args.sc_samples.unwrap_or(5) } else { 0 },
-        shard,
-        batch_size: args.batch_size,
-        chunk_size: args.chunk_size,
-        max_error_ratio: args.max_error_ratio,
-        seed: args.seed,
-        progress: std::io::stderr().is_terminal(),
-        stop_after_chunks: args.stop_after_chunks,
-        motion_device: if device.is_cuda() { args.device.trim().to_owned() } else { "cpu".into() },
-    };
-    let r = run_describe(&opts).await?;
+    let mut describe = Describe::new(args.pool, args.out)
+        .with_cheap_only(!has_scorer)
+        .with_tnc(tnc)
+        .with_sc_samples(if has_scorer { args.sc_samples.unwrap_or(5) } else { 0 })
+        .with_shard(shard.0, shard.1)
+        .with_batch_size(args.batch_size)
+        .with_chunk_size(args.chunk_size)
+        .with_max_error_ratio(args.max_error_ratio)
+        .with_seed(args.seed)
+        .with_progress(std::io::stderr().is_terminal())
+        .with_motion_device(if device.is_cuda() { args.device.trim().to_owned() } else { "cpu".into() });
+    if let Some(scorer) = scorer {
+        describe = describe.with_scorer(scorer, args.scorer.join(","));
+    }
+    #[cfg(feature = "fault-injection")]
+    let describe = describe.with_stop_after_chunks(args.stop_after_chunks);
+    let r = describe.await?;
     if !r.complete {
         println!("stopped after {} new chunk(s) of {}; rerun to finish", r.chunks_computed, r.chunks);
         return Ok(());

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::{GdoError, Result};
-use crate::samples::{SampleOptions, generate_sample_pool, generate_synthetic_pool};
+use gdo_samples::{SampleOptions, generate_sample_pool, generate_synthetic_pool};
 
 /// Generate the sample pool of `data-samples/` (real frames, deterministic for a seed),
 /// or with --synthetic-pairs N a large text-only pool for benchmarks.

@@ -1,7 +1,7 @@
 //! `gdo ingest`: LLaVA JSONL pools into the pool table.
 
 use crate::error::Result;
-use crate::pool::{IngestOptions, ingest};
+use crate::stage::Ingest;
 
 /// Read LLaVA-OneVision and LLaVA-Video JSONL (plain or .gz, local or s3://, gs://,
 /// az://) into a pool table: one row per question-answer pair, with the 7 strata fields.
@@ -42,27 +42,29 @@ pub struct Args {
     /// `line_too_long` (its first 256 bytes kept in pool_rejects), memory bounded.
     #[arg(long, default_value_t = crate::pool::DEFAULT_MAX_LINE_BYTES)]
     pub max_line_bytes: usize,
-    /// Testing only: abort the process (as kill -9 would) after N data files.
+    /// Fault injection (tests): abort the process (as kill -9 would) after N data files.
+    #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true)]
     pub fail_after_parts: Option<usize>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
     crate::memory::keep_freed_heap();
-    let opts = IngestOptions {
-        onevision: args.onevision,
-        video: args.video,
-        out: args.out,
-        media_root: args.media_root,
-        target_frames: args.target_frames,
-        max_reject_ratio: args.max_reject_ratio,
-        rows_per_file: args.rows_per_file,
-        chunk_lines: args.chunk_lines,
-        progress: true,
-        fail_after_parts: args.fail_after_parts,
-        max_line_bytes: args.max_line_bytes,
-    };
-    let report = ingest(&opts).await?;
+    let mut ingest = Ingest::new(args.out)
+        .with_onevision(args.onevision)
+        .with_video(args.video)
+        .with_target_frames(args.target_frames)
+        .with_max_reject_ratio(args.max_reject_ratio)
+        .with_rows_per_file(args.rows_per_file)
+        .with_chunk_lines(args.chunk_lines)
+        .with_max_line_bytes(args.max_line_bytes)
+        .with_progress(true);
+    if let Some(root) = args.media_root {
+        ingest = ingest.with_media_root(root);
+    }
+    #[cfg(feature = "fault-injection")]
+    let ingest = ingest.with_fail_after_parts(args.fail_after_parts);
+    let report = ingest.await?;
     println!(
         "ingested {} pairs from {} rows into {} version {} ({} data file(s)) in {:.2}s ({:.0} pairs/s)",
         report.total_pairs,

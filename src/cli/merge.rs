@@ -1,7 +1,7 @@
 //! `gdo merge`: descriptor rows into the merged table (robust z, k-means, quality score).
 
 use crate::error::Result;
-use crate::merge::{MergeOptions, merge};
+use crate::stage::Merge;
 
 /// Merge descriptor rows (a gdo descriptor table, Parquet, or the reference's JSONL
 /// shards) into one row per qa_uid with cluster scores and the quality score.
@@ -33,16 +33,13 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let opts = MergeOptions {
-        descriptors: args.descriptors,
-        out: args.out,
-        cluster_k: args.cluster_k,
-        seed: args.seed,
-        batch_size: args.batch_size,
-        rows_per_file: args.rows_per_file,
-        progress: true,
-    };
-    let r = merge(&opts).await?;
+    let r = Merge::new(args.descriptors, args.out)
+        .with_cluster_k(args.cluster_k)
+        .with_seed(args.seed)
+        .with_batch_size(args.batch_size)
+        .with_rows_per_file(args.rows_per_file)
+        .with_progress(true)
+        .await?;
     let bad = if r.bad_rows > 0 {
         let reasons: Vec<String> = r.bad_rows_by_reason.iter().map(|(k, n)| format!("{k} {n}")).collect();
         format!(", {} bad row(s) skipped ({})", r.bad_rows, reasons.join(", "))

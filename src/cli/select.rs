@@ -3,8 +3,9 @@
 
 use crate::error::{GdoError, Result};
 use crate::select::exclude::ExcludeMode;
-use crate::select::run::{GoalSource, PAPER_GOALS, SelectJob, run_select};
+use crate::select::run::{GoalSource, PAPER_GOALS};
 use crate::select::sft_jsonl::{SftOptions, VideoAs};
+use crate::stage::Select;
 
 /// Select the goal-driven 1x subset and the Uni-10x baseline (method §5).
 ///
@@ -129,25 +130,22 @@ pub async fn run(args: Args) -> Result<()> {
             settings.push((name.to_string(), "true".to_string()));
         }
     }
-    let job = SelectJob {
-        pool: args.pool,
-        metrics: args.metrics,
-        per_goal_folders: goals.len() > 1,
-        goals,
-        out: args.out,
-        settings,
-        sft: SftOptions {
+    let mut select = Select::new(args.pool, args.metrics, args.out)
+        .with_per_goal_folders(goals.len() > 1)
+        .with_sft(SftOptions {
             target_frames: args.target_frames,
             media_base: args.media_base.map(|b| std::path::absolute(&b).unwrap_or(b)),
             video_as: args.video_as,
             system: args.system,
-        },
-        write_jsonl: !args.no_jsonl,
-        exclude: args.exclude,
-        exclude_mode: args.exclude_mode,
-        memory_limit: args.memory_limit.map(|m| m.0),
-    };
-    for o in run_select(&job).await? {
+        })
+        .with_jsonl(!args.no_jsonl)
+        .with_exclude(args.exclude, args.exclude_mode)
+        .with_memory_limit(args.memory_limit.map(|m| m.0))
+        .with_goal_sources(goals);
+    for (name, value) in settings {
+        select = select.with_setting(name, value);
+    }
+    for o in select.await?.goals {
         if let Some(short) = o.report.get("unmet").and_then(|u| u.get("target_count")).and_then(|v| v.as_u64()) {
             eprintln!(
                 "warning: {}: {short} pair(s) short of the budget (per-video cap, video cap and text dedup left \

@@ -2,7 +2,8 @@
 
 use crate::error::{GdoError, Result};
 use crate::session::{new_context, register_table};
-use crate::train::{EvalSplit, TinyVlmConfig, TrainConfig, train};
+use crate::stage::Train;
+use crate::train::{EvalSplit, TinyVlmConfig, TrainConfig};
 
 /// Train a model on a subset table (or any table / query with qa_uid, question, answer, frames).
 ///
@@ -88,6 +89,8 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Fault injection (tests): stop (as if killed) after this many steps.
+    #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true)]
     pub stop_after_steps: Option<u64>,
 }
@@ -180,11 +183,16 @@ pub async fn run(args: Args) -> Result<()> {
         tokenizer: args.tokenizer.clone(),
         device: crate::device::select(&args.device)?,
         progress: !args.quiet,
+        #[cfg(feature = "fault-injection")]
         stop_after_steps: args.stop_after_steps,
         inputs,
         ..TrainConfig::default()
     };
-    let summary = train(&ctx, input, &cfg, &evals, &args.out, args.resume).await?;
+    let mut train = Train::new(ctx, input, args.out.clone()).with_config(cfg).with_resume(args.resume);
+    for split in evals {
+        train = train.with_eval(split);
+    }
+    let summary = train.await?;
     if let Some(h) = args.holdout_fold {
         println!("fold {h} of the training table held out (gdo_fold(video_uid, {}) = {})", h.folds, h.fold);
     }

@@ -259,7 +259,8 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     let mut text_tables = vec![pool_dir.clone()];
     text_tables.extend(benchmarks.iter().map(|(_, d, _)| d.clone()));
     let all_texts = texts(&text_tables).await?;
-    let tokenizer = crate::models::tiny_vlm::tokenizer::TextTokenizer::build(all_texts.iter().map(String::as_str), 4000)?;
+    let tokenizer =
+        crate::models::tiny_vlm::tokenizer::TextTokenizer::build(all_texts.iter().map(String::as_str), 4000)?;
     let tokenizer_path = out.join("tokenizer.json");
     tokenizer.save(&tokenizer_path)?;
     println!(

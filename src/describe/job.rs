@@ -23,8 +23,8 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::models::{ScoreItem, Scorer, Scorers};
 use crate::error::{GdoError, Result};
+use crate::models::{ScoreItem, Scorer, Scorers};
 use crate::schema::DESCRIPTOR_SCHEMA;
 use crate::session::{new_context, register_table};
 use crate::store::Location;
@@ -67,7 +67,8 @@ pub struct DescribeOptions {
     pub chunk_size: usize,
     pub seed: u64,
     pub progress: bool,
-    /// Test hook: stop (without committing) after this many new chunks.
+    /// Fault injection (tests): stop (without committing) after this many new chunks.
+    #[cfg(feature = "fault-injection")]
     pub stop_after_chunks: Option<usize>,
     /// Where AMM and frame diversity run (`gdo.motion_device`): `cpu` (the tuned
     /// kernel), `cuda[:N]` (the candle path on that GPU), `candle-cpu`.
@@ -93,6 +94,7 @@ impl Default for DescribeOptions {
             chunk_size: 256,
             seed: 42,
             progress: false,
+            #[cfg(feature = "fault-injection")]
             stop_after_chunks: None,
             motion_device: "cpu".into(),
             max_error_ratio: 0.5,
@@ -269,6 +271,7 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
             bar.inc(rows_in_chunk as u64);
             continue;
         }
+        #[cfg(feature = "fault-injection")]
         if opts.stop_after_chunks.is_some_and(|n| computed >= n) {
             bar.finish_and_clear();
             report.chunks_computed = computed;

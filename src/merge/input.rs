@@ -9,7 +9,6 @@
 //! they read as "not computed" (-1) like a negative SC.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
@@ -18,17 +17,15 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
 use datafusion::common::plan_err;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
-use flate2::read::MultiGzDecoder;
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use crate::schema::{DESCRIPTOR_FIELDS, DESCRIPTOR_SCHEMA};
 use crate::error::{GdoError, Result};
+use crate::io::jsonl;
+use crate::schema::{DESCRIPTOR_FIELDS, DESCRIPTOR_SCHEMA};
 use crate::session::{new_context, register_table};
 use crate::store::{Location, expand_input, is_pattern};
 use crate::table::AsOf;
@@ -153,8 +150,7 @@ fn finite(v: f64) -> Option<f64> {
 fn number(obj: &Map<String, Value>, key: &str) -> std::result::Result<Option<f64>, BadRow> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64().and_then(finite)),
-        Some(_) => Err(BadRow::BadFieldType),
+        Some(v) => jsonl::number(v).map(finite).ok_or(BadRow::BadFieldType),
     }
 }
 
@@ -170,8 +166,7 @@ fn features<const N: usize>(obj: &Map<String, Value>, key: &str) -> std::result:
             for (o, item) in out.iter_mut().zip(items) {
                 *o = match item {
                     Value::Null => 0.0,
-                    Value::Number(n) => n.as_f64().and_then(finite).unwrap_or(0.0),
-                    _ => return Err(BadRow::BadFieldType),
+                    v => finite(jsonl::number(v).ok_or(BadRow::BadFieldType)?).unwrap_or(0.0),
                 };
             }
             Ok(out)
@@ -190,13 +185,7 @@ fn text(obj: &Map<String, Value>, key: &str) -> Option<String> {
 
 /// Parse one JSONL line (not blank) into a descriptor row.
 pub fn parse_json_line(line: &[u8]) -> std::result::Result<DescriptorRow, BadRow> {
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(_) => {
-            let cleaned = crate::io::jsonl::replace_non_finite_words(line, |_| b"null").ok_or(BadRow::InvalidJson)?;
-            serde_json::from_slice(&cleaned).map_err(|_| BadRow::InvalidJson)?
-        }
-    };
+    let value = jsonl::parse_value(line).map_err(|_| BadRow::InvalidJson)?;
     let Value::Object(top) = value else {
         return Err(BadRow::NotAnObject);
     };
@@ -226,33 +215,24 @@ pub fn parse_json_line(line: &[u8]) -> std::result::Result<DescriptorRow, BadRow
     })
 }
 
-/// Stream a JSONL file (gzip detected by its magic bytes) as row chunks into `tx`.
+/// Stream a JSONL file as row chunks of `chunk_rows` rows into `tx`.
 fn read_jsonl(loc: Location, chunk_rows: usize, tx: mpsc::Sender<Result<RowChunk>>) {
-    let send_err = |tx: &mpsc::Sender<Result<RowChunk>>, e: GdoError| {
+    let send_err = |e: GdoError| {
+        let e = match e {
+            GdoError::NotFound(_) => GdoError::NotFound(format!("descriptor file {loc}")),
+            other => other,
+        };
         let _ = tx.blocking_send(Err(e));
     };
-    let handle = tokio::runtime::Handle::current();
-    let stream = match handle.block_on(loc.store.get(&loc.path)) {
-        Ok(r) => r.into_stream().map_err(std::io::Error::other),
-        Err(object_store::Error::NotFound { .. }) => {
-            return send_err(&tx, GdoError::NotFound(format!("descriptor file {loc}")));
-        }
-        Err(e) => return send_err(&tx, e.into()),
+    let mut lines = match jsonl::Lines::open(&loc) {
+        Ok(lines) => lines,
+        Err(e) => return send_err(e),
     };
-    let bridge = SyncIoBridge::new_with_handle(StreamReader::new(stream), handle);
-    let mut raw = BufReader::with_capacity(1 << 20, bridge);
-    let is_gzip = match raw.fill_buf() {
-        Ok(head) => head.starts_with(&[0x1f, 0x8b]),
-        Err(e) => return send_err(&tx, GdoError::io(loc.to_string(), e)),
-    };
-    let mut reader: Box<dyn BufRead> =
-        if is_gzip { Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(raw))) } else { Box::new(raw) };
     // Lines are gathered per chunk and parsed on the rayon pool (in order), so parsing
     // is not bound to the one thread that decompresses.
     let mut data: Vec<u8> = Vec::new();
     let mut ends: Vec<usize> = Vec::new();
-    let mut blank = 0u64;
-    let mut line_no = 0u64;
+    let mut blank_before = 0u64;
     let parse = |data: &[u8], ends: &[usize], blank: u64| -> RowChunk {
         let parsed: Vec<_> = (0..ends.len())
             .into_par_iter()
@@ -264,33 +244,25 @@ fn read_jsonl(loc: Location, chunk_rows: usize, tx: mpsc::Sender<Result<RowChunk
         chunk
     };
     loop {
-        let start = data.len();
-        match reader.read_until(b'\n', &mut data) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                let msg = format!("reading line {}: {e}", line_no + 1);
-                return send_err(&tx, GdoError::io(loc.to_string(), std::io::Error::new(e.kind(), msg)));
+        match lines.next_line() {
+            Ok(Some((_, line))) => {
+                data.extend_from_slice(line);
+                ends.push(data.len());
             }
+            Ok(None) => break,
+            Err(e) => return send_err(e),
         }
-        line_no += 1;
-        if data[start..].iter().all(u8::is_ascii_whitespace) {
-            data.truncate(start);
-            blank += 1;
-            continue;
-        }
-        ends.push(data.len());
         if ends.len() >= chunk_rows {
-            let chunk = parse(&data, &ends, blank);
+            let chunk = parse(&data, &ends, lines.blank - blank_before);
+            blank_before = lines.blank;
             data.clear();
             ends.clear();
-            blank = 0;
             if tx.blocking_send(Ok(chunk)).is_err() {
                 return; // the consumer stopped
             }
         }
     }
-    let _ = tx.blocking_send(Ok(parse(&data, &ends, blank)));
+    let _ = tx.blocking_send(Ok(parse(&data, &ends, lines.blank - blank_before)));
 }
 
 // ---------------------------------------------------------------------------------
@@ -431,12 +403,6 @@ impl std::fmt::Display for Input {
     }
 }
 
-/// Descriptor shards: any JSONL name, and also `.json` and any `.gz` (the reference's
-/// shards come under several names).
-fn is_descriptor_jsonl_name(name: &str) -> bool {
-    crate::store::is_jsonl_name(name) || [".json", ".json.gz", ".gz"].iter().any(|s| name.ends_with(s))
-}
-
 /// Resolve `--descriptors` paths: JSONL files, Parquet files, gdo tables or Parquet
 /// folders, folders of JSONL shards (`sixd_metrics_rank*`, else any `*.jsonl[.gz]`,
 /// in name order), or a file-name pattern (each file it matches, in name order: Parquet
@@ -460,7 +426,7 @@ pub async fn resolve_inputs(paths: &[String]) -> Result<Vec<Input>> {
             inputs.push(Input::Table(p.clone()));
             continue;
         }
-        if is_descriptor_jsonl_name(p) {
+        if jsonl::is_jsonl_name(p) {
             loc.size().await.map_err(|e| match e {
                 GdoError::NotFound(_) => GdoError::NotFound(format!("descriptor file {p}")),
                 other => other,
@@ -482,7 +448,7 @@ pub async fn resolve_inputs(paths: &[String]) -> Result<Vec<Input>> {
             inputs.push(Input::Table(p.clone()));
             continue;
         }
-        let jsonl: Vec<&String> = names.iter().filter(|n| is_descriptor_jsonl_name(n)).collect();
+        let jsonl: Vec<&String> = names.iter().filter(|n| jsonl::is_jsonl_name(n)).collect();
         let shards: Vec<&String> = jsonl.iter().copied().filter(|n| n.starts_with(SHARD_PREFIX)).collect();
         let chosen = if shards.is_empty() { jsonl } else { shards };
         if chosen.is_empty() {

@@ -24,8 +24,8 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch, 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::schema::MERGED_SCHEMA;
 use crate::error::{GdoError, Result};
+use crate::schema::MERGED_SCHEMA;
 use crate::store::Location;
 use crate::table::{PartWriter, TableWriter};
 pub use input::{DescriptorRow, DescriptorStream, Input, ReadCounts, resolve_inputs};

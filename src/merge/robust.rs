@@ -15,17 +15,19 @@ use super::quality::{Robust, RobustStats};
 /// Largest sample the statistics are estimated on.
 pub const STATS_SAMPLE_SIZE: usize = 800_000;
 
-/// Algorithm R over float32 copies of the values: uniform, seeded, and exact (every
+/// A seeded sample of values for the robust statistics (not the selection reservoir
+/// of method §5.6, [`crate::ops::goal::Reservoir`]): Algorithm R over float32 copies of
+/// the values: uniform, seeded, and exact (every
 /// value kept) while fewer than `cap` values were seen.
 #[derive(Debug, Clone)]
-pub struct Reservoir {
+pub struct ValueSample {
     cap: usize,
     seen: u64,
     values: Vec<f32>,
     rng: ChaCha8Rng,
 }
 
-impl Reservoir {
+impl ValueSample {
     pub fn new(cap: usize, seed: u64) -> Self {
         Self { cap: cap.max(1), seen: 0, values: Vec::new(), rng: ChaCha8Rng::seed_from_u64(seed) }
     }
@@ -88,17 +90,17 @@ fn quantile_sorted(s: &[f32], q: f64) -> f32 {
 /// The five reservoirs of a merge run.
 #[derive(Debug, Clone)]
 pub struct StatsAccumulator {
-    vds: Reservoir,
-    ppl: Reservoir,
-    amm: Reservoir,
-    frame_div: Reservoir,
-    self_consistency: Reservoir,
+    vds: ValueSample,
+    ppl: ValueSample,
+    amm: ValueSample,
+    frame_div: ValueSample,
+    self_consistency: ValueSample,
 }
 
 impl StatsAccumulator {
     pub fn new(seed: u64) -> Self {
         // Each descriptor gets its own stream so adding one cannot shift the others.
-        let r = |i: u64| Reservoir::new(STATS_SAMPLE_SIZE, seed ^ 0x5eed_0000_0000_0000u64.wrapping_add(i));
+        let r = |i: u64| ValueSample::new(STATS_SAMPLE_SIZE, seed ^ 0x5eed_0000_0000_0000u64.wrapping_add(i));
         Self { vds: r(1), ppl: r(2), amm: r(3), frame_div: r(4), self_consistency: r(5) }
     }
 
@@ -150,7 +152,7 @@ mod tests {
 
     #[test]
     fn reservoir_is_exact_below_cap_and_bounded_above() {
-        let mut r = Reservoir::new(10, 1);
+        let mut r = ValueSample::new(10, 1);
         for i in 0..10 {
             r.push(i as f64);
         }
@@ -161,7 +163,7 @@ mod tests {
         assert_eq!(r.values.len(), 10);
         assert_eq!(r.seen(), 1000);
         // Same seed, same sample.
-        let mut r2 = Reservoir::new(10, 1);
+        let mut r2 = ValueSample::new(10, 1);
         for i in 0..1000 {
             r2.push(i as f64);
         }

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use candle_core::Device;
 
-use crate::models::Scorer;
 use crate::error::{GdoError, Result};
+use crate::models::Scorer;
 
 /// The model types [`load_scorer`] knows.
 pub const KNOWN_MODEL_TYPES: &[&str] = &["qwen3_vl", "tiny-vlm"];

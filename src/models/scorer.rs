@@ -156,4 +156,3 @@ impl std::str::FromStr for Holdout {
         Ok(Self { fold, folds })
     }
 }
-

@@ -102,4 +102,3 @@ pub fn latest(out: &Path) -> Result<Option<PathBuf>> {
         Err(e) => Err(GdoError::io(p.display().to_string(), e)),
     }
 }
-

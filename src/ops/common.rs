@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -11,10 +12,9 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::{DFSchema, Result, Statistics, TableReference, exec_err, plan_err};
 use datafusion::datasource::provider_as_source;
+use datafusion::execution::TaskContext;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
-use async_trait::async_trait;
-use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Extension, TableType, UserDefinedLogicalNodeCore};
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
@@ -109,7 +109,6 @@ pub fn count_skipped(metrics: &ExecutionPlanMetricsSet, skipped: &Skipped) {
     add_count(metrics, "skipped_null_score", skipped.null_score);
     add_count(metrics, "skipped_non_finite_score", skipped.non_finite_score);
 }
-
 
 /// Statistics of a selection operator's output: nothing but an inexact upper bound on
 /// its rows, known from its parameters when planning. With it DataFusion builds the
@@ -260,4 +259,3 @@ pub async fn scan_pairs(
     }
     Ok(rows)
 }
-

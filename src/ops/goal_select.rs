@@ -1,23 +1,15 @@
 //! `goal_select`: GDO's constrained goal selection (method §5.4-5.7) as a DataFusion
-//! operator. In SQL:
+//! operator; its SQL use is documented by [`DOCUMENTATION`].
 //!
-//! ```sql
-//! SELECT * FROM goal_select('gdo_scored', 'gdo_strata', 'gdo_metric_vds3',
-//!                           named_struct('goal', 'temp_plus', 'min_count', 16000, ...));
-//! ```
-//!
-//! Inputs: the scored pairs (one pass), the strata table (pairs and first-seen
-//! position per stratum) and the VDS3 of every metric row. Output: the selected pairs
-//! in selection order (`pool_index, qa_uid, stage, selection_order, score, base_score,
-//! vds3, metric_quality`); join back to `pool` for the full rows. Memory is bounded by
-//! the candidates and the reservoir, not by the pool.
+//! Inputs: the scored pairs (read in one pass), the strata table and the VDS3 of every
+//! metric row. Memory is bounded by the candidates and the reservoir, not by the pool.
 //!
 //! File layout: logical node, planner, `ExecutionPlan`, stream.
 
+use std::any::Any;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::any::Any;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -27,16 +19,14 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, DFSchemaRef, Result, Statistics, exec_err, internal_err, plan_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{
-    Documentation, Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
-};
+use datafusion::logical_expr::{Documentation, Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::StatisticsArgs;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, CustomMetricValue, ExecutionPlanMetricsSet, MetricBuilder, MetricValue, MetricsSet,
 };
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions,
     execute_stream,
@@ -79,15 +69,24 @@ pub static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
          gdo.no_vds3_budget override the call. EXPLAIN shows every parameter and the seed.",
         "goal_select(scored, strata, metric_vds3, params)",
     )
-    .with_argument("scored", "Name of the scored-pairs table, usually 'gdo_scored' (a view gdo creates when pool and metrics are registered).")
-    .with_argument("strata", "Name of the strata table, usually 'gdo_strata'.")
-    .with_argument("metric_vds3", "Name of the per-metric-row VDS3 table, usually 'gdo_metric_vds3'.")
+    .with_argument(
+        "scored",
+        "Name of the scored-pairs table, usually 'gdo_scored' (a view gdo creates when pool and metrics are \
+         registered).",
+    )
+    .with_argument(
+        "strata",
+        "Name of the strata table, usually 'gdo_strata': the pairs and first-seen position of each stratum \
+         (columns stratum, pairs, first_seen).",
+    )
+    .with_argument("metric_vds3", "Name of the per-metric-row VDS3 table, usually 'gdo_metric_vds3' (column vds3).")
     .with_argument("params", "named_struct('name', value, ...) of the goal's parameters.")
     .with_sql_example(
         "SELECT p.*, g.stage FROM goal_select('gdo_scored', 'gdo_strata', 'gdo_metric_vds3',\n  \
          named_struct('goal', 'temp_plus', 'min_count', 16000, ...)) g\n\
          JOIN pool p ON p.pool_index = g.pool_index ORDER BY g.selection_order;",
     )
+    .with_related_udf("uni_sample")
     .build()
 });
 
@@ -172,7 +171,7 @@ impl UserDefinedLogicalNodeCore for GoalSelectNode {
     }
 }
 
-/// `goal_select(scored, strata, metric_vds3, params)` as a SQL table function.
+/// SQL table function `goal_select`; user documentation: [`DOCUMENTATION`] (`gdo sql --help-functions`).
 #[derive(Debug, Default)]
 pub struct GoalSelectFunction;
 
@@ -287,10 +286,10 @@ impl CustomMetricValue for GoalRun {
     }
     /// One run per operator: aggregating keeps the first finished run.
     fn aggregate(&self, other: Arc<dyn CustomMetricValue>) {
-        if let (None, Some(o)) = (self.get(), other.as_any().downcast_ref::<GoalRun>()) {
-            if let Some((r, res)) = o.get() {
-                self.set(r, res.as_ref().clone());
-            }
+        if let (None, Some(o)) = (self.get(), other.as_any().downcast_ref::<GoalRun>())
+            && let Some((r, res)) = o.get()
+        {
+            self.set(r, res.as_ref().clone());
         }
     }
     fn as_any(&self) -> &dyn Any {

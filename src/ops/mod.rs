@@ -18,9 +18,9 @@ use datafusion::catalog::Session;
 use datafusion::common::Result;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::{DocSection, Documentation, LogicalPlan};
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
-use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::SessionContext;
 
 /// The query planner of gdo sessions: DataFusion's, plus gdo's operators.

@@ -309,7 +309,8 @@ impl GoalParams {
     pub fn explain(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| format!("{self:?}"))
     }
-}/// The struct literal (`named_struct(...)` after constant folding) as name/value pairs.
+}
+/// The struct literal (`named_struct(...)` after constant folding) as name/value pairs.
 pub fn struct_literal_args(expr: &Expr) -> Option<Vec<(String, Expr)>> {
     let Expr::Literal(ScalarValue::Struct(s), _) = expr else {
         return None;
@@ -321,5 +322,3 @@ pub fn struct_literal_args(expr: &Expr) -> Option<Vec<(String, Expr)>> {
     }
     Some(out)
 }
-
-

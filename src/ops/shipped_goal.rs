@@ -20,9 +20,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::catalog::Session;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DFSchemaRef, Result, internal_err};
-use datafusion::catalog::Session;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Extension, JoinType, LogicalPlan, Operator, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
 };
@@ -132,7 +132,7 @@ fn goal_call(plan: &LogicalPlan) -> Option<&LogicalPlan> {
     let (g, p) = (g?, p?);
     let LogicalPlan::Extension(e) = goal else { return None };
     let LogicalPlan::TableScan(scan) = pool else { return None };
-    if e.node.name() != super::goal_select::NODE_NAME || scan.table_name.table() != "pool" || scan.filters.len() > 0 {
+    if e.node.name() != super::goal_select::NODE_NAME || scan.table_name.table() != "pool" || !scan.filters.is_empty() {
         return None;
     }
     // ON p.pool_index = g.pool_index, as the SQL planner leaves it (a filter) or as an

@@ -1,16 +1,5 @@
-//! `uni_sample`: the seeded uniform baseline (method §5.6 reservoir + 4.8 draw) as a
-//! DataFusion operator. In SQL:
-//!
-//! ```sql
-//! SELECT * FROM uni_sample('gdo_scored', named_struct('count', 3300, 'seed', 42));
-//! ```
-//!
-//! `count` defaults to the session setting `gdo.uni_count`; `seed` (42) and
-//! `max_qa_per_video` (8) to `gdo.seed` / `gdo.max_qa_per_video` or the method's
-//! defaults; `oversample` (1.35) sizes the reservoir. The sample is the pairs with the
-//! smallest seeded hash of their qa_uid (uniform, and independent of partitioning);
-//! they are taken in that random order under the goal subsets' dedup rules. Output:
-//! `pool_index, qa_uid, sample_order, pass, score, base_score, vds3, metric_quality`.
+//! `uni_sample`: the seeded uniform baseline (method §5.6 reservoir + 5.8 draw) as a
+//! DataFusion operator; its SQL use is documented by [`DOCUMENTATION`].
 //!
 //! File layout: logical node, planner, `ExecutionPlan`, stream.
 
@@ -29,17 +18,17 @@ use datafusion::logical_expr::{Documentation, Expr, LogicalPlan, UserDefinedLogi
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::StatisticsArgs;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties, ReplaceChildrenOptions,
 };
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use serde::{Deserialize, Serialize};
 
+use super::common::{ExtensionTable, Skipped, add_count, count_skipped, scan_pairs};
 use super::common::{require_columns, row_bound_statistics, table_arg_plan};
 use super::goal::{Pair, Reservoir, uni_draw};
-use super::common::{ExtensionTable, Skipped, add_count, count_skipped, scan_pairs};
 use super::params::{closest, named_struct_args};
 use gdo_udfs::options::gdo_options;
 
@@ -141,8 +130,10 @@ pub static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         super::DOC_SECTION_OPERATORS,
         "The seeded uniform baseline (Uni-10x): the pairs with the smallest seeded hash of their qa_uid, \
-         taken in that order under the goal subsets' dedup rules (per-video cap, then text dedup). \
-         Returns pool_index, qa_uid, sample_order, pass, score, base_score, vds3, metric_quality. \
+         taken in that random order under the goal subsets' dedup rules (per-video cap, then text dedup). \
+         Returns pool_index, qa_uid, sample_order, pass, score, base_score, vds3, metric_quality; pass is \
+         unique (taken under both rules), text_dup (if short, a second pass ignoring text hashes) or any \
+         (if still short, any pair not yet taken). \
          Parameters: count (default: the setting gdo.uni_count; one of the two is required), seed \
          (gdo.seed, else 42), max_qa_per_video (gdo.max_qa_per_video, else 8), oversample (1.35, sizes \
          the reservoir). The sample does not depend on how the input is partitioned.",
@@ -151,10 +142,11 @@ pub static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("scored", "Name of the scored-pairs table, usually 'gdo_scored'.")
     .with_argument("params", "Optional named_struct('count', N, 'seed', S, ...) of non-negative literals.")
     .with_sql_example("SELECT * FROM uni_sample('gdo_scored', named_struct('count', 3300, 'seed', 42));")
+    .with_related_udf("goal_select")
     .build()
 });
 
-/// `uni_sample(scored [, named_struct(...)])` as a SQL table function.
+/// SQL table function `uni_sample`; user documentation: [`DOCUMENTATION`] (`gdo sql --help-functions`).
 #[derive(Debug, Default)]
 pub struct UniSampleFunction;
 

@@ -7,24 +7,20 @@
 //! into Parquet parts. The table becomes visible only at the final Delta commit.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
 use datafusion::arrow::record_batch::RecordBatch;
-use flate2::read::MultiGzDecoder;
-use futures::TryStreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::parse::{Chunk, ChunkCounts, FileContext, Layout, ParsedChunk, RejectReason, VideoProbe, parse_chunk};
-use crate::schema::{POOL_SCHEMA, REJECTS_SCHEMA};
 use crate::error::{GdoError, Result};
-use crate::store::{Location, expand_input, is_jsonl_name};
+use crate::io::jsonl::{CHUNK_BYTES, ChunkCutter, is_jsonl_name};
+use crate::schema::{POOL_SCHEMA, REJECTS_SCHEMA};
+use crate::store::{Location, expand_input};
 use crate::table::{PartWriter, TableWriter};
 
 /// Name of the side table holding rejected lines.
@@ -55,7 +51,9 @@ pub struct IngestOptions {
     pub chunk_lines: usize,
     /// Draw a progress bar (only on a terminal).
     pub progress: bool,
-    /// Testing only: abort the process, as `kill -9` would, after this many data files.
+    /// Fault injection (tests): abort the process, as `kill -9` would, after this many
+    /// data files.
+    #[cfg(feature = "fault-injection")]
     pub fail_after_parts: Option<usize>,
     /// Longest input line read whole; a longer one is rejected as `line_too_long` (its
     /// first 256 bytes kept), so one runaway line cannot exhaust memory.
@@ -74,6 +72,7 @@ impl Default for IngestOptions {
             rows_per_file: 1_000_000,
             chunk_lines: 8192,
             progress: false,
+            #[cfg(feature = "fault-injection")]
             fail_after_parts: None,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         }
@@ -166,6 +165,7 @@ struct Sink {
     next_index: i64,
     rows_per_file: u64,
     parts_done: usize,
+    #[cfg(feature = "fault-injection")]
     fail_after_parts: Option<usize>,
     buckets: BTreeMap<String, u64>,
     strata: std::collections::HashSet<String>,
@@ -231,6 +231,7 @@ impl Sink {
             let entry = part.finish().await?;
             table.add_part(None, entry);
             self.parts_done += 1;
+            #[cfg(feature = "fault-injection")]
             if self.fail_after_parts.is_some_and(|n| self.parts_done >= n) {
                 // A deliberate crash for the resume tests: no unwinding, no cleanup.
                 eprintln!("gdo: aborting after {} data files (--fail-after-parts)", self.parts_done);
@@ -257,146 +258,6 @@ impl Sink {
     }
 }
 
-/// Counts bytes as they are read, for the progress bar.
-struct Counting<R> {
-    inner: R,
-    bar: ProgressBar,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
-    }
-}
-
-/// Target size of one chunk's buffer; with the bounded queue this bounds memory.
-const CHUNK_BYTES: usize = 4 << 20;
-
-/// Cuts a byte stream into chunks of whole lines.
-///
-/// Each chunk is read straight into its own buffer (reads this large bypass the
-/// `BufReader`'s buffer) and cut at a line end, so no line is copied on its own; the
-/// bytes after the cut start the next chunk. The cuts fall where reading line by line
-/// put them, so the pool's Parquet bytes (which follow the chunks) did not change.
-struct ChunkCutter<R> {
-    reader: R,
-    /// Bytes read past the previous chunk's last line.
-    carry: Vec<u8>,
-    eof: bool,
-    chunk_bytes: usize,
-    chunk_lines: usize,
-    /// Longest line kept whole; longer ones keep their first [`OVERLONG_KEPT`] bytes.
-    max_line: usize,
-    /// Lines of the last chunk (indices) that were longer than `max_line`.
-    overlong: Vec<usize>,
-}
-
-/// Bytes kept of a line over `--max-line-bytes`: its start, for the rejects table.
-const OVERLONG_KEPT: usize = 256;
-
-impl<R: Read> ChunkCutter<R> {
-    fn new(reader: R, chunk_bytes: usize, chunk_lines: usize) -> Self {
-        Self {
-            reader,
-            carry: Vec::new(),
-            eof: false,
-            chunk_bytes: chunk_bytes.max(1),
-            chunk_lines: chunk_lines.max(1),
-            max_line: usize::MAX,
-            overlong: Vec::new(),
-        }
-    }
-
-    fn with_max_line(mut self, max_line: usize) -> Self {
-        self.max_line = max_line.max(OVERLONG_KEPT);
-        self
-    }
-
-    /// Drop the rest of a line over `max_line` that starts at `start`: keep its first
-    /// bytes plus a line end, read the stream on to the next line end in bounded
-    /// buffers (memory stays bounded however long the line), and keep what follows.
-    fn cut_overlong(&mut self, data: &mut Vec<u8>, start: usize) -> std::io::Result<usize> {
-        data.truncate(start + OVERLONG_KEPT);
-        data.push(b'\n');
-        let end = data.len();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = self.reader.read(&mut buf)?;
-            if n == 0 {
-                self.eof = true;
-                break;
-            }
-            if let Some(at) = memchr::memchr(b'\n', &buf[..n]) {
-                data.extend_from_slice(&buf[at + 1..n]);
-                break;
-            }
-        }
-        Ok(end)
-    }
-
-    /// Indices (in the last chunk) of the lines cut at `max_line`.
-    fn take_overlong(&mut self) -> Vec<usize> {
-        std::mem::take(&mut self.overlong)
-    }
-
-    /// The next chunk and the end offset of each of its lines (terminators included):
-    /// lines up to and including the first one that reaches `chunk_bytes`, at most
-    /// `chunk_lines` of them. None at the end of the stream.
-    fn next_chunk(&mut self) -> std::io::Result<Option<(Vec<u8>, Vec<usize>)>> {
-        let step = (self.chunk_bytes / 64).max(64);
-        let mut data = Vec::with_capacity(self.chunk_bytes.max(self.carry.len()) + 2 * step);
-        data.append(&mut self.carry);
-        let mut line_ends = Vec::with_capacity(self.chunk_lines.min(1 << 16));
-        self.overlong.clear();
-        let mut scanned = 0;
-        'fill: loop {
-            for at in memchr::memchr_iter(b'\n', &data[scanned..]) {
-                let end = scanned + at + 1;
-                // A long line read whole within one fill (bounded by the fill size).
-                if end - line_ends.last().copied().unwrap_or(0) > self.max_line {
-                    self.overlong.push(line_ends.len());
-                }
-                line_ends.push(end);
-                if line_ends.len() == self.chunk_lines || end >= self.chunk_bytes {
-                    break 'fill;
-                }
-            }
-            let start = line_ends.last().copied().unwrap_or(0);
-            if data.len() - start > self.max_line {
-                let end = self.cut_overlong(&mut data, start)?;
-                self.overlong.push(line_ends.len());
-                line_ends.push(end);
-                scanned = end;
-                if line_ends.len() == self.chunk_lines || end >= self.chunk_bytes {
-                    break 'fill;
-                }
-                continue;
-            }
-            scanned = data.len();
-            if self.eof {
-                // The stream's last line may lack its terminator.
-                if data.len() > line_ends.last().copied().unwrap_or(0) {
-                    line_ends.push(data.len());
-                }
-                break;
-            }
-            // Fill up to the chunk size, then a little at a time until a line ends there.
-            let want = match self.chunk_bytes.saturating_sub(data.len()) {
-                0 => step,
-                n => n,
-            };
-            let got = (&mut self.reader).take(want as u64).read_to_end(&mut data)?;
-            self.eof = got < want;
-        }
-        let Some(&cut) = line_ends.last() else { return Ok(None) };
-        self.carry.extend_from_slice(&data[cut..]);
-        data.truncate(cut);
-        Ok(Some((data, line_ends)))
-    }
-}
-
 /// Read `loc` (un-gzipping when it starts with the gzip magic), cut it into chunks,
 /// hand each to rayon and queue the pending result, in order.
 fn read_chunks(
@@ -407,33 +268,7 @@ fn read_chunks(
     queue: mpsc::Sender<oneshot::Receiver<ParsedChunk>>,
     bar: ProgressBar,
 ) -> Result<()> {
-    // A local file is read directly: the object store's local stream hands every 8 KiB
-    // read through the blocking pool, which cost about a tenth of ingest's CPU time.
-    let source: Box<dyn Read + Send> = match loc.local_path() {
-        Some(path) => Box::new(std::fs::File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => GdoError::NotFound(loc.to_string()),
-            _ => GdoError::io(loc.to_string(), e),
-        })?),
-        None => {
-            let handle = tokio::runtime::Handle::current();
-            let stream = handle
-                .block_on(loc.store.get(&loc.path))
-                .map_err(|e| match e {
-                    object_store::Error::NotFound { .. } => GdoError::NotFound(loc.to_string()),
-                    other => other.into(),
-                })?
-                .into_stream()
-                .map_err(std::io::Error::other);
-            Box::new(SyncIoBridge::new_with_handle(StreamReader::new(stream), handle))
-        }
-    };
-    let mut raw = BufReader::with_capacity(1 << 20, Counting { inner: source, bar });
-    let head = raw.fill_buf().map_err(|e| GdoError::io(loc.to_string(), e))?;
-    let reader: Box<dyn BufRead> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(raw)))
-    } else {
-        Box::new(raw)
-    };
+    let reader = crate::io::jsonl::open(&loc, move |n| bar.inc(n as u64))?;
     let mut cutter = ChunkCutter::new(reader, CHUNK_BYTES, chunk_lines).with_max_line(max_line);
     let mut next_line = 1u64;
     loop {
@@ -504,6 +339,7 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
         next_index: 0,
         rows_per_file: opts.rows_per_file.max(1) as u64,
         parts_done: 0,
+        #[cfg(feature = "fault-injection")]
         fail_after_parts: opts.fail_after_parts,
         buckets: BTreeMap::new(),
         strata: Default::default(),
@@ -618,106 +454,4 @@ pub async fn ingest(opts: &IngestOptions) -> Result<IngestReport> {
     // The report beside the table is informational; the commit record holds it too.
     out.child(REPORT_FILE).write_all(serde_json::to_vec_pretty(&report)?).await?;
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Hands out at most `step` bytes per read, as a network stream may.
-    struct Trickle<'a> {
-        data: &'a [u8],
-        step: usize,
-    }
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.step.min(buf.len()).min(self.data.len());
-            buf[..n].copy_from_slice(&self.data[..n]);
-            self.data = &self.data[n..];
-            Ok(n)
-        }
-    }
-
-    fn cut_all(input: &[u8], step: usize, chunk_bytes: usize, chunk_lines: usize) -> Vec<(Vec<u8>, Vec<usize>)> {
-        let mut cutter = ChunkCutter::new(Trickle { data: input, step }, chunk_bytes, chunk_lines);
-        let mut chunks = Vec::new();
-        while let Some(c) = cutter.next_chunk().expect("in-memory reads do not fail") {
-            chunks.push(c);
-        }
-        chunks
-    }
-
-    #[test]
-    fn chunks_hold_whole_lines_in_order_whatever_the_read_sizes() {
-        // Short, empty, CRLF and over-long lines; with and without a final terminator.
-        let mut body = Vec::new();
-        for i in 0..200usize {
-            match i % 7 {
-                0 => body.extend_from_slice(b"\n"),
-                1 => body.extend_from_slice(format!("{{\"id\": {i}}}\r\n").as_bytes()),
-                2 => body.extend_from_slice(format!("{}\n", "x".repeat(150 + i)).as_bytes()),
-                _ => body.extend_from_slice(format!("line {i}\n").as_bytes()),
-            }
-        }
-        for input in [body.clone(), [&body[..], b"last line without terminator"].concat(), Vec::new()] {
-            let expected_lines: Vec<&[u8]> = input.split_inclusive(|&b| b == b'\n').collect();
-            for (step, chunk_bytes, chunk_lines) in
-                [(7, 64, 3), (1 << 20, 64, 1000), (13, 4096, 5), (4096, 1 << 20, 8192)]
-            {
-                let chunks = cut_all(&input, step, chunk_bytes, chunk_lines);
-                let mut lines: Vec<&[u8]> = Vec::new();
-                for (data, ends) in &chunks {
-                    assert!(!ends.is_empty() && ends.len() <= chunk_lines, "{} lines", ends.len());
-                    assert_eq!(*ends.last().unwrap(), data.len(), "a chunk ends on its last line");
-                    let mut start = 0;
-                    for &end in ends {
-                        let line = &data[start..end];
-                        // Only the stream's very last line may lack a terminator.
-                        assert!(line.ends_with(b"\n") || end == data.len());
-                        lines.push(line);
-                        start = end;
-                    }
-                    // A chunk ends with the first line that reaches chunk_bytes.
-                    assert!(ends[..ends.len() - 1].iter().all(|&e| e < chunk_bytes));
-                    if ends.len() < chunk_lines && !std::ptr::eq(data, &chunks.last().unwrap().0) {
-                        assert!(data.len() >= chunk_bytes, "chunk of {} bytes cut early", data.len());
-                    }
-                }
-                assert_eq!(lines, expected_lines, "step {step}, chunk {chunk_bytes} bytes / {chunk_lines} lines");
-            }
-        }
-    }
-
-    #[test]
-    fn an_overlong_line_keeps_its_start_and_the_lines_around_it() {
-        let long = "y".repeat(100_000);
-        let input = format!("first\n{long}\nthird\n{long}");
-        // Fills of 4 KiB cut the long lines as they stream (memory bounded by the fill);
-        // a 1 MiB fill holds them whole and only marks them.
-        for (step, chunk_bytes, kept) in
-            [(7, 4096, Some(OVERLONG_KEPT + 1)), (4096, 4096, Some(OVERLONG_KEPT + 1)), (1 << 20, 1 << 20, None)]
-        {
-            let mut cutter =
-                ChunkCutter::new(Trickle { data: input.as_bytes(), step }, chunk_bytes, 1000).with_max_line(1000);
-            let mut lines: Vec<Vec<u8>> = Vec::new();
-            let mut overlong = Vec::new();
-            while let Some((data, ends)) = cutter.next_chunk().unwrap() {
-                assert!(data.len() <= chunk_bytes + 8192, "held {} bytes", data.len());
-                overlong.extend(cutter.take_overlong().into_iter().map(|i| i + lines.len()));
-                let starts = std::iter::once(0).chain(ends.iter().copied());
-                lines.extend(starts.zip(ends.iter().copied()).map(|(a, b)| data[a..b].to_vec()));
-            }
-            assert_eq!(overlong, vec![1, 3], "step {step}");
-            assert_eq!(lines.len(), 4);
-            assert_eq!(lines[0], b"first\n");
-            assert_eq!(lines[2], b"third\n");
-            for i in [1, 3] {
-                assert!(lines[i].starts_with(b"yyyy"));
-                if let Some(k) = kept {
-                    assert_eq!(lines[i].len(), k);
-                }
-            }
-        }
-    }
 }

@@ -7,7 +7,6 @@
 //! normalised question, and sha1 of question + tab + answer.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
@@ -18,8 +17,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 
-use crate::ops::common::{str_at, strings};
 use crate::error::{GdoError, Result};
+use crate::io::jsonl;
+use crate::ops::common::{str_at, strings};
 use crate::store::Location;
 use gdo_udfs::method::{norm, norm_user_text};
 
@@ -91,19 +91,20 @@ pub async fn apply_exclusions(ctx: &SessionContext, paths: &[String], mode: Excl
     let mut qa_hashes = HashSet::new();
     let (mut rows_seen, mut rows_bad) = (0u64, 0u64);
     for path in paths {
-        let raw = Location::parse(path)?.read_all().await?;
-        let content = if path.to_ascii_lowercase().ends_with(".gz") {
-            let mut s = String::new();
-            flate2::read::MultiGzDecoder::new(raw.as_ref())
-                .read_to_string(&mut s)
-                .map_err(|e| GdoError::Table(format!("{path}: cannot decompress: {e}")))?;
-            s
-        } else {
-            String::from_utf8_lossy(&raw).into_owned()
-        };
-        for line in content.lines().filter(|l| !l.trim().is_empty()) {
+        let loc = Location::parse(path)?;
+        let lines = tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>> {
+            let mut lines = jsonl::Lines::open(&loc)?;
+            let mut out = Vec::new();
+            while let Some((_, line)) = lines.next_line()? {
+                out.push(line.to_vec());
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| GdoError::Table(format!("{path}: reader stopped: {e}")))??;
+        for line in &lines {
             rows_seen += 1;
-            let pairs = match serde_json::from_str::<Value>(line) {
+            let pairs = match jsonl::parse_value(line) {
                 Ok(Value::Object(obj)) => pairs_of(&obj),
                 _ => None,
             };

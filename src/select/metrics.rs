@@ -18,9 +18,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::error::{GdoError, Result};
+use crate::io::jsonl;
 use crate::ops::common::{f64_at, f64s, str_at, strings};
 use crate::schema::{METRIC_FIELDS, METRICS_SCHEMA};
-use crate::error::{GdoError, Result};
 use crate::session::register_table;
 use crate::store::Location;
 
@@ -89,46 +90,18 @@ impl Collector {
     }
 }
 
-fn is_jsonl(path: &str) -> bool {
-    let p = path.to_ascii_lowercase();
-    p.ends_with(".jsonl") || p.ends_with(".jsonl.gz") || p.ends_with(".json") || p.ends_with(".json.gz")
-}
-
-/// Python's json writes NaN/Infinity bare; accept them as non-finite markers.
-fn parse_line(line: &str) -> std::result::Result<Value, serde_json::Error> {
-    match serde_json::from_str(line) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            // Quoted, so they count as non-finite values, not as missing ones.
-            let quoted = |w: &'static [u8]| -> &'static [u8] {
-                match w {
-                    b"-Infinity" => br#""-Infinity""#,
-                    b"Infinity" => br#""Infinity""#,
-                    _ => br#""NaN""#,
-                }
-            };
-            match crate::io::jsonl::replace_non_finite_words(line.as_bytes(), quoted) {
-                Some(fixed) => serde_json::from_slice(&fixed).map_err(|_| e),
-                None => Err(e),
-            }
-        }
-    }
-}
-
 async fn load_jsonl(c: &mut Collector, path: &str) -> Result<()> {
     let loc = Location::parse(path)?;
-    let raw = loc.read_all().await?;
-    let unzipped;
-    let text: &str = if path.to_ascii_lowercase().ends_with(".gz") {
-        let mut s = String::new();
-        flate2::read::MultiGzDecoder::new(raw.as_ref())
-            .read_to_string(&mut s)
-            .map_err(|e| GdoError::Table(format!("{path}: cannot decompress: {e}")))?;
-        unzipped = s;
-        &unzipped
-    } else {
-        std::str::from_utf8(&raw).map_err(|_| GdoError::Table(format!("{path}: not UTF-8 text")))?
-    };
+    let what = path.to_owned();
+    let text = tokio::task::spawn_blocking(move || -> Result<String> {
+        let mut bytes = Vec::new();
+        jsonl::open(&loc, |_| {})?
+            .read_to_end(&mut bytes)
+            .map_err(|e| GdoError::Table(format!("{what}: cannot read: {e}")))?;
+        String::from_utf8(bytes).map_err(|_| GdoError::Table(format!("{what}: not UTF-8 text")))
+    })
+    .await
+    .map_err(|e| GdoError::Table(format!("{path}: reader stopped: {e}")))??;
     // Parse in parallel; the collected rows keep input order (later duplicates win).
     let parsed: Vec<Parsed> = text.par_lines().filter(|l| !l.trim().is_empty()).map(parse_metric_line).collect();
     for p in parsed {
@@ -185,7 +158,7 @@ fn parse_metric_line(line: &str) -> Parsed {
         };
         return Parsed::Row(uid.into_owned(), row, Vec::new());
     }
-    let Ok(v) = parse_line(line) else { return Parsed::Bad("invalid_json") };
+    let Ok(v) = jsonl::parse_value(line.as_bytes()) else { return Parsed::Bad("invalid_json") };
     let Value::Object(obj) = v else { return Parsed::Bad("not_object") };
     let uid = match obj.get("qa_uid").or_else(|| obj.get("id")) {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -267,7 +240,7 @@ pub async fn load_metrics(ctx: &SessionContext, paths: &[String]) -> Result<Metr
     let mut c = Collector { rows: Vec::new(), report: MetricsReport::default() };
     for path in paths {
         c.report.sources.push(path.clone());
-        if is_jsonl(path) {
+        if jsonl::is_jsonl_name(path) {
             load_jsonl(&mut c, path).await?;
         } else {
             load_table(&mut c, path).await?;

@@ -23,16 +23,16 @@ use datafusion::sql::parser::DFParser;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
-use crate::ops::common::{i64_at, i64s};
 use super::exclude::{ExcludeMode, ExclusionReport, apply_exclusions};
+use super::metrics::{MetricsReport, load_metrics};
+use super::sft_jsonl::{SftOptions, dataset_info, write_sft_jsonl};
+use crate::error::{GdoError, Result};
+use crate::memory::{peak_rss_mib, release_free_heap, rss_mib};
+use crate::ops::common::{i64_at, i64s};
 use crate::ops::goal::{Pair, Profile, js_to_profile, uni_draw};
 use crate::ops::goal_select::goal_runs;
 use crate::ops::shipped_goal::shipped_goal_selection;
-use super::metrics::{MetricsReport, load_metrics};
-use super::sft_jsonl::{SftOptions, dataset_info, write_sft_jsonl};
 use crate::ops::uni_sample::draw_batch;
-use crate::error::{GdoError, Result};
-use crate::memory::{peak_rss_mib, release_free_heap, rss_mib};
 use crate::session::{create_score_views_keeping, new_context_limited, register_table};
 use crate::store::Location;
 use crate::table::TableWriter;
@@ -418,8 +418,7 @@ async fn run_goal(shared: Arc<SharedRun>, goal: GoalSource, out_root: Location) 
     drop(drawn);
     drop(reservoir);
     // With several goals in flight, each one's allocations reuse what the others free,
-    // and handing that memory back would only make them fault it in again (--all-goals
-    // took 0.1 s longer with it).
+    // and handing that memory back would only make them fault it in again.
     let alone = job.goals.len() == 1;
     let (subset, uni) = match rows {
         GoalRows::Selected(selected) => full_rows(ctx, &selected, drawn_rows, alone).await?,

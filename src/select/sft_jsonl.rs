@@ -27,8 +27,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::ops::common::{f64_at, f64s, str_at, strings};
 use crate::error::{GdoError, Result};
+use crate::ops::common::{f64_at, f64s, str_at, strings};
 use crate::store::Location;
 
 /// Rows per serialisation chunk: large enough that a chunk outweighs its scheduling,

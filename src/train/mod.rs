@@ -60,8 +60,9 @@ pub struct TrainConfig {
     pub device: candle_core::Device,
     /// Show a progress bar.
     pub progress: bool,
-    /// Testing aid: stop (as if killed) after this many steps, after any checkpoint due.
-    #[doc(hidden)]
+    /// Fault injection (tests): stop (as if killed) after this many steps, after any
+    /// checkpoint due.
+    #[cfg(feature = "fault-injection")]
     pub stop_after_steps: Option<u64>,
     /// The tables read (name -> path, version and table id), recorded in each commit of
     /// the run's metrics table.
@@ -88,6 +89,7 @@ impl Default for TrainConfig {
             eval_max_candidates: 16,
             device: candle_core::Device::Cpu,
             progress: false,
+            #[cfg(feature = "fault-injection")]
             stop_after_steps: None,
             inputs: serde_json::Map::new(),
         }

@@ -18,10 +18,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use image::RgbImage;
 
+use crate::error::{GdoError, Result};
 use crate::models::qwen3_vl::model::safetensors_files;
 use crate::models::qwen3_vl::processor::answer_targets;
 use crate::models::qwen3_vl::{Mode, Padding, Processor, Qwen3VlConfig, Qwen3VlModel, Qwen3VlScorer, Sequence};
-use crate::error::{GdoError, Result};
 use crate::models::tiny_vlm::inputs::FramePrep;
 use crate::models::weights;
 use crate::train::batcher::Row;

@@ -22,17 +22,17 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{GdoError, Result};
+use crate::models::tiny_vlm::inputs::FramePrep;
+use crate::models::tiny_vlm::model::MODEL_TYPE as TINY_VLM;
+use crate::models::tiny_vlm::tokenizer::TextTokenizer;
+use crate::models::weights;
 use crate::store::Location;
 use crate::table::TableWriter;
-use crate::models::tiny_vlm::inputs::FramePrep;
-use crate::models::weights;
 use crate::train::batcher::{FrameCache, Row, fetch_frames, read_rows};
 use crate::train::checkpoint::{self, CheckpointParts, TrainState};
 use crate::train::eval::{PreparedSplit, accuracy, candidates};
 use crate::train::optimizer::{AdamW, lr_at};
 use crate::train::qwen3_vl::{MODEL_TYPE as QWEN3_VL, Qwen3VlTrainee};
-use crate::models::tiny_vlm::model::MODEL_TYPE as TINY_VLM;
-use crate::models::tiny_vlm::tokenizer::TextTokenizer;
 use crate::train::trainee::{TinyVlmTrainee, Trainee};
 use crate::train::{EvalRecord, EvalSplit, Holdout, MetricRow, TrainConfig, TrainSummary};
 
@@ -263,6 +263,7 @@ pub async fn train(
     let mut order_cache: Option<(u64, Vec<usize>, Vec<bool>)> = None;
     let mut last_dir = latest.clone();
     let mut next_ckpt = (state.samples_seen / cfg.checkpoint_every + 1) * cfg.checkpoint_every;
+    #[cfg_attr(not(feature = "fault-injection"), allow(unused_mut))]
     let mut stopped_early = false;
     let mut frame_cache = FrameCache::new(prep, FRAME_CACHE_BYTES);
     while state.step < total {
@@ -346,6 +347,7 @@ pub async fn train(
             write_metrics(&out, &state.metrics, &cfg.inputs).await?;
             last_dir = Some(dir);
         }
+        #[cfg(feature = "fault-injection")]
         if cfg.stop_after_steps == Some(state.step) && state.step < total {
             stopped_early = true;
             break;

@@ -11,11 +11,11 @@ use image::RgbImage;
 
 use crate::error::{GdoError, Result};
 use crate::models::tiny_vlm::inputs::{FramePrep, build_batch, encode_pair};
+use crate::models::tiny_vlm::model::{TinyVlm, TinyVlmConfig, batch_mean_nll, row_mean_nll, token_nll};
+use crate::models::tiny_vlm::scorer::answer_losses;
+use crate::models::tiny_vlm::tokenizer::TextTokenizer;
 use crate::models::weights;
 use crate::train::batcher::Row;
-use crate::models::tiny_vlm::scorer::answer_losses;
-use crate::models::tiny_vlm::model::{TinyVlm, TinyVlmConfig, batch_mean_nll, row_mean_nll, token_nll};
-use crate::models::tiny_vlm::tokenizer::TextTokenizer;
 
 /// A trainable model: weights in a [`VarMap`], a differentiable loss over a batch of
 /// rows, answer losses for evaluation, and the files that make a checkpoint folder

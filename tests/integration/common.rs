@@ -36,13 +36,11 @@ pub fn fixtures() -> PathBuf {
 /// Ingest the reference pool (6,000 image rows, 3,000 video rows) into `out`.
 pub async fn ingest_reference_pool(out: &Path) -> IngestReport {
     let pool = fixtures().join("gdo-reference/pool");
-    let opts = IngestOptions {
-        onevision: vec![pool.join("onevision.jsonl.gz").display().to_string()],
-        video: vec![pool.join("video.jsonl.gz").display().to_string()],
-        out: out.display().to_string(),
-        ..IngestOptions::default()
-    };
-    ingest(&opts).await.expect("reference pool ingests")
+    gdo::stage::Ingest::new(out.display().to_string())
+        .with_onevision([pool.join("onevision.jsonl.gz").display().to_string()])
+        .with_video([pool.join("video.jsonl.gz").display().to_string()])
+        .await
+        .expect("reference pool ingests")
 }
 
 /// The committed sample data (`data-samples/`).

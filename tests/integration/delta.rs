@@ -245,6 +245,7 @@ fn versions_history_and_time_travel() {
     assert_eq!(count(&sql_count(t)), Some(400), "the pool is untouched");
 }
 
+#[cfg(feature = "fault-injection")]
 #[test]
 fn describe_starts_fresh_on_a_reingested_pool() {
     let dir = tempfile::tempdir().unwrap();

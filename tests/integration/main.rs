@@ -18,3 +18,11 @@ mod select_parity;
 mod sql_cli;
 mod train_qwen;
 mod train_tiny;
+
+/// The kill-and-resume tests drive the product's fault injection, a cargo feature:
+/// without it they are not built, and this says so instead of passing quietly.
+#[cfg(not(feature = "fault-injection"))]
+#[test]
+fn fault_injection_tests_need_their_feature() {
+    panic!("build the tests with `--features fault-injection` (scripts/test.sh, the README's test command, does)");
+}

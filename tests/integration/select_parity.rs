@@ -18,6 +18,16 @@ fn gz_lines(path: &Path) -> Vec<String> {
     text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
 }
 
+/// A session with the reference pool (ingested into `dir/pool`) and its metrics.
+async fn reference_session(dir: &Path) -> datafusion::prelude::SessionContext {
+    let pool = dir.join("pool");
+    ingest_reference_pool(&pool).await;
+    let ctx = gdo::session::new_context();
+    gdo::session::register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
+    gdo::select::metrics::load_metrics(&ctx, &[metrics_path()]).await.unwrap();
+    ctx
+}
+
 fn metrics_path() -> String {
     fixtures().join("gdo-reference/pool/metrics.jsonl.gz").display().to_string()
 }
@@ -512,11 +522,7 @@ async fn shared_full_row_scan_equals_the_goal_query_run_as_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_scoring_view_builds_its_joins_on_the_lookups_and_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = dir.path().join("pool");
-    ingest_reference_pool(&pool).await;
-    let ctx = gdo::session::new_context();
-    gdo::session::register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
-    gdo::select::metrics::load_metrics(&ctx, &[metrics_path()]).await.unwrap();
+    let ctx = reference_session(dir.path()).await;
     // As `gdo select` keeps them, all but gdo_scored itself (whose plan is checked).
     let kept = ["gdo_strata", "gdo_stratum_alignment", "gdo_source_prior", "gdo_metric_vds3"];
     assert!(gdo::session::create_score_views_keeping(&ctx, &kept).await.unwrap());
@@ -590,11 +596,7 @@ async fn shipped_goal_queries_are_recognised_in_the_plan_and_edited_ones_are_not
     use gdo::select::run::GOALS;
 
     let dir = tempfile::tempdir().unwrap();
-    let pool = dir.path().join("pool");
-    ingest_reference_pool(&pool).await;
-    let ctx = gdo::session::new_context();
-    gdo::session::register_table(&ctx, "pool", &pool.display().to_string()).await.unwrap();
-    gdo::select::metrics::load_metrics(&ctx, &[metrics_path()]).await.unwrap();
+    let ctx = reference_session(dir.path()).await;
     gdo::session::create_score_views(&ctx).await.unwrap();
     let marked = |sql: String| {
         let ctx = ctx.clone();
@@ -636,11 +638,13 @@ async fn explain_analyze_shows_the_operators_counts() {
     let pool = dir.path().join("pool");
     ingest_reference_pool(&pool).await;
     let p = pool.display().to_string();
-    let goal = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/goals/temp_plus.sql"))
-        .unwrap();
-    let out = run_ok(gdo().args(["sql", "--pool", &p, "--metrics", &metrics_path(), "--max-rows", "0"]).arg(format!(
-        "EXPLAIN ANALYZE {goal}"
-    )));
+    let goal =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/goals/temp_plus.sql")).unwrap();
+    let out = run_ok(
+        gdo()
+            .args(["sql", "--pool", &p, "--metrics", &metrics_path(), "--max-rows", "0"])
+            .arg(format!("EXPLAIN ANALYZE {goal}")),
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let goal_line = line_of(&text, "GoalSelectExec: goal=temp_plus");
     let o = run_select(&job(&pool, &dir.path().join("s"), &["temp_plus"])).await.unwrap();

@@ -11,19 +11,7 @@ use datafusion::logical_expr::{
 
 use crate::common::{DOC_SECTION_GDO, map_strings, single_array};
 
-/// `distinct_token_count(text)`
-///
-/// Number of different `[A-Za-z0-9_]+` tokens in the lower-cased text. GDO's text
-/// quality term penalises answers whose distinct-token share is below 0.55
-/// (`distinct_token_count(answer) / token_count(answer)`).
-///
-/// Arguments: `text` (string).
-///
-/// Returns: `BIGINT`.
-///
-/// ```sql
-/// SELECT distinct_token_count('the cat and the dog'); -- 4
-/// ```
+/// SQL function `distinct_token_count`; user documentation: `DOC` (`gdo sql --help-functions`, docs/sql-functions.md).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct DistinctTokenCount {
     signature: Signature,
@@ -38,12 +26,14 @@ impl Default for DistinctTokenCount {
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION_GDO,
-        "Number of different [A-Za-z0-9_]+ tokens in the lower-cased text (the distinct-token \
-         share of GDO's text quality term).",
+        "Number of different [A-Za-z0-9_]+ tokens in the lower-cased text, as BIGINT (NULL gives NULL). \
+         GDO's text quality term penalises answers whose distinct-token share, \
+         distinct_token_count(answer) / token_count(answer), is below 0.55.",
         "distinct_token_count(text)",
     )
     .with_argument("text", "Any string, typically the answer.")
     .with_sql_example("SELECT distinct_token_count('the cat and the dog'); -- 4")
+    .with_related_udf("token_count")
     .build()
 });
 

@@ -11,20 +11,7 @@ use datafusion::logical_expr::{
 use crate::common::DOC_SECTION_GDO;
 use crate::options::gdo_options;
 
-/// `gdo_flag(name)`
-///
-/// The value of the boolean session setting `gdo.<name>` (`SET gdo.no_vds = true`).
-/// GDO's scoring query reads its ablation switches this way, so one SQL text serves the
-/// full score and every ablation. Names: `no_vds`, `no_ppl`, `no_sc`, `no_vds3_budget`.
-///
-/// Arguments: `name` (string literal).
-///
-/// Returns: `BOOLEAN`.
-///
-/// ```sql
-/// SET gdo.no_vds = true;
-/// SELECT gdo_flag('no_vds'); -- true
-/// ```
+/// SQL function `gdo_flag`; user documentation: `DOC` (`gdo sql --help-functions`, docs/sql-functions.md).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct GdoFlag {
     signature: Signature,
@@ -40,10 +27,12 @@ impl Default for GdoFlag {
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION_GDO,
-        "The boolean session setting gdo.<name> (ablation switches of GDO's score).",
+        "The value of the boolean session setting `gdo.<name>` (`SET gdo.no_vds = true`), as BOOLEAN. GDO's \
+         scoring query reads its ablation switches this way, so one SQL text serves the full score and every \
+         ablation. An unknown name is an error.",
         "gdo_flag(name)",
     )
-    .with_argument("name", "One of no_vds, no_ppl, no_sc, no_vds3_budget.")
+    .with_argument("name", "A string literal, one of no_vds, no_ppl, no_sc, no_vds3_budget.")
     .with_sql_example("SET gdo.no_vds = true;\nSELECT gdo_flag('no_vds'); -- true")
     .build()
 });

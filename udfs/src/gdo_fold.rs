@@ -22,21 +22,7 @@ pub fn fold_of(key: &str, folds: u64) -> u64 {
     u64::from_le_bytes(first) % folds.max(1)
 }
 
-/// `gdo_fold(key, folds)`
-///
-/// The fold (0 to `folds` - 1) a key falls in, by a stable hash (SHA-1) of the key.
-/// Keyed by `video_uid`, every pair of one clip or image lands in the same fold, so a
-/// split made with it never puts the same media on both sides. `gdo train
-/// --holdout-fold I/K` trains without the rows of fold I, and `gdo describe` given K
-/// such scorers scores each row with the model that did not see it (cross-fitting).
-///
-/// Arguments: `key` (string; NULL gives NULL), `folds` (integer literal, at least 1).
-///
-/// Returns: `BIGINT`.
-///
-/// ```sql
-/// SELECT gdo_fold(video_uid, 4) AS fold, count(*) FROM pool GROUP BY fold ORDER BY fold;
-/// ```
+/// SQL function `gdo_fold`; user documentation: `DOC` (`gdo sql --help-functions`, docs/sql-functions.md).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct GdoFold {
     signature: Signature,
@@ -53,13 +39,17 @@ impl Default for GdoFold {
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION_GDO,
-        "The fold (0 to folds - 1) of a key by a stable hash (first 8 bytes of SHA-1, \
-         little-endian, modulo folds); keyed by video_uid, all pairs of one clip share a fold.",
+        "The fold (0 to folds - 1) a key falls in, as BIGINT, by a stable hash: the first 8 bytes of SHA-1 of \
+         the key's UTF-8 bytes, little-endian, modulo folds (the same on every machine, run and version). \
+         Keyed by video_uid, every pair of one clip or image lands in the same fold, so a split made with it \
+         never puts the same media on both sides. gdo train --holdout-fold I/K trains without the rows of \
+         fold I, and gdo describe given K such scorers scores each row with the model that did not see it \
+         (cross-fitting).",
         "gdo_fold(key, folds)",
     )
     .with_argument("key", "A string, usually video_uid; NULL gives NULL.")
     .with_argument("folds", "Number of folds, an integer literal of at least 1.")
-    .with_sql_example("SELECT gdo_fold(video_uid, 4) AS fold, count(*) FROM pool GROUP BY fold;")
+    .with_sql_example("SELECT gdo_fold(video_uid, 4) AS fold, count(*) FROM pool GROUP BY fold ORDER BY fold;")
     .build()
 });
 

@@ -11,19 +11,7 @@ use datafusion::logical_expr::{
 
 use crate::common::{DOC_SECTION_GDO, map_strings, single_array};
 
-/// `gdo_norm(text)`
-///
-/// GDO's text normalisation: every run of whitespace (Python's notion, including
-/// U+001C..U+001F) becomes one space, and the ends are trimmed. Useful to find
-/// near-duplicate texts that differ only in spacing.
-///
-/// Arguments: `text` (string).
-///
-/// Returns: `VARCHAR`.
-///
-/// ```sql
-/// SELECT lower(gdo_norm(question)) AS q, count(*) FROM pool GROUP BY q HAVING count(*) > 1;
-/// ```
+/// SQL function `gdo_norm`; user documentation: `DOC` (`gdo sql --help-functions`, docs/sql-functions.md).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct GdoNorm {
     signature: Signature,
@@ -38,11 +26,16 @@ impl Default for GdoNorm {
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION_GDO,
-        "GDO text normalisation: collapse every run of whitespace into one space and trim.",
+        "GDO's text normalisation: every run of whitespace (Python's notion, including U+001C..U+001F) \
+         becomes one space, and the ends are trimmed. Returns VARCHAR; NULL gives NULL. Useful to find \
+         near-duplicate texts that differ only in spacing.",
         "gdo_norm(text)",
     )
     .with_argument("text", "Any string.")
-    .with_sql_example("SELECT gdo_norm('  a \\t b  '); -- 'a b'")
+    .with_sql_example(
+        "SELECT gdo_norm('  a \\t b  '); -- 'a b'\n\
+         SELECT lower(gdo_norm(question)) AS q, count(*) FROM pool GROUP BY q HAVING count(*) > 1;",
+    )
     .build()
 });
 

@@ -39,36 +39,7 @@ pub fn media_fields() -> Fields {
     ])
 }
 
-/// `media_descriptors(frames)`
-///
-/// The frame-based descriptors of the method (method §3) from one fetch and one
-/// decode of the pair's frames: `amm` (average Farneback flow magnitude over up to 8
-/// uniformly resampled frames, 224x224 gray), `frame_diversity` (mean |g_t - g_{t-1}| / 255
-/// on the same frames), `vis_feat` (per-channel RGB mean and standard deviation in [0,1]
-/// over up to 6 uniformly resampled frames: `[mean_r, mean_g, mean_b, std_r, std_g, std_b]`),
-/// `n_frames_read` (frames fetched and decoded), `frame_errors` (frames dropped as
-/// missing, unreadable or undecodable) and `error` (what went wrong, NULL if nothing).
-/// With at most one readable frame, amm and frame_diversity are 0 (image pairs: 0).
-/// When frames were listed but none could be read, amm, frame_diversity and vis_feat
-/// are NULL and `error` says why; the query never fails for a bad frame. An empty list
-/// gives 0, 0 and six zeros. A NULL list gives NULL.
-///
-/// Frames are URIs (`file:///...`, `s3://...`, `gs://...`, `az://...`) fetched
-/// concurrently through the session's object stores and decoded (JPEG, PNG, WebP).
-/// `SET gdo.motion_device = 'cuda:0'` runs the motion of each batch of rows as one
-/// candle program on that GPU (`'candle-cpu'`: the same program on the CPU; `'cpu'`,
-/// the default: the tuned CPU kernel).
-/// `amm(frames)`, `frame_diversity(frames)` and `vis_feat(frames)` are rewritten to
-/// fields of this function, so a query asking for several decodes each frame once.
-///
-/// Arguments: `frames` (list of strings): the pair's frame URIs in time order.
-///
-/// Returns: `STRUCT<amm DOUBLE, frame_diversity DOUBLE, vis_feat LIST<DOUBLE>,
-/// n_frames_read BIGINT, frame_errors BIGINT, error VARCHAR>`.
-///
-/// ```sql
-/// SELECT qa_uid, media_descriptors(frames)['amm'] FROM pool LIMIT 5;
-/// ```
+/// SQL function `media_descriptors`; user documentation: `DOC` (`gdo sql --help-functions`, docs/sql-functions.md).
 #[derive(Debug)]
 pub struct MediaDescriptors {
     signature: Signature,
@@ -429,15 +400,32 @@ pub fn to_struct_array(values: &[Option<MediaValues>]) -> Result<StructArray> {
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION_GDO,
-        "Frame-based descriptors from one fetch and decode of the frames: amm, frame_diversity, \
-         vis_feat (RGB mean and std of up to 6 frames), n_frames_read, frame_errors, error. \
-         Unreadable frames are dropped and counted; if none is readable the values are NULL \
-         and error says why. Motion runs where `SET gdo.motion_device` says: 'cpu' (default, \
-         the tuned kernel), 'cuda' or 'cuda:N' (candle on that GPU), 'candle-cpu'.",
+        "The frame-based descriptors of the method (docs/method.md section 3) from one fetch and one decode \
+         of the pair's frames. Returns `STRUCT<amm DOUBLE, frame_diversity DOUBLE, vis_feat LIST<DOUBLE>, \
+         n_frames_read BIGINT, frame_errors BIGINT, error VARCHAR>`: amm (average Farneback flow magnitude \
+         over up to 8 uniformly resampled frames, 224x224 gray), frame_diversity (mean(abs(g_t - g_{t-1}))/255 \
+         on the same frames), vis_feat (per-channel RGB mean and standard deviation in [0,1] over up to 6 \
+         uniformly resampled frames: [mean_r, mean_g, mean_b, std_r, std_g, std_b]), n_frames_read (frames \
+         fetched and decoded), frame_errors (frames dropped as missing, unreadable or undecodable) and error \
+         (what went wrong, NULL if nothing). With at most one readable frame, amm and frame_diversity are 0 \
+         (image pairs). When frames were listed but none could be read, amm, frame_diversity and vis_feat are \
+         NULL and error says why; the query never fails for a bad frame. An empty list gives 0, 0 and six \
+         zeros; a NULL list gives NULL. Frames are fetched concurrently through the session's object stores \
+         and decoded (JPEG, PNG, WebP). Motion runs where `SET gdo.motion_device` says: 'cpu' (default, the \
+         tuned CPU kernel), 'cuda' or 'cuda:N' (the motion of each batch of rows as one candle program on \
+         that GPU), 'candle-cpu' (the same program on the CPU). amm(frames), frame_diversity(frames) and \
+         vis_feat(frames) are rewritten to fields of this function, so a query asking for several decodes \
+         each frame once.",
         "media_descriptors(frames)",
     )
     .with_argument("frames", "List of frame URIs (file://, s3://, gs://, az://) in time order.")
-    .with_sql_example("SELECT qa_uid, media_descriptors(frames)['error'] FROM pool LIMIT 5;")
+    .with_sql_example(
+        "SELECT qa_uid, media_descriptors(frames)['error'] FROM pool LIMIT 5;\n\
+         SELECT qa_uid, media_descriptors(frames)['amm'] FROM pool LIMIT 5;",
+    )
+    .with_related_udf("amm")
+    .with_related_udf("frame_diversity")
+    .with_related_udf("vis_feat")
     .build()
 });
 

@@ -11,20 +11,7 @@ use datafusion::logical_expr::{
 
 use crate::common::{DOC_SECTION_GDO, map_strings, single_array};
 
-/// `source_group(data_source)`
-///
-/// The source group used for GDO's source-group floors: the normalised name before
-/// the first `(` (`ai2d(cauldron,llava_format)` -> `ai2d`), else the first four
-/// `_`-separated parts (`0_30_s_academic_v0_1` -> `0_30_s_academic`), else the name
-/// itself; `unknown` when empty.
-///
-/// Arguments: `data_source` (string).
-///
-/// Returns: `VARCHAR`.
-///
-/// ```sql
-/// SELECT source_group(data_source) AS g, count(*) FROM pool GROUP BY g ORDER BY 2 DESC;
-/// ```
+/// SQL function `source_group`; user documentation: `DOC` (`gdo sql --help-functions`, docs/sql-functions.md).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct SourceGroup {
     signature: Signature,
@@ -39,12 +26,17 @@ impl Default for SourceGroup {
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION_GDO,
-        "Source group of a data source: the name before the first '(', else the first \
-         four '_'-separated parts, else the name; 'unknown' when empty.",
+        "The source group used for GDO's source-group floors: of the name normalised as by gdo_norm, the \
+         part before the first '(' (ai2d(cauldron,llava_format) -> ai2d), else the first four '_'-separated \
+         parts (0_30_s_academic_v0_1 -> 0_30_s_academic), else the name itself; 'unknown' when empty. \
+         Returns VARCHAR; NULL gives NULL.",
         "source_group(data_source)",
     )
     .with_argument("data_source", "The raw data_source string of a pair.")
-    .with_sql_example("SELECT source_group('0_30_s_academic_v0_1'); -- 0_30_s_academic")
+    .with_sql_example(
+        "SELECT source_group('0_30_s_academic_v0_1'); -- 0_30_s_academic\n\
+         SELECT source_group(data_source) AS g, count(*) FROM pool GROUP BY g ORDER BY 2 DESC;",
+    )
     .build()
 });
 

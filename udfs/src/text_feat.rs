@@ -38,20 +38,7 @@ pub fn text_feat_values(question: &str, answer: &str) -> [f64; TEXT_FEAT_BINS] {
     bins
 }
 
-/// `text_feat(question, answer)`
-///
-/// The text side feature of the method (method §3): 16 bins; each lower-cased
-/// `[A-Za-z0-9_]+` token of the question and of the answer adds 1 to bin
-/// `u64_be(sha1(token)[0..8]) mod 16`; the vector is divided by its L2 norm + 1e-6.
-/// A NULL text counts as empty; both NULL gives NULL. No token gives 16 zeros.
-///
-/// Arguments: `question`, `answer` (strings).
-///
-/// Returns: `LIST<DOUBLE>` (16 values).
-///
-/// ```sql
-/// SELECT qa_uid, text_feat(question, answer) FROM pool LIMIT 5;
-/// ```
+/// SQL function `text_feat`; user documentation: `DOC` (`gdo sql --help-functions`, docs/sql-functions.md).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TextFeat {
     signature: Signature,
@@ -66,13 +53,19 @@ impl Default for TextFeat {
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION_GDO,
-        "Text side feature: 16 bins of token counts of question and answer (bin = first 8 \
-         bytes of sha1(token), big-endian, mod 16), divided by L2 norm + 1e-6.",
+        "Text side feature of the method (docs/method.md section 3), a `LIST<DOUBLE>` of 16 bins: each \
+         lower-cased [A-Za-z0-9_]+ token of the question and of the answer adds 1 to bin \
+         `u64_be(sha1(token)[0..8]) mod 16` (first 8 bytes of SHA-1 of the token, big-endian); the vector \
+         is divided by its L2 norm + 1e-6. A NULL text counts as empty; both NULL gives NULL. No token \
+         gives 16 zeros.",
         "text_feat(question, answer)",
     )
     .with_argument("question", "The question text.")
     .with_argument("answer", "The answer text.")
-    .with_sql_example("SELECT text_feat('What moves?', 'a red ball'); -- 16 doubles")
+    .with_sql_example(
+        "SELECT text_feat('What moves?', 'a red ball'); -- 16 doubles\n\
+         SELECT qa_uid, text_feat(question, answer) FROM pool LIMIT 5;",
+    )
     .build()
 });
 

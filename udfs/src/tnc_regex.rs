@@ -12,21 +12,7 @@ use datafusion::logical_expr::{
 use crate::common::{DOC_SECTION_GDO, map_strings, single_array};
 use crate::method::is_temporal_question;
 
-/// `tnc_regex(question)`
-///
-/// Temporal necessity (TNC) in the method's `regex` mode: `1.0` when the question
-/// contains a temporal keyword (`before`, `after`, `then`, `while`, `during`, `first`,
-/// `next`, `finally`, `sequence`, `later`, `earlier`, `transition`, `happen`; whole
-/// words, any case), else `0.0`. NULL for a NULL question. It is also the value the
-/// `llm` mode falls back to when the model fails.
-///
-/// Arguments: `question` (string): the normalised question text.
-///
-/// Returns: `DOUBLE`.
-///
-/// ```sql
-/// SELECT qa_uid, tnc_regex(question) FROM pool WHERE bucket = 'short_video' LIMIT 5;
-/// ```
+/// SQL function `tnc_regex`; user documentation: `DOC` (`gdo sql --help-functions`, docs/sql-functions.md).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TncRegex {
     signature: Signature,
@@ -41,13 +27,17 @@ impl Default for TncRegex {
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION_GDO,
-        "Temporal necessity by keyword rule: 1.0 when the question contains a temporal \
-         keyword (before, after, then, while, during, first, next, finally, sequence, later, \
-         earlier, transition, happen; whole words, any case), else 0.0.",
+        "Temporal necessity (TNC) in the method's regex mode: 1.0 when the question contains a temporal \
+         keyword (before, after, then, while, during, first, next, finally, sequence, later, earlier, \
+         transition, happen; whole words, any case), else 0.0; NULL for a NULL question. Returns DOUBLE. It \
+         is also the value the llm mode falls back to when the model fails.",
         "tnc_regex(question)",
     )
     .with_argument("question", "The normalised question text.")
-    .with_sql_example("SELECT tnc_regex('What happens after the jump?'); -- 1.0")
+    .with_sql_example(
+        "SELECT tnc_regex('What happens after the jump?'); -- 1.0\n\
+         SELECT qa_uid, tnc_regex(question) FROM pool WHERE bucket = 'short_video' LIMIT 5;",
+    )
     .build()
 });
 

@@ -11,18 +11,7 @@ use datafusion::logical_expr::{
 
 use crate::common::{DOC_SECTION_GDO, map_strings, single_array};
 
-/// `token_count(text)`
-///
-/// Number of `[A-Za-z0-9_]+` tokens in the lower-cased text: the token count behind
-/// `q_len_bucket`, `a_len_bucket` and the length terms of GDO's score.
-///
-/// Arguments: `text` (string).
-///
-/// Returns: `BIGINT`.
-///
-/// ```sql
-/// SELECT token_count(question) AS q, count(*) FROM pool GROUP BY q ORDER BY q;
-/// ```
+/// SQL function `token_count`; user documentation: `DOC` (`gdo sql --help-functions`, docs/sql-functions.md).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TokenCount {
     signature: Signature,
@@ -37,11 +26,16 @@ impl Default for TokenCount {
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION_GDO,
-        "Number of [A-Za-z0-9_]+ tokens in the lower-cased text (GDO's token count).",
+        "Number of [A-Za-z0-9_]+ tokens in the lower-cased text, as BIGINT (NULL gives NULL): GDO's token \
+         count, behind q_len_bucket, a_len_bucket and the length terms of GDO's score.",
         "token_count(text)",
     )
     .with_argument("text", "Any string, typically question or answer.")
-    .with_sql_example("SELECT token_count('What happens next?'); -- 3")
+    .with_sql_example(
+        "SELECT token_count('What happens next?'); -- 3\n\
+         SELECT token_count(question) AS q, count(*) FROM pool GROUP BY q ORDER BY q;",
+    )
+    .with_related_udf("distinct_token_count")
     .build()
 });
 

@@ -55,6 +55,8 @@ impl Qwen3VlModel {
         let files = safetensors_files(dir)?;
         // SAFETY: the weight files are memory-mapped read-only; they must not be changed
         // while the model is loaded, as with any mmap-based loader.
+        // Memory-mapped weights: the files must not change while the model is loaded.
+        #[allow(unsafe_code)]
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
             .map_err(|e| GdoError::Usage(format!("{}: cannot read the weights: {e}", dir.display())))?;
         Self::new(&config, Mode::Inference, vb)

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::model::Qwen3VlModel;
 use super::processor::{FramePatches, Padding, Processor, Sequence, answer_targets};
 use super::text::KvCache;
-use crate::models::scorer::{AnswerLosses, ScoreItem, Scorer};
 use crate::error::{GdoError, Result};
+use crate::models::scorer::{AnswerLosses, ScoreItem, Scorer};
 
 /// The method's TNC prompt (method §3, TNC).
 pub const TNC_PROMPT: &str = "Decide if the question requires temporal reasoning over multiple frames.\n\

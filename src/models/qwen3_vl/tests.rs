@@ -39,7 +39,10 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 fn mmap(dir: &Path) -> VarBuilder<'static> {
-    unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &CPU).unwrap() }
+    #[allow(unsafe_code)]
+    unsafe {
+        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &CPU).unwrap()
+    }
 }
 
 /// candle-transformers' model on the same files.

@@ -17,13 +17,13 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::error::{GdoError, Result};
 use crate::models::qwen3_vl::scorer::{SC_TEMPERATURE, SC_TOP_P, argmax, sample_top_p};
 use crate::models::scorer::{AnswerLosses, ScoreItem, Scorer};
-use crate::error::{GdoError, Result};
 use crate::models::tiny_vlm::inputs::{build_batch, encode_pair, prepare_frame, resample_indices};
-use crate::models::weights;
 use crate::models::tiny_vlm::model::{TinyVlm, row_mean_nll, token_nll};
 use crate::models::tiny_vlm::tokenizer::{EOS, PAD, TextTokenizer};
+use crate::models::weights;
 
 /// Pairs per forward pass.
 const BATCH: usize = 8;
@@ -226,4 +226,3 @@ pub fn answer_losses(
     }
     Ok(out)
 }
-

@@ -10,6 +10,9 @@
 //!
 //! Ballista-safe: nothing global; the PTX module is loaded once per device by candle.
 
+// Kernel launches and device allocations through cudarc (see the SAFETY notes).
+#![allow(unsafe_code)]
+
 use std::sync::Arc;
 
 use rayon::prelude::*;

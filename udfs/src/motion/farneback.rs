@@ -17,6 +17,9 @@
 //! update runs 8 pixels at a time with AVX2 where the CPU has it (`matrices_x8`),
 //! and every large buffer is recycled ([`Buf`]).
 
+// AVX2 intrinsics, each call behind a CPU feature check (see the SAFETY notes).
+#![allow(unsafe_code)]
+
 use super::imgops::{Plane, gaussian_blur_f32, gaussian_kernel, resize_linear_f32};
 use super::scratch::Buf;
 
