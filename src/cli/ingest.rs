@@ -11,7 +11,7 @@ use crate::stage::Ingest;
 #[command(verbatim_doc_comment)]
 pub struct Args {
     /// LLaVA-OneVision image-QA JSONL files (ingested first, in the order given). A folder
-    /// stands for the .jsonl[.gz]/.ndjson[.gz] files directly in it and a pattern in the
+    /// stands for the .jsonl/.ndjson/.json[.gz] files directly in it and a pattern in the
     /// file name ('s3://b/raw/ov_*.jsonl.gz', quoted) for the files it matches, both in
     /// name order.
     #[arg(long, num_args = 1.., value_name = "FILE")]
@@ -92,7 +92,7 @@ pub async fn run(args: Args) -> Result<()> {
         let more = report.ignored_files.len().saturating_sub(shown.len());
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
         println!(
-            "  not read: {} entr{} of input folders not named .jsonl[.gz]/.ndjson[.gz]: {}{more}",
+            "  not read: {} entr{} of input folders not named .jsonl/.ndjson/.json[.gz]: {}{more}",
             report.ignored_files.len(),
             if report.ignored_files.len() == 1 { "y" } else { "ies" },
             shown.join(", ")

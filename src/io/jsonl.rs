@@ -71,11 +71,22 @@ pub fn open(loc: &Location, on_read: impl FnMut(usize) + Send + 'static) -> Resu
     };
     let mut raw = BufReader::with_capacity(1 << 20, Counting { inner: source, on_read });
     let head = raw.fill_buf().map_err(|e| GdoError::io(loc.to_string(), e))?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+    let mut text: Box<dyn BufRead + Send> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(raw)))
     } else {
         Box::new(raw)
-    })
+    };
+    // A JSON array (LLaVA's own `.json` files are one) would otherwise be read line by
+    // line and rejected row by row; say what it is instead.
+    let head = text.fill_buf().map_err(|e| GdoError::io(loc.to_string(), e))?;
+    let first = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head).iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return Err(GdoError::Usage(format!(
+            "{loc} is a JSON array, not JSON lines (one object per line); convert it first, e.g. \
+             jq -c '.[]' FILE > FILE.jsonl"
+        )));
+    }
+    Ok(text)
 }
 
 /// The non-blank lines of a JSONL stream, with their line numbers (from 1); blank
@@ -333,6 +344,27 @@ mod tests {
         for no in ["a.parquet", "notes.txt", "a.gz", "jsonl", "a.jsonl.bz2"] {
             assert!(!is_jsonl_name(no), "{no}");
         }
+    }
+
+    #[test]
+    fn a_json_array_file_is_refused_with_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |name: &str, body: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, body).unwrap();
+            let loc = Location::parse(&path.display().to_string()).unwrap();
+            open(&loc, |_| {}).map(|mut r| {
+                let mut s = String::new();
+                r.read_to_string(&mut s).unwrap();
+                s
+            })
+        };
+        let err = read("llava.json", b"\n  [{\"id\": 1},\n {\"id\": 2}]").unwrap_err().to_string();
+        assert!(err.contains("is a JSON array, not JSON lines") && err.contains("jq -c"), "{err}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, b"{\"id\": 1}\n{\"id\": 2}\n").unwrap();
+        assert_eq!(read("rows.json.gz", &gz.finish().unwrap()).unwrap(), "{\"id\": 1}\n{\"id\": 2}\n");
+        assert_eq!(read("empty.jsonl", b"").unwrap(), "");
     }
 
     #[test]

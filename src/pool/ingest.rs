@@ -32,7 +32,7 @@ pub const REPORT_FILE: &str = "ingest_report.json";
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     /// LLaVA-OneVision (image) JSONL files, ingested first, in order. Each may also be a
-    /// folder (its `.jsonl[.gz]`/`.ndjson[.gz]` files) or a file-name pattern
+    /// folder (its `.jsonl`/`.ndjson`/`.json` files, plain or `.gz`) or a file-name pattern
     /// (`raw/ov_*.jsonl.gz`), expanded in name order; see [`expand_input`].
     pub onevision: Vec<String>,
     /// LLaVA-Video JSONL files (or folders, or patterns), ingested after the image files, in order.

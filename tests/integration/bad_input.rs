@@ -167,3 +167,22 @@ fn an_overlong_line_is_a_counted_reject() {
     );
     assert_eq!(String::from_utf8_lossy(&q.stdout).trim(), "source_line,reason,short\n2,line_too_long,true");
 }
+
+/// A folder's `.json` files are read as JSON lines; a JSON array there (as LLaVA's own
+/// `.json` files are) stops ingest with what it is, not a flood of rejects.
+#[test]
+fn a_json_array_file_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    let row = image_row("ok", "What is it?", "a box");
+    std::fs::write(raw.join("llava.json"), format!("[\n{row},\n{row}\n]\n")).unwrap();
+    let o = gdo().args(["ingest", "--onevision"]).arg(&raw).arg("--out").arg(dir.path().join("pool")).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("llava.json is a JSON array, not JSON lines") && err.contains("jq -c"), "{err}");
+    // As JSON lines under the same name it ingests.
+    std::fs::write(raw.join("llava.json"), format!("{row}\n")).unwrap();
+    let o = run_ok(gdo().args(["ingest", "--onevision"]).arg(&raw).arg("--out").arg(dir.path().join("pool")));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ingested 1 pairs"));
+}
