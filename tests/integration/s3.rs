@@ -165,7 +165,7 @@ async fn ingest_from_and_query_a_bucket() {
     assert!(stdout.contains("ingested 80 pairs"), "{stdout}");
     assert!(
         stdout.contains(&format!(
-            "not read: 1 entry of input folders not named .jsonl[.gz]/.ndjson[.gz]: s3://{BUCKET}/shards/_SUCCESS"
+            "not read: 1 entry of input folders not named .jsonl/.ndjson/.json[.gz]: s3://{BUCKET}/shards/_SUCCESS"
         )),
         "{stdout}"
     );
