@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 cache="${GDO_CACHE:-$HOME/.cache/gdo}"
 py="${GDO_PYTHON:-python3}"
 # Outside readers and consumers: pyarrow, deltalake and Polars read the tables; HF
-# datasets (4.0.0, the newest LLaMA-Factory accepts) and PIL load the SFT JSONL.
-readers="pyarrow deltalake polars datasets==4.0.0 pillow"
-imports="import pyarrow, deltalake, polars, datasets, PIL"
+# datasets (4.0.0, the newest LLaMA-Factory accepts) and PIL load the SFT JSONL; ADBC's
+# Flight SQL driver queries the cluster scheduler.
+readers="pyarrow deltalake polars datasets==4.0.0 pillow adbc-driver-flightsql"
+imports="import pyarrow, deltalake, polars, datasets, PIL, adbc_driver_flightsql.dbapi"
 if ! "$py" -c "$imports" >/dev/null 2>&1; then
     venv="$cache/venv"
     if ! "$venv/bin/python" -c "$imports" >/dev/null 2>&1; then

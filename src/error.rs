@@ -39,6 +39,9 @@ pub enum GdoError {
     Parquet(#[from] ParquetError),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// A cluster process failed to start or serve (Ballista's message).
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A model failed (shapes, weights, device): candle's message.
     #[error("model: {0}")]
     Candle(#[from] candle_core::Error),

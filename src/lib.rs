@@ -3,6 +3,7 @@
 //! `docs/method.md` for the method.
 
 pub mod cli;
+pub mod cluster;
 pub mod demo;
 pub mod describe;
 pub mod device;

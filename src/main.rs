@@ -24,6 +24,8 @@ enum Command {
     Verify(cli::verify::Args),
     Vacuum(cli::vacuum::Args),
     Export(cli::export::Args),
+    Scheduler(cli::scheduler::Args),
+    Executor(cli::executor::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,6 +61,8 @@ fn main() -> std::process::ExitCode {
             Command::Verify(a) => cli::verify::run(a).await?,
             Command::Vacuum(a) => cli::vacuum::run(a).await?,
             Command::Export(a) => cli::export::run(a).await?,
+            Command::Scheduler(a) => cli::scheduler::run(a).await?,
+            Command::Executor(a) => cli::executor::run(a).await?,
         }
         Ok(())
     });

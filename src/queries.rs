@@ -27,6 +27,7 @@ macro_rules! query {
 pub const AUDIT: &[Query] = &[
     query!("audit/composition"),
     query!("audit/temporal_share"),
+    query!("audit/temporal_cues"),
     query!("audit/duplicates"),
     query!("audit/pairs_per_video"),
     query!("audit/length_distribution"),

@@ -59,7 +59,26 @@ pub fn new_context_limited(memory_limit: Option<usize>) -> SessionContext {
 }
 
 fn build_context(memory_limit: Option<usize>) -> SessionContext {
-    let mut config = SessionConfig::new().with_information_schema(true);
+    let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(LazyStoreRegistry::default()));
+    if let Some(bytes) = memory_limit {
+        runtime = runtime.with_memory_limit(bytes, 1.0);
+    }
+    let runtime = runtime.build_arc().expect("a runtime environment with default settings builds");
+    let state = SessionStateBuilder::new()
+        .with_config(gdo_config(SessionConfig::new()))
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_query_planner(Arc::new(crate::ops::GdoQueryPlanner))
+        .with_optimizer_rules(crate::ops::optimizer_rules())
+        .build();
+    with_gdo_functions(state)
+}
+
+/// gdo's settings on `config`: the information schema, plain strings from Parquet, the
+/// hash-join thresholds, and the `gdo.*` settings. Local sessions and every process of
+/// a cluster (scheduler, executors, client) start from it.
+pub fn gdo_config(config: SessionConfig) -> SessionConfig {
+    let mut config = config.with_information_schema(true);
     // Plain Utf8 strings from Parquet: with view strings, a hash join over millions of
     // pairs (scoring joins pool to metrics) spent its time re-measuring shared buffers.
     config.options_mut().execution.parquet.schema_force_view_types = false;
@@ -69,29 +88,37 @@ fn build_context(memory_limit: Option<usize>) -> SessionContext {
     // instead of being hash-repartitioned (a copy of every row it reads).
     config.options_mut().optimizer.hash_join_single_partition_threshold = 64 << 20;
     config.options_mut().optimizer.hash_join_single_partition_threshold_rows = 1 << 20;
-    let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(LazyStoreRegistry::default()));
-    if let Some(bytes) = memory_limit {
-        runtime = runtime.with_memory_limit(bytes, 1.0);
+    if config.options().extensions.get::<gdo_udfs::GdoOptions>().is_none() {
+        config = config.with_option_extension(gdo_udfs::GdoOptions::default());
     }
-    let runtime = runtime.build_arc().expect("a runtime environment with default settings builds");
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_runtime_env(runtime)
-        .with_default_features()
-        .with_query_planner(Arc::new(crate::ops::GdoQueryPlanner))
-        .with_optimizer_rules(crate::ops::optimizer_rules())
-        .build();
+    config
+}
+
+/// `state` with gdo's functions and table functions registered and DataFusion's
+/// leaf-expression pushdown off, as a context. The function instances hold the
+/// state's object-store registry (frames are fetched through it).
+pub fn with_gdo_functions(state: datafusion::execution::SessionState) -> SessionContext {
     let ctx = SessionContext::new_with_state(state);
     // DataFusion 55's leaf-expression pushdown moves `m['amm']` below the projection
     // that computes `m`, inlining `media_descriptors(frames)` once per field: each frame
     // was then fetched, decoded and run through optical flow once per field. gdo's
     // tables have no struct columns for it to prune, so it is off (decode once).
-    ctx.remove_optimizer_rule("extract_leaf_expressions");
-    ctx.remove_optimizer_rule("push_down_leaf_projections");
+    for rule in REMOVED_OPTIMIZER_RULES {
+        ctx.remove_optimizer_rule(rule);
+    }
     gdo_udfs::register_all(&ctx);
     crate::ops::register_table_functions(&ctx);
     ctx
 }
+
+/// Whether `ctx` runs its queries on a cluster (a session from
+/// `gdo::cluster::connect`).
+pub fn is_remote(ctx: &SessionContext) -> bool {
+    ctx.state().config().options().extensions.get::<ballista_core::config::BallistaConfig>().is_some()
+}
+
+/// DataFusion optimizer rules gdo sessions run without (see [`with_gdo_functions`]).
+pub const REMOVED_OPTIMIZER_RULES: &[&str] = &["extract_leaf_expressions", "push_down_leaf_projections"];
 
 /// The session's object stores: those registered explicitly, plus any `s3://`, `gs://`
 /// or `az://` bucket resolved on first use with [`crate::store::store_for`] and kept

@@ -159,6 +159,13 @@ impl Describe {
         self.opts.seed = seed;
         self
     }
+    /// Compute on the cluster at `url` (`df://HOST:PORT`), `jobs` chunks at once; the
+    /// cheap descriptors only. None: in this process.
+    pub fn on_cluster(mut self, url: Option<String>, jobs: usize) -> Self {
+        self.opts.cluster = url;
+        self.opts.cluster_jobs = jobs;
+        self
+    }
     /// Where AMM and frame diversity run: `cpu`, `cuda[:N]` or `candle-cpu`.
     pub fn with_motion_device(mut self, device: impl Into<String>) -> Self {
         self.opts.motion_device = device.into();
@@ -264,6 +271,7 @@ impl Select {
                 exclude: Vec::new(),
                 exclude_mode: ExcludeMode::Question,
                 memory_limit: None,
+                cluster: None,
             },
         }
     }
@@ -306,6 +314,13 @@ impl Select {
         self
     }
     /// Bound the memory the session's queries hold (bytes).
+    /// Score on the cluster at `url` (`df://HOST:PORT`); the goal operators still run
+    /// here. None: everything in this process.
+    pub fn on_cluster(mut self, url: Option<String>) -> Self {
+        self.job.cluster = url;
+        self
+    }
+
     pub fn with_memory_limit(mut self, bytes: Option<usize>) -> Self {
         self.job.memory_limit = bytes;
         self

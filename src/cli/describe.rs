@@ -66,6 +66,13 @@ pub struct Args {
     /// (frames missing or undecodable, the scorer failing); 1 accepts any.
     #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
     pub max_error_ratio: f64,
+    /// Compute the cheap descriptors on a gdo cluster (`gdo scheduler`); the pool and
+    /// its frames must be readable by the executors (shared storage or an object store).
+    #[arg(long, env = crate::cluster::CLUSTER_ENV, value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
+    /// Chunks computed at once on a cluster (each is one job over its row groups).
+    #[arg(long, default_value_t = 8, value_name = "N", requires = "cluster")]
+    pub cluster_jobs: usize,
     /// Fault injection (tests): stop after computing this many chunks (as if killed).
     #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true)]
@@ -110,6 +117,7 @@ pub async fn run(args: Args) -> Result<()> {
         .with_batch_size(args.batch_size)
         .with_chunk_size(args.chunk_size)
         .with_max_error_ratio(args.max_error_ratio)
+        .on_cluster(args.cluster, args.cluster_jobs)
         .with_seed(args.seed)
         .with_progress(std::io::stderr().is_terminal())
         .with_motion_device(if device.is_cuda() { args.device.trim().to_owned() } else { "cpu".into() });

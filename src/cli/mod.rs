@@ -3,11 +3,13 @@
 
 pub mod demo;
 pub mod describe;
+pub mod executor;
 pub mod export;
 pub mod gen_samples;
 pub mod history;
 pub mod ingest;
 pub mod merge;
+pub mod scheduler;
 pub mod select;
 pub mod sql;
 pub mod train;

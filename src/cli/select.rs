@@ -93,6 +93,10 @@ pub struct Args {
     /// more fails with "Resources exhausted" instead of growing unbounded.
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<crate::session::MemoryLimit>,
+    /// Compute the scoring (statistics, strata, scores) on a gdo cluster (`gdo
+    /// scheduler`); the goal operators then run here on the scored pairs.
+    #[arg(long, env = crate::cluster::CLUSTER_ENV, value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -141,6 +145,7 @@ pub async fn run(args: Args) -> Result<()> {
         .with_jsonl(!args.no_jsonl)
         .with_exclude(args.exclude, args.exclude_mode)
         .with_memory_limit(args.memory_limit.map(|m| m.0))
+        .on_cluster(args.cluster)
         .with_goal_sources(goals);
     for (name, value) in settings {
         select = select.with_setting(name, value);

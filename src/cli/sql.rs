@@ -61,6 +61,11 @@ pub struct Args {
     /// fails with DataFusion's resources-exhausted error instead of growing unbounded.
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<MemoryLimit>,
+    /// Run the queries on a gdo cluster (`gdo scheduler`). Paths in the SQL and in
+    /// --pool/--table must be readable by the executors (shared storage or an object
+    /// store).
+    #[arg(long, env = crate::cluster::CLUSTER_ENV, value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
     /// Write the last statement's result here instead of printing it.
     #[arg(long, value_name = "PATH")]
     pub out: Option<String>,
@@ -149,7 +154,8 @@ pub fn function_reference(markdown: bool) -> String {
     }
     for entry in settings {
         let default = entry.value.unwrap_or_else(|| "unset".into());
-        let (key, text) = (entry.key, entry.description.trim());
+        let key = entry.key.strip_prefix("gdo.").unwrap_or(&entry.key).to_owned();
+        let text = entry.description.trim();
         if markdown {
             out.push_str(&format!("| `gdo.{key}` | `{default}` | {} |\n", text.replace('|', "\\|")));
         } else {
@@ -198,7 +204,15 @@ pub async fn run(args: Args) -> Result<()> {
             (Some(text), None)
         }
     };
-    let ctx = new_context_limited(args.memory_limit.map(|m| m.0));
+    let ctx = match &args.cluster {
+        Some(url) if args.memory_limit.is_some() => {
+            return Err(GdoError::Usage(format!(
+                "--memory-limit bounds a local session; on a cluster ({url}) give each executor --memory-limit"
+            )));
+        }
+        Some(url) => crate::cluster::connect(url).await?,
+        None => new_context_limited(args.memory_limit.map(|m| m.0)),
+    };
     let ctx = if source.is_none() { with_path_tables(ctx) } else { ctx };
     // What the SQL may read, by name, for the commit of a table written with --out.
     let mut inputs = serde_json::Map::new();

@@ -332,6 +332,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         exclude: vec![],
         exclude_mode: crate::select::exclude::ExcludeMode::Question,
         memory_limit: None,
+        cluster: None,
     })
     .await?;
     let mut subsets: Vec<(String, PathBuf)> =

@@ -20,6 +20,7 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -77,6 +78,10 @@ pub struct DescribeOptions {
     /// (frames missing or undecodable, the model failing): a wrong media folder should
     /// stop the pipeline here, not yield descriptors of nothing.
     pub max_error_ratio: f64,
+    /// Compute on this cluster (`df://HOST:PORT`); None: in this process.
+    pub cluster: Option<String>,
+    /// Chunks computed at once on a cluster.
+    pub cluster_jobs: usize,
 }
 
 impl Default for DescribeOptions {
@@ -98,6 +103,8 @@ impl Default for DescribeOptions {
             stop_after_chunks: None,
             motion_device: "cpu".into(),
             max_error_ratio: 0.5,
+            cluster: None,
+            cluster_jobs: 8,
         }
     }
 }
@@ -204,7 +211,16 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     if opts.chunk_size == 0 || opts.batch_size == 0 {
         return Err(GdoError::Usage("--batch-size and the chunk size must be at least 1".into()));
     }
-    let ctx = new_context();
+    let ctx = match &opts.cluster {
+        Some(url) if opts.scorer.is_some() && !opts.cheap_only => {
+            return Err(GdoError::Usage(format!(
+                "--cluster {url} computes the cheap descriptors; run the model descriptors with --shard I/N \
+                 on each GPU machine and merge the outputs"
+            )));
+        }
+        Some(url) => crate::cluster::connect(url).await?,
+        None => new_context(),
+    };
     if !opts.motion_device.is_empty() {
         // A session setting, so the SQL functions see it (in this process or on an executor).
         ctx.state_ref().write().config_mut().options_mut().set("gdo.motion_device", &opts.motion_device)?;
@@ -263,14 +279,32 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
     // fails without describing the rest.
     let (mut errors_seen, mut example, mut kinds_seen) = (0u64, None, BTreeMap::new());
     let allowed = (opts.max_error_ratio * index.len() as f64).floor() as u64;
+    let mut pending = Vec::new();
     for (k, &(lo, hi)) in ranges.iter().enumerate() {
-        let chunk_loc = chunks_dir.child(&format!("chunk-{k:06}.parquet"));
         let rows_in_chunk = index.len().min((k + 1) * opts.chunk_size) - k * opts.chunk_size;
-        if chunk_loc.exists().await? {
+        if chunks_dir.child(&format!("chunk-{k:06}.parquet")).exists().await? {
             report.chunks_resumed += 1;
             bar.inc(rows_in_chunk as u64);
             continue;
         }
+        pending.push((k, lo, hi, rows_in_chunk));
+    }
+    // Locally one chunk at a time (its query uses every core); on a cluster several
+    // chunks are jobs at once, so every executor has work.
+    let in_flight = if opts.cluster.is_some() { opts.cluster_jobs.max(1) } else { 1 };
+    let session = &ctx;
+    let mut chunks = futures::stream::iter(pending)
+        .map(|(k, lo, hi, rows_in_chunk)| async move {
+            let sql = CHEAP_SQL
+                .replace("{lo}", &lo.to_string())
+                .replace("{hi}", &hi.to_string())
+                .replace("{shards}", &shards.to_string())
+                .replace("{shard}", &shard.to_string());
+            let batches = crate::sql::run_statements(session, &sql).await?.pop().map(|r| r.batches).unwrap_or_default();
+            Ok::<_, GdoError>((k, rows_in_chunk, batches))
+        })
+        .buffered(in_flight);
+    while let Some(next) = chunks.next().await {
         #[cfg(feature = "fault-injection")]
         if opts.stop_after_chunks.is_some_and(|n| computed >= n) {
             bar.finish_and_clear();
@@ -278,12 +312,8 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
-        let sql = CHEAP_SQL
-            .replace("{lo}", &lo.to_string())
-            .replace("{hi}", &hi.to_string())
-            .replace("{shards}", &shards.to_string())
-            .replace("{shard}", &shard.to_string());
-        let batches = crate::sql::run_statements(&ctx, &sql).await?.pop().map(|r| r.batches).unwrap_or_default();
+        let (k, rows_in_chunk, batches) = next?;
+        let chunk_loc = chunks_dir.child(&format!("chunk-{k:06}.parquet"));
         let Some(first) = batches.first() else { continue };
         let batch = concat_batches(&first.schema(), &batches)?;
         let batch = match (&opts.scorer, opts.cheap_only) {
@@ -294,6 +324,7 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
         errors_seen += count_errors(&batch, &mut kinds_seen, &mut example);
         if errors_seen > allowed {
             bar.finish_and_clear();
+            drop(chunks);
             let _ = table.abort().await;
             crate::table::delete_under(&chunks_dir).await?;
             return Err(too_many_errors(
@@ -313,6 +344,7 @@ pub async fn run_describe(opts: &DescribeOptions) -> Result<DescribeReport> {
         computed += 1;
         bar.inc(rows_in_chunk as u64);
     }
+    drop(chunks);
     bar.finish_and_clear();
     report.chunks_computed = computed;
 

@@ -47,6 +47,14 @@ pub struct ShippedGoalNode {
     selection: LogicalPlan,
 }
 
+impl ShippedGoalNode {
+    /// The node marking `query`, whose `goal_select` call is `selection` (a codec
+    /// rebuilding the node from its inputs uses this).
+    pub fn new(query: LogicalPlan, selection: LogicalPlan) -> Self {
+        Self { query, selection }
+    }
+}
+
 impl UserDefinedLogicalNodeCore for ShippedGoalNode {
     fn name(&self) -> &str {
         NODE_NAME

@@ -108,6 +108,8 @@ pub struct SelectJob {
     pub exclude_mode: ExcludeMode,
     /// Bound on the memory the session's queries hold (bytes); None: unbounded.
     pub memory_limit: Option<usize>,
+    /// Score on this cluster (`df://HOST:PORT`); None: in this process.
+    pub cluster: Option<String>,
 }
 
 /// One goal's outcome.
@@ -252,24 +254,75 @@ pub async fn open_scored_session(
     memory_limit: Option<usize>,
 ) -> Result<ScoredSession> {
     let ctx = new_context_limited(memory_limit);
+    let (total, report, exclusion, pool_read) =
+        score_in(&ctx, pool, metrics, settings, exclude, exclude_mode, goals).await?;
+    Ok(ScoredSession { ctx, total, metrics: report, exclusion, pool_read })
+}
+
+/// [`open_scored_session`] with the scoring (statistics, strata, scores, VDS3)
+/// computed on the cluster at `url`. Its rows come back to a local session, where the
+/// goal operators run as they do without a cluster: they need every scored pair in
+/// one place, and their reports stay in this process.
+pub async fn open_scored_session_on(
+    url: &str,
+    pool: &str,
+    metrics: &[String],
+    settings: &[(String, String)],
+    exclude_mode: ExcludeMode,
+    memory_limit: Option<usize>,
+) -> Result<ScoredSession> {
+    let remote = crate::cluster::connect(url).await?;
+    let (total, report, _, _) = score_in(&remote, pool, metrics, settings, &[], exclude_mode, usize::MAX).await?;
+    let ctx = new_context_limited(memory_limit);
     let pool_read = register_table(&ctx, "pool", pool).await?.read;
-    let exclusion = if exclude.is_empty() { None } else { Some(apply_exclusions(&ctx, exclude, exclude_mode).await?) };
+    for (k, v) in settings {
+        set(&ctx, k, v).await?;
+    }
+    for name in CLUSTER_SCORED {
+        ctx.register_table(*name, remote.table_provider(*name).await?)?;
+    }
+    Ok(ScoredSession { ctx, total, metrics: report, exclusion: None, pool_read })
+}
+
+/// The tables a cluster's scoring hands to the local session: what the goal files and
+/// the coverage counts read.
+const CLUSTER_SCORED: &[&str] = &[
+    "metrics",
+    "gdo_metric_stats",
+    "gdo_strata",
+    "gdo_stratum_alignment",
+    "gdo_source_prior",
+    "gdo_metric_vds3",
+    "gdo_scored",
+];
+
+async fn score_in(
+    ctx: &SessionContext,
+    pool: &str,
+    metrics: &[String],
+    settings: &[(String, String)],
+    exclude: &[String],
+    exclude_mode: ExcludeMode,
+    goals: usize,
+) -> Result<(u64, MetricsReport, Option<ExclusionReport>, Value)> {
+    let pool_read = register_table(ctx, "pool", pool).await?.read;
+    let exclusion = if exclude.is_empty() { None } else { Some(apply_exclusions(ctx, exclude, exclude_mode).await?) };
     if metrics.is_empty() {
         return Err(GdoError::Usage("no --metrics given: selection needs the merged descriptors".into()));
     }
     let started = Instant::now();
-    let report = load_metrics(&ctx, metrics).await?;
+    let report = load_metrics(ctx, metrics).await?;
     tracing::info!(rows = report.loaded, secs = started.elapsed().as_secs_f64(), "metrics loaded");
     for (k, v) in settings {
-        set(&ctx, k, v).await?;
+        set(ctx, k, v).await?;
     }
-    let total = count_sql(&ctx, "SELECT count(*) FROM pool").await?;
+    let total = count_sql(ctx, "SELECT count(*) FROM pool").await?;
     let mut keep = KEPT_LOOKUPS.to_vec();
     if goals > 1 || total <= MATERIALISE_MAX_PAIRS {
         keep.extend(["gdo_metric_vds3", "gdo_scored"]);
     }
-    create_score_views_keeping(&ctx, &keep).await?;
-    Ok(ScoredSession { ctx, total, metrics: report, exclusion, pool_read })
+    create_score_views_keeping(ctx, &keep).await?;
+    Ok((total, report, exclusion, pool_read))
 }
 
 /// What every goal of one `gdo select` run reads; nothing in it changes once the
@@ -299,16 +352,30 @@ pub async fn run_select(job: &SelectJob) -> Result<Vec<GoalOutcome>> {
     if job.goals.is_empty() {
         return Err(GdoError::Usage("no goal given (--goal NAME|FILE.sql or --all-goals)".into()));
     }
-    let ScoredSession { ctx, total, metrics, exclusion, pool_read } = open_scored_session(
-        &job.pool,
-        &job.metrics,
-        &job.settings,
-        &job.exclude,
-        job.exclude_mode,
-        job.goals.len(),
-        job.memory_limit,
-    )
-    .await?;
+    let scored = match &job.cluster {
+        Some(url) if !job.exclude.is_empty() => {
+            return Err(GdoError::Usage(format!(
+                "--exclude does not run on a cluster yet ({url}); run the selection without --cluster"
+            )));
+        }
+        Some(url) => {
+            open_scored_session_on(url, &job.pool, &job.metrics, &job.settings, job.exclude_mode, job.memory_limit)
+                .await?
+        }
+        None => {
+            open_scored_session(
+                &job.pool,
+                &job.metrics,
+                &job.settings,
+                &job.exclude,
+                job.exclude_mode,
+                job.goals.len(),
+                job.memory_limit,
+            )
+            .await?
+        }
+    };
+    let ScoredSession { ctx, total, metrics, exclusion, pool_read } = scored;
     tracing::info!(
         secs = started.elapsed().as_secs_f64(),
         peak_mib = peak_rss_mib(),

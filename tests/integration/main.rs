@@ -2,6 +2,7 @@
 
 mod atomic;
 mod bad_input;
+mod cluster;
 mod common;
 mod delta;
 mod describe;

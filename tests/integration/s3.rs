@@ -10,8 +10,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::common::{gdo, image_row, run_ok, video_row};
 
-const ACCESS: &str = "gdo-test-access";
-const SECRET: &str = "gdo-test-secret";
+pub(crate) const ACCESS: &str = "gdo-test-access";
+pub(crate) const SECRET: &str = "gdo-test-secret";
 pub(crate) const BUCKET: &str = "gdo-bucket";
 
 /// An s3s-fs server on 127.0.0.1 with one bucket, served from a temp folder by a

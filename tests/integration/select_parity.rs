@@ -45,6 +45,7 @@ fn job(pool: &Path, out: &Path, goals: &[&str]) -> SelectJob {
         exclude: vec![],
         exclude_mode: gdo::select::exclude::ExcludeMode::Both,
         memory_limit: None,
+        cluster: None,
     }
 }
 

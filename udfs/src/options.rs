@@ -3,10 +3,12 @@
 //! They live in the session's `ConfigOptions`, not in process globals, so a fresh
 //! session (or a Ballista executor, which ships config with every task) sees them.
 
-use datafusion::common::extensions_options;
-use datafusion::config::{ConfigExtension, ConfigOptions};
+use std::any::Any;
 
-extensions_options! {
+use datafusion::common::config_namespace;
+use datafusion::config::{ConfigEntry, ConfigExtension, ConfigField, ConfigOptions, ExtensionOptions, Visit};
+
+config_namespace! {
     /// Settings that override a goal's parameters and switch parts of GDO's score off.
     pub struct GdoOptions {
         /// Ablation: drop the VDS3 term (0.95*v) from video scores.
@@ -38,6 +40,39 @@ extensions_options! {
 
 impl ConfigExtension for GdoOptions {
     const PREFIX: &'static str = "gdo";
+}
+
+/// By hand rather than with `extensions_options!`, whose entries drop the `gdo.`
+/// prefix: Ballista ships a job's settings as these entries and sets each key on the
+/// scheduler and the executors, so unprefixed keys were dropped there (an executor
+/// then ran with the defaults, `motion_device` included).
+impl ExtensionOptions for GdoOptions {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+    fn set(&mut self, key: &str, value: &str) -> datafusion::common::Result<()> {
+        ConfigField::set(self, key, value)
+    }
+    fn entries(&self) -> Vec<ConfigEntry> {
+        struct Entries(Vec<ConfigEntry>);
+        impl Visit for Entries {
+            fn some<V: std::fmt::Display>(&mut self, key: &str, value: V, description: &'static str) {
+                self.0.push(ConfigEntry { key: key.to_owned(), value: Some(value.to_string()), description });
+            }
+            fn none(&mut self, key: &str, description: &'static str) {
+                self.0.push(ConfigEntry { key: key.to_owned(), value: None, description });
+            }
+        }
+        let mut v = Entries(Vec::new());
+        ConfigField::visit(self, &mut v, Self::PREFIX, "");
+        v.0
+    }
 }
 
 /// The session's gdo settings (defaults when the extension is not registered).
