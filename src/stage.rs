@@ -376,27 +376,23 @@ impl IntoFuture for Train {
     }
 }
 
-/// `gdo demo`: the whole loop on the sample data, with a report.
+/// `gdo demo`: the paper's protocol in miniature on generated data, with a control and a report.
 #[derive(Debug, Clone)]
 pub struct Demo {
     opts: DemoOptions,
-    /// None: 40 pairs, 16 with `quick`.
+    /// None: 100 pairs, 25 with `quick`.
     count: Option<u64>,
+    /// None: 3 seeds, 1 with `quick`.
+    seeds: Option<usize>,
 }
 
 impl Demo {
-    /// Run on the sample data in `samples` (`data-samples/`), writing into `out`.
-    pub fn new(samples: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+    /// Run the demo, writing its data, tables and report into `out`.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
         Self {
-            opts: DemoOptions {
-                out: out.into(),
-                samples: samples.into(),
-                quick: false,
-                seed: 7,
-                count: 40,
-                progress: false,
-            },
+            opts: DemoOptions { out: out.into(), quick: false, seed: 7, seeds: 3, count: 100, progress: false },
             count: None,
+            seeds: None,
         }
     }
     /// The small variant the test suite runs.
@@ -406,6 +402,11 @@ impl Demo {
     }
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.opts.seed = seed;
+        self
+    }
+    /// Selection and fine-tuning seeds (`seed`, `seed + 1`, ...).
+    pub fn with_seeds(mut self, seeds: Option<usize>) -> Self {
+        self.seeds = seeds;
         self
     }
     /// Pairs in each goal's 1x subset.
@@ -424,7 +425,8 @@ impl IntoFuture for Demo {
     type IntoFuture = Running<DemoSummary>;
     fn into_future(self) -> Self::IntoFuture {
         let mut opts = self.opts;
-        opts.count = self.count.unwrap_or(if opts.quick { 16 } else { 40 });
+        opts.count = self.count.unwrap_or(if opts.quick { 25 } else { 100 });
+        opts.seeds = self.seeds.unwrap_or(if opts.quick { 1 } else { 3 });
         Box::pin(async move { run_demo(&opts).await })
     }
 }

@@ -39,6 +39,10 @@
 //! order never depends on hash-map iteration, and JPEG/PNG/WebP encoding is
 //! deterministic. The generators overwrite files but never delete any.
 
+mod demo;
+
+pub use demo::{DEMO_BENCHMARKS, DemoDataOptions, DemoDataSummary, LOW_VALUE_KINDS, POOL_SHARES, generate_demo_data};
+
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};

@@ -26,8 +26,9 @@ pub struct Args {
     /// SQL whose result is the training table.
     #[arg(long, value_name = "QUERY")]
     pub sql: Option<String>,
-    /// `tiny-vlm` (trained from a seeded initialisation), or a Qwen3-VL checkpoint folder
-    /// (config.json, tokenizer.json, *.safetensors) to fine-tune in f32.
+    /// `tiny-vlm` (trained from a seeded initialisation), or a checkpoint to fine-tune:
+    /// a Qwen3-VL folder (config.json, tokenizer.json, *.safetensors; in f32) or a
+    /// tiny-vlm `gdo train` output folder (its newest checkpoint, config and tokenizer).
     #[arg(long, default_value = "tiny-vlm", value_name = "tiny-vlm|DIR")]
     pub model: String,
     /// Output folder: checkpoints/, the metrics table (metrics/), tokenizer.json.
@@ -78,6 +79,9 @@ pub struct Args {
     /// Tokens per frame side: each frame becomes N x N region tokens (1, 2 or 4).
     #[arg(long, default_value_t = TinyVlmConfig::default().frame_grid)]
     pub frame_grid: usize,
+    /// tiny-vlm: pixels per side of a frame's patches (frames are 32x32).
+    #[arg(long, default_value_t = TinyVlmConfig::default().patch_size)]
+    pub patch_size: usize,
     /// Leave fold I of K out of training (rows with gdo_fold(video_uid, K) = I), for a
     /// cross-fitted proxy scorer: train one model per fold, then give all K to
     /// `gdo describe --scorer` so that each pair is scored by a model that never saw it.
@@ -107,18 +111,19 @@ fn name_path<'a>(flag: &str, spec: &'a str) -> Result<(&'a str, &'a str)> {
         .ok_or_else(|| GdoError::Usage(format!("{flag} expects NAME=PATH, got '{spec}'")))
 }
 
-/// `--model`: None for tiny-vlm, else a Qwen3-VL folder.
+/// `--model`: None for tiny-vlm from scratch, else a Qwen3-VL folder or a tiny-vlm run
+/// or checkpoint folder to fine-tune.
 fn base_model(spec: &str) -> Result<Option<std::path::PathBuf>> {
     if spec == crate::models::tiny_vlm::model::MODEL_TYPE {
         return Ok(None);
     }
     let dir = std::path::PathBuf::from(spec);
-    let model_type = crate::models::load::model_type(&dir)
+    let model_type = crate::models::load::model_type(&crate::models::load::model_dir(&dir)?)
         .map_err(|e| GdoError::Usage(format!("--model {spec}: neither tiny-vlm nor a model folder ({e})")))?;
     match model_type.as_str() {
-        crate::train::qwen3_vl::MODEL_TYPE => Ok(Some(dir)),
+        crate::train::qwen3_vl::MODEL_TYPE | crate::models::tiny_vlm::model::MODEL_TYPE => Ok(Some(dir)),
         other => Err(GdoError::Usage(format!(
-            "--model {spec}: model_type \"{other}\"; gdo train fine-tunes qwen3_vl folders (or trains tiny-vlm)"
+            "--model {spec}: model_type \"{other}\"; gdo train fine-tunes qwen3_vl and tiny-vlm checkpoints"
         ))),
     }
 }
@@ -175,6 +180,7 @@ pub async fn run(args: Args) -> Result<()> {
             n_layers: args.layers,
             max_frames: args.frames,
             frame_grid: args.frame_grid,
+            patch_size: args.patch_size,
             vision_layers: args.vision_layers,
             holdout: args.holdout_fold,
             ..Default::default()

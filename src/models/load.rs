@@ -1,6 +1,6 @@
 //! Load a scorer model folder by its `config.json` `model_type`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
@@ -20,14 +20,19 @@ pub fn model_type(dir: &Path) -> std::result::Result<String, String> {
     Ok(json.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_owned())
 }
 
+/// The model folder `path` names: itself when it holds `config.json`, else (a `gdo
+/// train` output folder) its newest checkpoint, else itself.
+pub fn model_dir(path: &Path) -> Result<PathBuf> {
+    if path.join("config.json").exists() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(crate::models::weights::latest(path)?.unwrap_or_else(|| path.to_path_buf()))
+}
+
 /// Load the scorer in `path` onto `device`: a model folder (with `config.json`), or a
 /// `gdo train` output folder, which stands for its newest checkpoint.
 pub fn load_scorer(path: &Path, device: &Device) -> Result<Box<dyn Scorer>> {
-    let newest = match path.join("config.json").exists() {
-        true => None,
-        false => crate::models::weights::latest(path)?,
-    };
-    let path = newest.as_deref().unwrap_or(path);
+    let path = &model_dir(path)?;
     let model_type = model_type(path).map_err(|e| GdoError::Usage(format!("--scorer {}: {e}", path.display())))?;
     match model_type.as_str() {
         "qwen3_vl" => Ok(Box::new(crate::models::qwen3_vl::Qwen3VlScorer::load(path, device)?)),

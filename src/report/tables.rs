@@ -11,13 +11,15 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{AVERAGE_SPLIT, RunCurve, UNIFORM_RUN};
+use super::{AVERAGE_SPLIT, RunCurve, Stat, UNIFORM_RUN, display_name};
 use crate::error::{GdoError, Result};
 
 /// Table 1 row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SplitRow {
     pub split: String,
+    pub uni: Option<Stat>,
+    pub best_goal_stat: Option<Stat>,
     pub uni_accuracy: f64,
     pub uni_samples: u64,
     pub best_goal: String,
@@ -37,6 +39,8 @@ pub struct GoalRow {
     pub samples_seen: u64,
     /// Final accuracy per split, in [`ComparisonTables::splits`] order, then the average.
     pub accuracy: Vec<f64>,
+    /// The same with intervals and spread.
+    pub stats: Vec<Option<Stat>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -94,6 +98,8 @@ pub fn compute_tables(runs: &[RunCurve]) -> Result<ComparisonTables> {
         let reduction = samples_to_match.filter(|&s| s > 0).map(|s| uni_samples as f64 / s as f64);
         per_split.push(SplitRow {
             split: split.clone(),
+            uni: uni.final_stat(split),
+            best_goal_stat: best_run.final_stat(split),
             uni_accuracy,
             uni_samples,
             best_goal: best_run.name.clone(),
@@ -113,17 +119,33 @@ pub fn compute_tables(runs: &[RunCurve]) -> Result<ComparisonTables> {
             subset_size: r.subset_size,
             samples_seen: r.total_samples(),
             accuracy: splits.iter().map(|s| r.final_accuracy(s).unwrap_or(f64::NAN)).collect(),
+            stats: splits.iter().map(|s| r.final_stat(s)).collect(),
         })
         .collect();
     Ok(ComparisonTables { splits, per_split, per_goal })
 }
 
-fn pct(x: f64) -> String {
+/// A percentage with one decimal (what every table cell shows).
+pub fn pct(x: f64) -> String {
     if x.is_finite() { format!("{:.1}", 100.0 * x) } else { "n/a".into() }
 }
 
 fn signed_pct(x: f64) -> String {
     if x.is_finite() { format!("{:+.1}", 100.0 * x) } else { "n/a".into() }
+}
+
+/// `54.2 [50.1, 58.3]`, and ` ±2.1` (seed spread) over several seeds.
+pub fn stat_cell(s: Option<&Stat>) -> String {
+    match s {
+        None => "n/a".into(),
+        Some(s) => {
+            let mut out = format!("{} [{}, {}]", pct(s.accuracy), pct(s.lo), pct(s.hi));
+            if let Some(sd) = s.sd {
+                out.push_str(&format!(" ±{}", pct(sd)));
+            }
+            out
+        }
+    }
 }
 
 fn samples(s: Option<u64>) -> String {
@@ -141,8 +163,8 @@ impl ComparisonTables {
             .map(|r| {
                 vec![
                     r.split.clone(),
-                    pct(r.uni_accuracy),
-                    format!("{} ({})", pct(r.best_goal_accuracy), r.best_goal),
+                    stat_cell(r.uni.as_ref()),
+                    format!("{} ({})", stat_cell(r.best_goal_stat.as_ref()), display_name(&r.best_goal)),
                     signed_pct(r.delta),
                     samples(r.samples_to_match),
                     r.uni_samples.to_string(),
@@ -156,8 +178,9 @@ impl ComparisonTables {
         self.per_goal
             .iter()
             .map(|g| {
-                let mut row = vec![g.name.clone(), g.subset_size.to_string(), g.samples_seen.to_string()];
-                row.extend(g.accuracy.iter().map(|&a| pct(a)));
+                let mut row =
+                    vec![display_name(&g.name).to_owned(), g.subset_size.to_string(), g.samples_seen.to_string()];
+                row.extend(g.stats.iter().map(|s| stat_cell(s.as_ref())));
                 row
             })
             .collect()
@@ -184,7 +207,8 @@ impl ComparisonTables {
     }
 }
 
-fn md_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
+/// A Markdown table.
+pub fn md_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
     let _ = writeln!(out, "| {} |", header.join(" | "));
     let _ = writeln!(out, "|{}", header.iter().map(|_| "---|").collect::<String>());
     for r in rows {
@@ -192,21 +216,23 @@ fn md_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
     }
 }
 
-/// The two tables as Markdown (no title; the caller adds context).
-pub fn render_markdown(t: &ComparisonTables) -> String {
+/// The two tables as Markdown, their titles naming `label` (e.g. the pool).
+pub fn render_markdown(t: &ComparisonTables, label: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "### Table 1: best goal vs Uni-10x, per benchmark\n");
+    let _ = writeln!(out, "### Table 1 ({label}): best goal vs Uni-10x, per benchmark\n");
     md_table(&mut out, &ComparisonTables::table1_header(), &t.table1_rows());
-    let _ = writeln!(out, "\n### Table 2: every run, final accuracy per benchmark\n");
+    let _ = writeln!(out, "\n### Table 2 ({label}): every run, final accuracy per benchmark\n");
     md_table(&mut out, &t.table2_header(), &t.table2_rows());
     out
 }
 
-fn html_escape(s: &str) -> String {
+/// Escape text for HTML.
+pub fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn html_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
+/// An HTML table (cells escaped).
+pub fn html_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
     let _ = write!(out, "<table>\n<tr>");
     for h in header {
         let _ = write!(out, "<th>{}</th>", html_escape(h));
@@ -222,30 +248,25 @@ fn html_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
     let _ = writeln!(out, "</table>");
 }
 
-/// A standalone HTML page: `intro_html` (already escaped), both tables, and the
-/// frontier plot `plot_svg` (a file name beside the page).
-pub fn render_html(title: &str, intro_html: &str, t: &ComparisonTables, plot_svg: &str) -> String {
+/// The two tables as HTML sections, their titles naming `label`.
+pub fn render_html_tables(t: &ComparisonTables, label: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\
-         body{{font-family:sans-serif;max-width:70em;margin:2em auto}}\
-         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:.3em .6em;text-align:right}}\
-         td:first-child,th:first-child{{text-align:left}}</style></head><body>",
-        html_escape(title)
-    );
-    let _ = writeln!(out, "<h1>{}</h1>\n{}", html_escape(title), intro_html);
-    let _ = writeln!(out, "<h2>Table 1: best goal vs Uni-10x, per benchmark</h2>");
+    let _ = writeln!(out, "<h3>Table 1 ({}): best goal vs Uni-10x, per benchmark</h3>", html_escape(label));
     html_table(&mut out, &ComparisonTables::table1_header(), &t.table1_rows());
-    let _ = writeln!(out, "<h2>Table 2: every run, final accuracy per benchmark</h2>");
+    let _ = writeln!(out, "<h3>Table 2 ({}): every run, final accuracy per benchmark</h3>", html_escape(label));
     html_table(&mut out, &t.table2_header(), &t.table2_rows());
-    let _ = writeln!(
-        out,
-        "<h2>Frontier: accuracy against samples seen</h2>\n<img src=\"{}\" alt=\"frontier plot\" style=\"max-width:100%\">",
-        html_escape(plot_svg)
-    );
-    let _ = writeln!(out, "</body></html>");
     out
+}
+
+/// A standalone HTML page: a title and `body_html` (already HTML).
+pub fn render_html(title: &str, body_html: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>\
+         body{{font-family:sans-serif;max-width:80em;margin:2em auto}}\
+         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:.3em .6em;text-align:right}}\
+         td:first-child,th:first-child{{text-align:left}}</style></head><body>\n<h1>{t}</h1>\n{body_html}\n</body></html>\n",
+        t = html_escape(title)
+    )
 }
 
 #[cfg(test)]
@@ -257,10 +278,7 @@ mod tests {
         RunCurve {
             name: name.into(),
             subset_size: size,
-            points: pts
-                .iter()
-                .map(|&(s, sp, a)| EvalPoint { samples_seen: s, split: sp.into(), accuracy: a, n: 10 })
-                .collect(),
+            points: pts.iter().map(|&(s, sp, a)| EvalPoint::single(s, sp, a, 10)).collect(),
         }
     }
 
@@ -282,11 +300,18 @@ mod tests {
         // Averages: uni 0.45 final; minloss 0.35 then 0.45 -> matches at 10; temp 0.325, 0.4.
         assert_eq!((avg.best_goal.as_str(), avg.samples_to_match), ("minloss", Some(10)));
         assert_eq!(t.per_goal.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["minloss", "temp", "uni_10x"]);
-        let md = render_markdown(&t);
-        assert!(md.contains("| img | 50.0 | 60.0 (minloss) | +10.0 | 10 | 100 | 10.0x |"), "{md}");
-        assert!(md.contains("| uni_10x | 100 | 100 | 50.0 | 40.0 | 45.0 |"), "{md}");
-        let html = render_html("t", "<p>x</p>", &t, "frontier.svg");
-        assert!(html.contains("<td>60.0 (minloss)</td>") && html.contains("frontier.svg"));
+        let md = render_markdown(&t, "main pool");
+        // Cells: accuracy and its 95% Wilson interval over the 10 questions.
+        assert!(
+            md.contains("| img | 50.0 [23.7, 76.3] | 60.0 [31.3, 83.2] (MinLoss) | +10.0 | 10 | 100 | 10.0x |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| Uni-10x | 100 | 100 | 50.0 [23.7, 76.3] | 40.0 [16.8, 68.7] | 45.0 [25.8, 65.8] |"),
+            "{md}"
+        );
+        let html = render_html("t", &render_html_tables(&t, "main pool"));
+        assert!(html.contains("<td>60.0 [31.3, 83.2] (MinLoss)</td>") && html.contains("Table 1 (main pool)"));
     }
 
     #[test]
@@ -295,7 +320,7 @@ mod tests {
         let a = run("diverse", 10, &[(10, "img", 0.5)]);
         let t = compute_tables(&[uni.clone(), a.clone()]).unwrap();
         assert_eq!((t.per_split[0].samples_to_match, t.per_split[0].reduction), (None, None));
-        assert!(render_markdown(&t).contains("| never |"));
+        assert!(render_markdown(&t, "x").contains("| never |"));
         assert!(compute_tables(&[a]).unwrap_err().to_string().contains("no 'uni_10x' run"));
         let other = run("temp", 10, &[(10, "vid", 0.5)]);
         assert!(compute_tables(&[uni, other]).unwrap_err().to_string().contains("was evaluated on"));

@@ -43,8 +43,10 @@ pub fn accuracy(model: &dyn Trainee, split: &PreparedSplit) -> Result<(f64, u64)
         return Ok((0.0, 0));
     }
     let mut correct = 0u64;
-    for (row, frames) in split.rows.iter().zip(&split.frames) {
-        let losses = model.candidate_losses(&row.question, frames, &split.candidates)?;
+    let questions: Vec<(&str, &[RgbImage])> =
+        split.rows.iter().zip(&split.frames).map(|(r, f)| (r.question.as_str(), f.as_slice())).collect();
+    let all = model.candidate_losses_many(&questions, &split.candidates)?;
+    for (row, losses) in split.rows.iter().zip(all) {
         let mut best = 0;
         for (i, l) in losses.iter().enumerate() {
             if *l < losses[best] {

@@ -23,7 +23,7 @@ use datafusion::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
 pub use crate::models::tiny_vlm::{Holdout, TinyVlm, TinyVlmConfig};
-pub use train_loop::train;
+pub use train_loop::{evaluate, train};
 
 /// The training recipe. Defaults are sized so that six models train on the ~700-pair
 /// sample pool in minutes on two CPU cores.
@@ -47,8 +47,9 @@ pub struct TrainConfig {
     /// Model hyper-parameters (`vocab_size` is set from the tokenizer; `holdout`, when
     /// set, leaves that fold of the table out of training and is saved with the model).
     pub model: TinyVlmConfig,
-    /// Fine-tune this Qwen3-VL checkpoint folder instead of training `tiny-vlm`; of
-    /// `model`, only `max_frames` (frames per pair) applies then.
+    /// Fine-tune this checkpoint instead of training `tiny-vlm` from its seeded
+    /// initialisation: a Qwen3-VL folder (of `model`, only `max_frames` applies then) or
+    /// a `tiny-vlm` run folder or checkpoint (its config and tokenizer are kept).
     pub base_model: Option<std::path::PathBuf>,
     /// Largest vocabulary of a tokenizer built from the training table.
     pub max_vocab: usize,

@@ -112,11 +112,26 @@ async fn prepare_split(
     Ok(PreparedSplit { name: split.name.clone(), rows, frames, candidates: cands })
 }
 
-/// The model to train: Qwen3-VL from `cfg.base_model`, else `tiny-vlm` from its seeded
-/// initialisation with a tokenizer from the resumed checkpoint, `cfg.tokenizer`, or
-/// built from the training rows (and saved under `out`).
+/// The model to train: the checkpoint `cfg.base_model` (Qwen3-VL or tiny-vlm), else
+/// `tiny-vlm` from its seeded initialisation with a tokenizer from the resumed
+/// checkpoint, `cfg.tokenizer`, or built from the training rows (and saved under `out`).
 fn trainee(cfg: &TrainConfig, rows: &[Row], out: &Path, latest: Option<&Path>) -> Result<Box<dyn Trainee>> {
-    let wanted = if cfg.base_model.is_some() { QWEN3_VL } else { TINY_VLM };
+    // A base folder is a Qwen3-VL checkpoint or a tiny-vlm `gdo train` output (its newest
+    // checkpoint), fine-tuned from its weights with a fresh optimizer.
+    let base = match &cfg.base_model {
+        None => None,
+        Some(dir) => {
+            let dir = crate::models::load::model_dir(dir)?;
+            let kind = crate::models::load::model_type(&dir)
+                .map_err(|e| GdoError::Usage(format!("--model {}: {e}", dir.display())))?;
+            Some((dir, kind))
+        }
+    };
+    let wanted = match &base {
+        Some((_, kind)) if kind == TINY_VLM => TINY_VLM,
+        Some(_) => QWEN3_VL,
+        None => TINY_VLM,
+    };
     if let Some(dir) = latest {
         let saved = crate::models::load::model_type(dir)
             .map_err(|e| GdoError::Usage(format!("--resume: {}: {e}", dir.display())))?;
@@ -127,8 +142,23 @@ fn trainee(cfg: &TrainConfig, rows: &[Row], out: &Path, latest: Option<&Path>) -
             )));
         }
     }
-    if let Some(base) = &cfg.base_model {
-        return Ok(Box::new(Qwen3VlTrainee::load(base, cfg.model.max_frames, &cfg.device)?));
+    match &base {
+        Some((dir, kind)) if kind == TINY_VLM => {
+            if cfg.tokenizer.is_some() {
+                return Err(GdoError::Usage(format!(
+                    "--tokenizer: fine-tuning {} keeps the base model's tokenizer",
+                    dir.display()
+                )));
+            }
+            let tok = TextTokenizer::load(&dir.join("tokenizer.json"))?;
+            let mcfg = crate::models::tiny_vlm::model::read_config(dir)?;
+            let model = TinyVlmTrainee::new(&mcfg, tok, cfg.seed, &cfg.device)?;
+            // A resumed run loads its own checkpoint over these weights.
+            weights::load_weights(model.varmap(), dir, &cfg.device)?;
+            return Ok(Box::new(model));
+        }
+        Some((dir, _)) => return Ok(Box::new(Qwen3VlTrainee::load(dir, cfg.model.max_frames, &cfg.device)?)),
+        None => {}
     }
     let tok = match (latest, &cfg.tokenizer) {
         (Some(dir), _) => TextTokenizer::load(&dir.join("tokenizer.json"))?,
@@ -183,7 +213,8 @@ pub async fn train(
         None => input,
         Some(_) if cfg.base_model.is_some() => {
             return Err(GdoError::Usage(
-                "--holdout-fold trains tiny-vlm proxies for cross-fitted scoring; it does not apply to --model".into(),
+                "--holdout-fold trains tiny-vlm proxies from scratch for cross-fitted scoring; it does not apply to --model"
+                    .into(),
             ));
         }
         Some(h) => without_fold(input, h)?,
@@ -365,4 +396,23 @@ pub async fn train(
         checkpoint: last_dir.unwrap_or_else(|| weights::checkpoints_dir(&out)),
         stopped_early,
     })
+}
+
+/// Accuracy of the checkpoint `cfg.base_model` on each split, untrained further (the
+/// starting point of a fine-tuning run), under the same evaluation rule and limits as
+/// [`train`]'s checkpoints; records have step and samples_seen 0.
+pub async fn evaluate(ctx: &SessionContext, cfg: &TrainConfig, evals: &[EvalSplit]) -> Result<Vec<EvalRecord>> {
+    if cfg.base_model.is_none() {
+        return Err(GdoError::Usage("evaluate: no checkpoint given (base_model)".into()));
+    }
+    let model = trainee(cfg, &[], Path::new("."), None)?;
+    let fetcher = FrameFetcher::new(ctx.runtime_env().object_store_registry.clone());
+    let mut skips = BTreeMap::new();
+    let mut out = Vec::new();
+    for s in evals {
+        let split = prepare_split(&fetcher, s, cfg, model.frame_prep(), &mut skips).await?;
+        let (accuracy, n) = accuracy(model.as_ref(), &split)?;
+        out.push(EvalRecord { step: 0, samples_seen: 0, split: s.name.clone(), accuracy, n });
+    }
+    Ok(out)
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{D, Device, Tensor, Var};
 use candle_nn::VarMap;
 use image::RgbImage;
 
@@ -13,7 +13,7 @@ use crate::error::{GdoError, Result};
 use crate::models::tiny_vlm::inputs::{FramePrep, build_batch, encode_pair};
 use crate::models::tiny_vlm::model::{TinyVlm, TinyVlmConfig, batch_mean_nll, row_mean_nll, token_nll};
 use crate::models::tiny_vlm::scorer::answer_losses;
-use crate::models::tiny_vlm::tokenizer::TextTokenizer;
+use crate::models::tiny_vlm::tokenizer::{PAD, TextTokenizer};
 use crate::models::weights;
 use crate::train::batcher::Row;
 
@@ -37,6 +37,11 @@ pub trait Trainee {
     fn candidate_losses(&self, question: &str, frames: &[RgbImage], candidates: &[String]) -> Result<Vec<f64>> {
         let items: Vec<(&str, &str, &[RgbImage])> = candidates.iter().map(|c| (question, c.as_str(), frames)).collect();
         self.answer_losses(&items)
+    }
+    /// [`Self::candidate_losses`] of several questions (row i: question i's losses); a
+    /// model may score them in one batch.
+    fn candidate_losses_many(&self, questions: &[(&str, &[RgbImage])], candidates: &[String]) -> Result<Vec<Vec<f64>>> {
+        questions.iter().map(|(q, f)| self.candidate_losses(q, f, candidates)).collect()
     }
     /// Files written beside `model.safetensors` in every checkpoint (name, bytes).
     fn checkpoint_files(&self) -> Result<Vec<(String, Vec<u8>)>>;
@@ -71,6 +76,83 @@ impl TinyVlmTrainee {
     }
 }
 
+impl TinyVlmTrainee {
+    /// Candidate losses of a few questions: each question's frames encoded and its
+    /// prompt decoded once (a prefill), then only the candidates' tokens are stepped
+    /// through, every candidate continuing its question's cache. The same losses as
+    /// decoding every (question, candidate) pair whole, at a fraction of the cost. A
+    /// question so long that a candidate would truncate it is scored whole instead.
+    fn rank_chunk(&self, chunk: &[(&str, &[RgbImage])], candidates: &[String]) -> Result<Vec<Vec<f64>>> {
+        let cfg = self.model.config();
+        let (q, c) = (chunk.len(), candidates.len());
+        let prompts = chunk.iter().map(|(qu, _)| encode_pair(&self.tok, cfg, qu, "")).collect::<Result<Vec<_>>>()?;
+        // Each (question, candidate): the answer tokens and EOS after the prompt.
+        let mut answers: Vec<Vec<u32>> = Vec::with_capacity(q * c);
+        for (i, (qu, _)) in chunk.iter().enumerate() {
+            for cand in candidates {
+                let e = encode_pair(&self.tok, cfg, qu, cand)?;
+                let n = e.text_mask.iter().filter(|&&m| m > 0.0).count();
+                if e.prompt_len != prompts[i].prompt_len || n <= e.prompt_len {
+                    return chunk.iter().map(|(qu, f)| self.candidate_losses(qu, f, candidates)).collect();
+                }
+                answers.push(e.tokens[e.prompt_len..n].to_vec());
+            }
+        }
+        let frame_refs: Vec<&[RgbImage]> = chunk.iter().map(|(_, f)| *f).collect();
+        let one = build_batch(&prompts, &frame_refs, &vec![false; q], cfg, &self.device)?;
+        let v = self.model.encode_frames(&one.frames)?;
+        // The prompts alone (encode_pair put EOS after the empty answer).
+        let width = prompts.iter().map(|p| p.prompt_len).max().unwrap_or(1);
+        let (mut tokens, mut mask) = (vec![PAD; q * width], vec![0f32; q * width]);
+        for (i, p) in prompts.iter().enumerate() {
+            tokens[i * width..i * width + p.prompt_len].copy_from_slice(&p.tokens[..p.prompt_len]);
+            mask[i * width..i * width + p.prompt_len].iter_mut().for_each(|m| *m = 1.0);
+        }
+        let (logits, cache) = self.model.prefill(
+            &v,
+            &one.frame_mask,
+            &Tensor::from_vec(tokens, (q, width), &self.device)?,
+            &Tensor::from_vec(mask, (q, width), &self.device)?,
+        )?;
+        let vocab = logits.dim(2)?;
+        let last: Vec<u32> = (0..q).map(|i| (i * width + prompts[i].prompt_len - 1) as u32).collect();
+        let first =
+            logits.reshape((q * width, vocab))?.index_select(&Tensor::new(last.as_slice(), &self.device)?, 0)?;
+        let owners: Vec<u32> = (0..q * c).map(|r| (r / c) as u32).collect();
+        let owners = Tensor::new(owners.as_slice(), &self.device)?;
+        let mut log_probs =
+            candle_nn::ops::log_softmax(&first.index_select(&owners, 0)?, D::Minus1)?.to_vec2::<f32>()?;
+        let mut cache = cache.select_rows(&owners)?;
+        let mut nll = vec![0f64; q * c];
+        let longest = answers.iter().map(Vec::len).max().unwrap_or(0);
+        for j in 0..longest {
+            for (r, a) in answers.iter().enumerate() {
+                if let Some(&t) = a.get(j) {
+                    nll[r] -= f64::from(log_probs[r][t as usize]);
+                }
+            }
+            if j + 1 == longest {
+                break;
+            }
+            // Feed answer token j (padding where a candidate has ended: that row is done).
+            let feed: Vec<u32> = answers.iter().map(|a| a.get(j).copied().unwrap_or(PAD)).collect();
+            let pos: Vec<u32> =
+                (0..q * c).map(|r| (prompts[r / c].prompt_len + j).min(cfg.max_text - 1) as u32).collect();
+            let step = self.model.step(
+                &Tensor::new(feed.as_slice(), &self.device)?,
+                &Tensor::new(pos.as_slice(), &self.device)?,
+                &mut cache,
+            )?;
+            log_probs = candle_nn::ops::log_softmax(&step, D::Minus1)?.to_vec2::<f32>()?;
+        }
+        Ok(nll
+            .chunks(c)
+            .enumerate()
+            .map(|(i, row)| row.iter().enumerate().map(|(k, l)| l / answers[i * c + k].len() as f64).collect())
+            .collect())
+    }
+}
+
 impl Trainee for TinyVlmTrainee {
     fn model_type(&self) -> &str {
         crate::models::tiny_vlm::model::MODEL_TYPE
@@ -89,7 +171,7 @@ impl Trainee for TinyVlmTrainee {
         let texts =
             rows.iter().map(|r| encode_pair(&self.tok, cfg, &r.question, &r.answer)).collect::<Result<Vec<_>>>()?;
         let frame_refs: Vec<&[RgbImage]> = frames.iter().map(|f| f.as_slice()).collect();
-        let b = build_batch(&texts, &frame_refs, blind, cfg, &self.device)?;
+        let b = build_batch(&texts, &frame_refs, blind, cfg, &self.device)?.trimmed()?;
         let logits = self.model.forward(&b.frames, &b.frame_mask, &b.tokens, &b.text_mask)?;
         Ok(batch_mean_nll(&token_nll(&logits, &b.targets)?, &b.loss_mask)?)
     }
@@ -112,6 +194,18 @@ impl Trainee for TinyVlmTrainee {
         let logits = self.model.decode(&v, &mask, &b.tokens, &b.text_mask)?;
         let losses = row_mean_nll(&token_nll(&logits, &b.targets)?, &b.loss_mask)?;
         Ok(losses.to_vec1::<f32>()?.into_iter().map(f64::from).collect())
+    }
+
+    fn candidate_losses_many(&self, questions: &[(&str, &[RgbImage])], candidates: &[String]) -> Result<Vec<Vec<f64>>> {
+        let c = candidates.len();
+        if c == 0 {
+            return Ok(vec![Vec::new(); questions.len()]);
+        }
+        let mut out = Vec::with_capacity(questions.len());
+        for chunk in questions.chunks((512 / c).max(1)) {
+            out.extend(self.rank_chunk(chunk, candidates)?);
+        }
+        Ok(out)
     }
 
     fn checkpoint_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
@@ -156,6 +250,15 @@ mod tests {
         assert_eq!(shared.len(), 4);
         for (a, b) in shared.iter().zip(&each) {
             assert!((a - b).abs() < 1e-5, "{shared:?} vs {each:?}");
+        }
+        // Several questions at once (prefix shared, candidates stepped) give each
+        // question's own losses.
+        let other: Vec<RgbImage> = frames.iter().map(image::imageops::flip_horizontal).collect();
+        let asked = [("what colour is the disc", &frames[..]), ("left", &other[..]), ("red", &[][..])];
+        let many = model.candidate_losses_many(&asked, &candidates).unwrap();
+        for (row, (q, f)) in many.iter().zip(asked) {
+            let alone = model.candidate_losses(q, f, &candidates).unwrap();
+            assert!(row.iter().zip(&alone).all(|(a, b)| (a - b).abs() < 1e-4), "{q}: {row:?} vs {alone:?}");
         }
         // The frames matter: without them the losses differ.
         let blind = model.candidate_losses("what colour is the disc", &[], &candidates).unwrap();

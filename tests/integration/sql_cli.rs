@@ -151,42 +151,132 @@ fn function_reference_and_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--list-queries"));
 }
 
+/// `54.2 [50.1, 58.3]` (and ` ±2.1` over several seeds), as the report prints a stat.
+fn stat_cell(s: &serde_json::Value) -> String {
+    let p = |k: &str| format!("{:.1}", 100.0 * s[k].as_f64().unwrap());
+    let mut out = format!("{} [{}, {}]", p("accuracy"), p("lo"), p("hi"));
+    if !s["sd"].is_null() {
+        out.push_str(&format!(" ±{}", p("sd")));
+    }
+    out
+}
+
+fn paper_name(name: &str) -> &str {
+    match name {
+        "minloss" => "MinLoss",
+        "diverse" => "Diverse",
+        "temp" => "Temp",
+        "temp_plus" => "Temp+",
+        "uni_10x" => "Uni-10x",
+        other => other,
+    }
+}
+
+/// The Markdown table rows (cells trimmed) under the first heading that starts with `title`.
+fn md_rows(report: &str, title: &str) -> Vec<Vec<String>> {
+    let at = report.find(title).unwrap_or_else(|| panic!("no '{title}' in {report}"));
+    report[at..]
+        .lines()
+        .skip(1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| l.trim().trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect())
+        .collect()
+}
+
 #[test]
-fn demo_quick_runs_the_whole_loop_on_the_committed_sample_pool() {
+fn demo_quick_report_matches_its_summary() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
     let o = run_ok(gdo().arg("demo").arg("--quick").arg("--out").arg(&out));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("report: "), "{stdout}");
+    assert!(stdout.contains("[9/9] write the report") && stdout.contains("report: "), "{stdout}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    // The committed sample pool: 900 pairs, its 10 broken lines counted by reason.
-    assert!(report.contains("Ingest: 900 pairs from 710 rows, 10 rejected lines"), "{report}");
-    for q in gdo::queries::AUDIT {
-        assert!(report.contains(&format!("### {}", q.name)), "{}", q.name);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("demo_summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["seeds"], serde_json::json!([7]));
+    for (split, n) in summary["data"]["bench_questions"].as_array().unwrap().iter().map(|v| (&v[0], &v[1])) {
+        assert_eq!(n, 100, "{split}");
     }
-    // Table 2 has a row with a number per split for every goal and the baseline.
-    for run in ["minloss", "diverse", "temp", "temp_plus", "uni_10x"] {
-        let row =
-            report.lines().find(|l| l.starts_with(&format!("| {run} |"))).unwrap_or_else(|| panic!("{run}: {report}"));
-        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
-        // run, size, samples, 3 splits + average
-        assert_eq!(cells.len(), 7, "{row}");
-        for c in &cells[1..] {
-            assert!(c.parse::<f64>().is_ok(), "{run}: '{c}' is not a number in {row}");
+    // The conclusion is the summary's, sentence for sentence.
+    let sentences = summary["conclusion"]["sentences"].as_array().unwrap();
+    assert!(sentences.len() >= 3, "{sentences:?}");
+    for s in sentences {
+        assert!(report.contains(&format!("- {}", s.as_str().unwrap())), "{s} not in the report");
+    }
+    // Chance and the base model.
+    let levels = md_rows(&report, "### Chance and the base model");
+    assert_eq!(levels.len(), 4);
+    for (row, (chance, base)) in levels
+        .iter()
+        .zip(summary["chance"].as_array().unwrap().iter().zip(summary["base_accuracy"].as_array().unwrap()))
+    {
+        assert_eq!(row[0], chance[0].as_str().unwrap());
+        assert_eq!(row[1], format!("{:.1}", 100.0 * chance[1].as_f64().unwrap()));
+        assert_eq!(row[2], format!("{:.1}", 100.0 * base[1].as_f64().unwrap()));
+    }
+    // Both pools: every number of both tables equals the summary's.
+    let pools = summary["pools"].as_array().unwrap();
+    assert_eq!(pools.iter().map(|p| p["pool"].as_str().unwrap()).collect::<Vec<_>>(), ["pool", "clean"]);
+    for p in pools {
+        let label = p["label"].as_str().unwrap();
+        let t = &p["tables"];
+        let rows = md_rows(&report, &format!("### Table 1 ({label})"));
+        let per_split = t["per_split"].as_array().unwrap();
+        assert_eq!(rows.len(), per_split.len());
+        for (row, r) in rows.iter().zip(per_split) {
+            let best =
+                format!("{} ({})", stat_cell(&r["best_goal_stat"]), paper_name(r["best_goal"].as_str().unwrap()));
+            let to_match = r["samples_to_match"].as_u64().map_or("never".to_owned(), |s| s.to_string());
+            let expected = [
+                r["split"].as_str().unwrap().to_owned(),
+                stat_cell(&r["uni"]),
+                best,
+                format!("{:+.1}", 100.0 * r["delta"].as_f64().unwrap()),
+                to_match,
+                r["uni_samples"].to_string(),
+            ];
+            assert_eq!(row[..6], expected, "{label}");
+        }
+        let rows = md_rows(&report, &format!("### Table 2 ({label})"));
+        let per_goal = t["per_goal"].as_array().unwrap();
+        assert_eq!(rows.len(), 5, "{label}: the four goals and Uni-10x");
+        for (row, g) in rows.iter().zip(per_goal) {
+            let mut expected = vec![
+                paper_name(g["name"].as_str().unwrap()).to_owned(),
+                g["subset_size"].to_string(),
+                g["samples_seen"].to_string(),
+            ];
+            expected.extend(g["stats"].as_array().unwrap().iter().map(stat_cell));
+            assert_eq!(row, &expected, "{label}");
+            assert_eq!(row.len(), 7, "run, size, samples, 3 splits and the average");
+        }
+        // Each subset's make-up adds up to its size.
+        let rows = md_rows(&report, &format!("### What each subset holds ({label}"));
+        for (row, c) in rows.iter().zip(p["composition"].as_array().unwrap()) {
+            assert_eq!(row[1], c["size"].to_string());
+            let shares: f64 = row[2..].iter().map(|x| x.parse::<f64>().unwrap()).sum();
+            assert!((shares - 100.0).abs() < 0.5, "{row:?}");
         }
     }
-    // Table 1: one row per split and the average.
-    for split in ["image_static", "video_temporal", "video_long", "average"] {
-        assert!(report.lines().any(|l| l.starts_with(&format!("| {split} |"))), "{split}: {report}");
+    // The main pool has every low-value kind, the clean pool none.
+    let kinds = md_rows(&report, "### The pools, by kind of pair");
+    let low = ["near_duplicate", "text_answer", "motionless_video", "wrong_answer"];
+    for row in kinds.iter().filter(|r| low.contains(&r[0].as_str())) {
+        assert!(row[1].parse::<u64>().unwrap() > 0 && row[3] == "0", "{row:?}");
     }
+    assert!(
+        report.contains("## Side table: the paper's results") && report.contains("| Temp+ | 53.3k | 63.65 (+1.38)")
+    );
     let png = image::open(out.join("frontier.png")).expect("frontier.png decodes");
-    assert!(png.width() > 1000 && png.height() > 200);
+    assert!(png.width() > 1000 && png.height() >= 600, "two rows of panels");
     let svg = std::fs::read_to_string(out.join("frontier.svg")).unwrap();
-    for run in ["minloss", "diverse", "temp", "temp_plus", "uni_10x"] {
-        assert!(svg.contains(&format!("{run} (")), "{run} missing from the plot legend");
+    for run in ["MinLoss (", "Diverse (", "Temp (", "Temp+ (", "Uni-10x ("] {
+        assert!(svg.contains(run), "{run} missing from the plot legend");
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.contains("<table>") && html.contains("frontier.svg"));
+    assert!(html.contains("<table>") && html.contains("frontier.svg") && html.contains("Table 2 (clean pool)"));
 }
 
 #[test]

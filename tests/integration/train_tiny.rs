@@ -224,6 +224,42 @@ async fn trains_deterministically_resumes_bit_identically_and_rejects_bad_input(
     assert_eq!(tnc[2..], scorer.tnc_llm(&qs[2..]).unwrap()[..]);
 }
 
+/// Fine-tuning a tiny-vlm run starts from its weights, config and tokenizer: with a zero
+/// learning rate the weights come out unchanged, and `evaluate` of the base gives the
+/// accuracy its last checkpoint recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fine_tunes_a_tiny_vlm_run_from_its_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = sample_pool_session(tmp.path()).await;
+    let input = || async { ctx.sql("SELECT * FROM pool ORDER BY qa_uid LIMIT 96").await.unwrap() };
+    let evals = vec![EvalSplit {
+        name: "held_out".into(),
+        table: ctx.sql("SELECT * FROM pool ORDER BY qa_uid DESC LIMIT 24").await.unwrap(),
+    }];
+    let out = |n: &str| tmp.path().join(n).display().to_string();
+    let shape = TinyVlmConfig { patch_size: 4, ..TinyVlmConfig::default() };
+    let base = train(&ctx, input().await, &TrainConfig { model: shape, ..small() }, &evals, &out("base"), false)
+        .await
+        .unwrap();
+    let from_base =
+        |lr: f64| TrainConfig { base_model: Some(tmp.path().join("base")), lr, weight_decay: 0.0, seed: 3, ..small() };
+    let frozen = train(&ctx, input().await, &from_base(0.0), &[], &out("frozen"), false).await.unwrap();
+    assert_eq!(weights(&base.checkpoint), weights(&frozen.checkpoint), "lr 0: the base's weights, unchanged");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(frozen.checkpoint.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["patch_size"], 4, "the base's shape is kept: {config}");
+    let tuned = train(&ctx, input().await, &from_base(1e-3), &[], &out("tuned"), false).await.unwrap();
+    assert_ne!(weights(&base.checkpoint), weights(&tuned.checkpoint), "a positive lr moves the weights");
+    let with_tok = TrainConfig { tokenizer: Some(out("base/tokenizer.json")), ..from_base(1e-3) };
+    let err = train(&ctx, input().await, &with_tok, &[], &out("tok"), false).await.unwrap_err().to_string();
+    assert!(err.contains("keeps the base model's tokenizer"), "{err}");
+    // The base evaluated as it is: what its last checkpoint recorded.
+    let at_start = gdo::train::evaluate(&ctx, &from_base(0.0), &evals).await.unwrap();
+    let last = base.evals.last().unwrap();
+    assert_eq!((at_start[0].accuracy, at_start[0].n), (last.accuracy, last.n));
+    assert_eq!(at_start[0].samples_seen, 0);
+}
+
 /// The question kind (`static`, `visual`, `temporal`, `text_only`) of every sample pair,
 /// keyed by (source file name, line, turn), from the generator's `gdo_sample` labels.
 fn question_kinds() -> HashMap<(String, i64, i32), String> {

@@ -107,6 +107,32 @@ pub struct Batch {
     pub text_mask: Tensor,
 }
 
+impl Batch {
+    /// The batch with its text cut to the longest row. Positions past it are padding that
+    /// no loss counts and, under the causal mask, no earlier position sees, so the losses
+    /// are the same up to rounding, and a batch of short pairs costs a fraction of
+    /// `max_text`. Rounding then depends on the batch's longest row, so only training
+    /// cuts: a scored pair's loss must not depend on the pairs batched with it.
+    pub fn trimmed(self) -> Result<Batch> {
+        let mask: Vec<Vec<f32>> = self.text_mask.to_vec2()?;
+        let used = mask.iter().map(|r| r.iter().rposition(|&m| m > 0.0).map_or(0, |i| i + 1)).max().unwrap_or(0);
+        let t = self.tokens.dim(1)?;
+        let keep = used.clamp(1, t);
+        if keep == t {
+            return Ok(self);
+        }
+        let cut = |x: Tensor| x.narrow(1, 0, keep)?.contiguous();
+        Ok(Batch {
+            frames: self.frames,
+            frame_mask: self.frame_mask,
+            tokens: cut(self.tokens)?,
+            targets: cut(self.targets)?,
+            loss_mask: cut(self.loss_mask)?,
+            text_mask: cut(self.text_mask)?,
+        })
+    }
+}
+
 /// Stack encoded pairs and their (already resized) frames; `blind[i]` drops row i's frames.
 pub fn build_batch(
     texts: &[EncodedText],

@@ -190,6 +190,23 @@ pub struct DecodeCache {
     key_add: Option<Tensor>,
 }
 
+impl DecodeCache {
+    /// A cache whose row i is row `rows[i]` of this one (`rows` u32 `[B']`), so that
+    /// several continuations can share one prefill.
+    pub fn select_rows(&self, rows: &Tensor) -> Result<DecodeCache> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                Some((k, v)) => Ok(Some((k.index_select(rows, 0)?, v.index_select(rows, 0)?))),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let key_add = self.key_add.as_ref().map(|k| k.index_select(rows, 0)).transpose()?;
+        Ok(DecodeCache { layers, key_add })
+    }
+}
+
 /// The model. Build with [`TinyVlm::new`] from a `VarBuilder`.
 pub struct TinyVlm {
     cfg: TinyVlmConfig,
