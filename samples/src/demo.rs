@@ -631,13 +631,4 @@ mod tests {
         generate_demo_data(c.path(), &DemoDataOptions { seed: 4, ..opts }).unwrap();
         assert!(read_all(a.path()) != read_all(c.path()));
     }
-
-    #[test]
-    #[ignore]
-    fn time_full() {
-        let t = std::time::Instant::now();
-        let a = tempfile::tempdir().unwrap();
-        let s = generate_demo_data(a.path(), &DemoDataOptions::full(7)).unwrap();
-        eprintln!("{s:?} in {:?}", t.elapsed());
-    }
 }
