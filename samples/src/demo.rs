@@ -122,6 +122,13 @@ struct Pair {
     kind: &'static str,
 }
 
+impl Pair {
+    /// A question about the colour of the shape `p` of the image `still`.
+    fn colour_of(id: String, still: &Still, p: &Placed, question: String, kind: &'static str) -> Pair {
+        Pair { id, video: false, images: vec![still.rel_path()], question, answer: p.colour.name().into(), kind }
+    }
+}
+
 fn colour_question(rng: &mut ChaCha8Rng, shape: &str, video: bool) -> String {
     let templates: [&str; 3] = if video {
         ["What colour is the {s} in the video?", "Which colour is the {s} in this clip?", "Name the colour of the {s}."]
@@ -288,14 +295,7 @@ impl Maker<'_, '_> {
                 let shapes = shapes_of(&still);
                 let p = shapes[self.plan.random_range(0..shapes.len())];
                 let q = colour_question(&mut self.plan, p.shape.name(), false);
-                Pair {
-                    id,
-                    video: false,
-                    images: vec![still.rel_path()],
-                    question: q,
-                    answer: p.colour.name().into(),
-                    kind,
-                }
+                Pair::colour_of(id, &still, &p, q, kind)
             }
         })
     }
@@ -334,14 +334,7 @@ impl Maker<'_, '_> {
                         p.colour.name(),
                         p.shape.name()
                     );
-                    Pair {
-                        id,
-                        video: false,
-                        images: vec![still.rel_path()],
-                        question: q,
-                        answer: p.colour.name().into(),
-                        kind,
-                    }
+                    Pair::colour_of(id, &still, &p, q, kind)
                 }
             }
             "motionless_video" => {
